@@ -1,0 +1,493 @@
+"""The ``segloop`` command line: segment, train, evaluate, info.
+
+User mistakes print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace('x', ',').split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a shape like 256 or 256,256'
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: sizes must be >= 1')
+    return values
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1), got {value}')
+    return value
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segloop.core.config import ModelConfig, TrainConfig
+    from segloop.core.errors import SegloopError
+    from segloop.models import resolve_model
+    from segloop.trainer import iter_train_folders
+
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()) and not args.overwrite:
+        raise SegloopError(
+            f'{output} exists; choose another -o or pass --overwrite'
+        )
+    dims = 3 if args.dims == 3 else 2
+    patch = args.patch * dims if len(args.patch) == 1 else args.patch
+    network = ModelConfig(
+        spatial_dims=dims,
+        depth=args.depth,
+        base_channels=args.base_channels,
+        norm=args.norm,
+        dropout=args.dropout,
+    )
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch_shape=tuple(patch),
+        learning_rate=args.lr,
+        seed=args.seed,
+        time_limit_s=args.time_limit * 60 if args.time_limit else None,
+        bf16=not args.fp32,
+    )
+    events = iter_train_folders(
+        args.data,
+        output,
+        network,
+        config,
+        val_fraction=args.val_fraction,
+        device=args.device,
+        checkpoint_every=args.checkpoint_every,
+        name=args.name,
+        init=resolve_model(args.init) if args.init else None,
+    )
+    with tqdm(total=args.steps, unit='step', desc='train') as bar:
+        for event in events:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f'{event.loss:.4f}', lr=f'{event.learning_rate:.2e}'
+            )
+    print(f'model written to {output}')
+    return 0
+
+
+def _progress_bar(total: int | None, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit='tile', desc=desc, dynamic_ncols=True)
+
+
+def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
+    """Drain a generator of Progress events into a tqdm bar."""
+    bar = _progress_bar(None, desc)
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                return stop.value
+            bar.total = event.total
+            bar.n = event.done
+            bar.refresh()
+    finally:
+        bar.close()
+
+
+def _predict_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        'axes': args.axes,
+        'channel': args.channel,
+        'tile': args.tile,
+        'overlap': args.overlap,
+        'batch_size': args.batch_size,
+        'device': args.device,
+        'precision': args.precision,
+    }
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from segloop.api import iter_segment, load_model
+
+    model = load_model(args.model)
+    output = _run_with_bar(
+        iter_segment(
+            args.input,
+            args.output,
+            model,
+            overwrite=args.overwrite,
+            **_predict_kwargs(args),
+        ),
+        'segment',
+    )
+    print(f'wrote {output}')
+    return 0
+
+
+def _next_free(path: Path) -> Path:
+    """``path`` or, if it exists, ``stem-1.suffix``, ``stem-2.suffix`` ..."""
+    candidate, number = path, 0
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f'{path.stem}-{number}{path.suffix}')
+    return candidate
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from segloop.api import iter_segment
+    from segloop.data import sample_path
+    from segloop.io.ome_zarr import read_labels
+
+    folder = Path(args.output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    output = _next_free(folder / 'nuclei2d_sample.zarr')
+    print(f'segmenting the bundled sample {sample_path().name} ...')
+    _run_with_bar(iter_segment(sample_path(), output), 'segment')
+    n_objects = int(read_labels(output).max())
+    print(f'found {n_objects} nuclei; OME-Zarr written to {output.resolve()}')
+    print(f'open it with: napari {output.resolve()}')
+    return 0
+
+
+def _read_label_image(path: Path) -> Any:
+    import numpy as np
+    import tifffile
+
+    from segloop.core.errors import InputError
+
+    if not path.exists():
+        raise InputError(f'{path} does not exist; check the path')
+    if path.suffix.lower() in ('.tif', '.tiff'):
+        try:
+            return np.asarray(tifffile.imread(path))
+        except (OSError, ValueError) as error:
+            raise InputError(f'cannot read {path}: {error}') from None
+    from segloop.io.ome_zarr import read_labels
+
+    return read_labels(path)
+
+
+def _label_pairs(pred: Path, truth: Path) -> list[tuple[Any, Any, str]]:
+    from segloop.core.errors import InputError
+
+    if (
+        truth.is_dir()
+        and not (truth / '.zattrs').exists()
+        and not (truth / 'zarr.json').exists()
+        and pred.is_dir()
+    ):
+        pairs = []
+        for truth_file in sorted(truth.glob('*.tif*')):
+            stem = truth_file.name.split('.')[0]
+            matches = sorted(pred.glob(stem + '.*'))
+            if not matches:
+                raise InputError(
+                    f'no prediction for {truth_file.name} in {pred}'
+                )
+            pairs.append(
+                (
+                    _read_label_image(truth_file),
+                    _read_label_image(matches[0]),
+                    stem,
+                )
+            )
+        if not pairs:
+            raise InputError(f'no .tif label images in {truth}')
+        return pairs
+    return [(_read_label_image(truth), _read_label_image(pred), pred.name)]
+
+
+def _print_scores(scores: list[Any]) -> None:
+    print(
+        f'{"IoU":>5} {"TP":>6} {"FP":>6} {"FN":>6} {"accuracy":>9} '
+        f'{"precision":>9} {"recall":>7} {"F1":>6}'
+    )
+    for s in scores:
+        print(
+            f'{s.threshold:5.2f} {s.tp:6d} {s.fp:6d} {s.fn:6d} '
+            f'{s.accuracy:9.4f} {s.precision:9.4f} {s.recall:7.4f} '
+            f'{s.f1:6.4f}'
+        )
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from segloop.core.errors import InputError
+    from segloop.core.metrics import evaluate_pairs
+
+    pairs = _label_pairs(Path(args.prediction), Path(args.truth))
+    for truth, pred, name in pairs:
+        if truth.shape != pred.shape:
+            raise InputError(
+                f'{name}: prediction {pred.shape} and ground truth '
+                f'{truth.shape} differ in shape'
+            )
+    thresholds = args.thresholds or [0.5, 0.6, 0.7, 0.8, 0.9]
+    scores = evaluate_pairs(((t, p) for t, p, _ in pairs), thresholds)
+    print(f'{len(pairs)} image(s), objects matched one-to-one by IoU')
+    _print_scores(scores)
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    import json
+
+    from segloop.api import load_model
+    from segloop.core.checkpoint import CONFIG_NAME
+    from segloop.core.errors import SegloopError
+    from segloop.evaluation import THRESHOLDS, predict_folder, score, tune
+    from segloop.io.datasets import dataset_key
+
+    model = load_model(args.model)
+    names = None
+    if args.split == 'validation':
+        split = model.info.provenance.get('validation_names', {})
+        names = split.get(dataset_key(args.data))
+        if not names:
+            raise SegloopError(
+                f'model {model.name} records no validation split for '
+                f'{args.data}; pass --split all'
+            )
+    items = list(predict_folder(model, args.data, names))
+    before = score(items, model.instance_params())
+    print(
+        f'{len(items)} image(s); current settings: '
+        f'{model.instance_params().to_dict()}'
+    )
+    _print_scores(before)
+    if args.search:
+        best, _ = tune(items, model.instance_params())
+        after = score(items, best, THRESHOLDS)
+        print(f'best settings: {best.to_dict()}')
+        _print_scores(after)
+    else:
+        best, after = model.instance_params(), before
+    if args.write:
+        if model.path is None:
+            raise SegloopError('this model has no folder to write to')
+        path = model.path / CONFIG_NAME
+        config = json.loads(path.read_text())
+        config['instances'] = best.to_dict()
+        config['provenance'].setdefault('scores', {})[args.split] = {
+            'data': dataset_key(args.data),
+            'n_images': len(items),
+            'at_iou': [s.to_dict() for s in after],
+        }
+        path.write_text(json.dumps(config, indent=2) + '\n')
+        print(f'settings and scores written to {path}')
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from segloop.models import list_models
+
+    if args.models or not args.path:
+        print('bundled models: ' + ', '.join(list_models()))
+        return 0
+    from segloop.core.checkpoint import read_info
+    from segloop.models import resolve_model
+
+    path = Path(args.path)
+    if args.path in list_models() or (path / 'config.json').is_file():
+        info = read_info(resolve_model(args.path))
+        print(
+            json.dumps(
+                {k: v for k, v in info.to_dict().items() if k != 'provenance'}
+                | {
+                    'provenance': {
+                        k: v
+                        for k, v in info.provenance.items()
+                        if k != 'validation_names'
+                    }
+                },
+                indent=2,
+            )
+        )
+        return 0
+    from segloop.io.ome_zarr import read_segloop_metadata
+    from segloop.io.readers import open_image
+
+    source = open_image(path, args.axes)
+    print(
+        f'{path}: axes {source.axes}, shape {tuple(source.shape)}, '
+        f'dtype {source.dtype}, scale {source.scale or "unknown"}'
+    )
+    if path.is_dir():
+        metadata = read_segloop_metadata(path)
+        if metadata:
+            state = 'complete' if metadata.get('complete') else 'INCOMPLETE'
+            print(
+                f'segloop output ({state}), model '
+                f'{metadata.get("model", {}).get("name")}'
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog='segloop',
+        description='Segment microscopy images with a U-Net.',
+    )
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    train = sub.add_parser('train', help='train a model on labelled folders')
+    train.add_argument(
+        'data', nargs='+', help='folders with images/ and masks/'
+    )
+    train.add_argument(
+        '-o', '--output', required=True, help='model folder to write'
+    )
+    train.add_argument('--name', default='model')
+    train.add_argument('--dims', type=int, choices=(2, 3), default=2)
+    train.add_argument('--steps', type=_positive_int, default=4000)
+    train.add_argument('--batch-size', type=_positive_int, default=8)
+    train.add_argument('--patch', type=_shape, default=(256,))
+    train.add_argument('--lr', type=float, default=2e-3)
+    train.add_argument('--depth', type=_positive_int, default=4)
+    train.add_argument('--base-channels', type=_positive_int, default=16)
+    train.add_argument(
+        '--norm', default='batch', choices=('batch', 'instance', 'group')
+    )
+    train.add_argument('--dropout', type=float, default=0.1)
+    train.add_argument('--val-fraction', type=float, default=0.15)
+    train.add_argument('--seed', type=int, default=0)
+    train.add_argument('--time-limit', type=float, help='minutes')
+    train.add_argument('--checkpoint-every', type=_positive_int, default=250)
+    train.add_argument('--device', default='auto')
+    train.add_argument(
+        '--fp32', action='store_true', help='disable bf16 autocast'
+    )
+    train.add_argument('--init', help='model (name or folder) to start from')
+    train.add_argument('--overwrite', action='store_true')
+    train.set_defaults(func=_cmd_train)
+
+    seg = sub.add_parser(
+        'segment',
+        help='segment an image into an OME-Zarr',
+        description='Segment INPUT (TIFF, Zarr or OME-Zarr) and write '
+        'probabilities + instance labels as OME-Zarr.',
+    )
+    seg.add_argument('input', help='image file (.tif, .zarr, .ome.zarr)')
+    seg.add_argument('-o', '--output', required=True, help='output .zarr path')
+    _add_predict_arguments(seg)
+    seg.add_argument(
+        '--overwrite', action='store_true', help='replace an existing output'
+    )
+    seg.set_defaults(func=_cmd_segment)
+
+    demo = sub.add_parser('demo', help='segment the bundled sample image')
+    demo.add_argument('--output-dir', default='segloop-demo')
+    demo.set_defaults(func=_cmd_demo)
+
+    ev = sub.add_parser(
+        'evaluate',
+        help='score predicted labels against ground truth',
+        description='Match objects one-to-one by IoU and print '
+        'TP/(TP+FP+FN), precision, recall and F1. PRED and GT are label '
+        'images (.tif, segloop .zarr) or folders of .tif with equal names.',
+    )
+    ev.add_argument('prediction')
+    ev.add_argument('truth')
+    ev.add_argument('--thresholds', type=float, nargs='+')
+    ev.set_defaults(func=_cmd_evaluate)
+
+    tn = sub.add_parser(
+        'tune',
+        help='score a model on labelled data and tune its instance settings',
+    )
+    tn.add_argument('model')
+    tn.add_argument('data', help='folder with images/ and masks/')
+    tn.add_argument(
+        '--split', choices=('validation', 'all'), default='validation'
+    )
+    tn.add_argument(
+        '--search',
+        action='store_true',
+        help='grid-search thresholds on these images',
+    )
+    tn.add_argument(
+        '--write',
+        action='store_true',
+        help='store settings and scores in config.json',
+    )
+    tn.set_defaults(func=_cmd_tune)
+
+    info = sub.add_parser('info', help='describe a model, image or output')
+    info.add_argument('path', nargs='?')
+    info.add_argument(
+        '--models', action='store_true', help='list bundled models'
+    )
+    info.add_argument('--axes')
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        '--model',
+        default=None,
+        help='bundled model name or model folder (default nuclei2d)',
+    )
+    parser.add_argument('--axes', help='e.g. YX, ZYX, TZYX, CYX')
+    parser.add_argument(
+        '--channel', type=int, help='channel to segment (0-based)'
+    )
+    parser.add_argument('--tile', type=_shape, help='tile size, e.g. 512,512')
+    parser.add_argument('--overlap', type=_fraction, default=0.125)
+    parser.add_argument('--batch-size', type=_positive_int, default=4)
+    parser.add_argument(
+        '--device', default='auto', help='auto, cpu, cuda, cuda:1 or mps'
+    )
+    parser.add_argument(
+        '--precision', default='auto', choices=('auto', 'fp32', 'bf16')
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    from segloop.core.errors import SegloopError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SegloopError as error:
+        print(f'segloop: error: {error}', file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            'segloop: error: out of memory; use a smaller --tile or '
+            '--batch-size',
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as error:
+        print(f'segloop: error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('segloop: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Model folders: ``config.json`` + ``weights.safetensors``.
+
+A model is data, not code: weights are read with safetensors (or, for a
+``weights.pt`` file, ``torch.load(weights_only=True)``), never unpickled.
+
+``config.json`` keys
+--------------------
+format_version : int
+    :data:`FORMAT_VERSION`; newer files are refused with a clear message.
+network : dict
+    :class:`segloop.core.config.ModelConfig` fields.
+axes : str
+    Spatial axes of one network input, e.g. 'YX' or 'ZYX'.
+normalization : dict
+    ``{'method': 'percentile', 'low': 1.0, 'high': 99.8}``.
+class_names : list of str
+    One per output channel.
+instances : dict
+    Defaults of ``segloop.core.instances.probabilities_to_instances``.
+provenance : dict
+    Training data, steps, date, package version, parent model, scores.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from segloop.core.config import ModelConfig
+from segloop.core.errors import ModelFileError
+from segloop.core.unet import UNet
+
+FORMAT_VERSION = 1
+CONFIG_NAME = 'config.json'
+WEIGHTS_NAME = 'weights.safetensors'
+TORCH_WEIGHTS_NAME = 'weights.pt'
+
+
+def package_version() -> str:
+    """Installed segloop version, or '0+unknown' when not installed."""
+    try:
+        return metadata.version('napari-segloop')
+    except metadata.PackageNotFoundError:
+        return '0+unknown'
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 text."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')
+
+
+@dataclass
+class ModelInfo:
+    """Everything in a model folder's ``config.json`` except the weights."""
+
+    network: ModelConfig
+    axes: str = 'YX'
+    normalization: dict[str, Any] = field(
+        default_factory=lambda: {
+            'method': 'percentile',
+            'low': 1.0,
+            'high': 99.8,
+        }
+    )
+    class_names: list[str] = field(
+        default_factory=lambda: ['background', 'interior', 'boundary']
+    )
+    instances: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    name: str = 'model'
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the ``config.json`` content."""
+        return {
+            'format_version': self.format_version,
+            'name': self.name,
+            'network': self.network.to_dict(),
+            'axes': self.axes,
+            'normalization': self.normalization,
+            'class_names': list(self.class_names),
+            'instances': self.instances,
+            'provenance': self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        """Parse ``config.json`` content; raise ModelFileError when invalid."""
+        version = data.get('format_version')
+        if not isinstance(version, int):
+            raise ModelFileError('config.json has no integer format_version')
+        if version > FORMAT_VERSION:
+            raise ModelFileError(
+                f'model format version {version} is newer than this segloop '
+                f'understands ({FORMAT_VERSION}); upgrade segloop '
+                '(pip install -U napari-segloop)'
+            )
+        try:
+            network = ModelConfig.from_dict(data['network'])
+            info = cls(
+                network=network,
+                axes=str(data['axes']),
+                normalization=dict(data.get('normalization', {})),
+                class_names=list(data['class_names']),
+                instances=dict(data.get('instances', {})),
+                provenance=dict(data.get('provenance', {})),
+                name=str(data.get('name', 'model')),
+                format_version=version,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ModelFileError(f'config.json is invalid: {error}') from None
+        if len(info.axes) != network.spatial_dims:
+            raise ModelFileError(
+                f"config.json axes '{info.axes}' do not match a "
+                f'{network.spatial_dims}D network'
+            )
+        if len(info.class_names) != network.out_channels:
+            raise ModelFileError(
+                'config.json class_names do not match the output channels'
+            )
+        return info
+
+
+def save_model(folder: str | Path, model: UNet, info: ModelInfo) -> Path:
+    """Write ``model`` and ``info`` to ``folder`` (created if missing).
+
+    Weights are written to a temporary name and renamed, so an interrupted
+    save never leaves a folder that looks complete.
+    """
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: v.detach().to('cpu').contiguous()
+        for k, v in model.state_dict().items()
+    }
+    tmp_weights = folder / (WEIGHTS_NAME + '.tmp')
+    save_file(state, str(tmp_weights))
+    tmp_config = folder / (CONFIG_NAME + '.tmp')
+    tmp_config.write_text(json.dumps(info.to_dict(), indent=2) + '\n')
+    tmp_weights.replace(folder / WEIGHTS_NAME)
+    tmp_config.replace(folder / CONFIG_NAME)
+    return folder
+
+
+def read_info(folder: str | Path) -> ModelInfo:
+    """Read and validate ``config.json`` of a model folder (no torch work)."""
+    folder = Path(folder)
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ModelFileError(
+            f'{folder} is not a segloop model folder (no {CONFIG_NAME}); '
+            'pass a bundled model name (segloop info --models) or a folder '
+            'written by segloop train'
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelFileError(f'cannot read {path}: {error}') from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f'{path} does not hold a JSON object')
+    return ModelInfo.from_dict(data)
+
+
+def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
+    safetensors_path = folder / WEIGHTS_NAME
+    torch_path = folder / TORCH_WEIGHTS_NAME
+    if safetensors_path.is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(safetensors_path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ModelFileError(
+                f'{safetensors_path} is corrupt ({error}); restore it or '
+                'use another model'
+            ) from None
+    if torch_path.is_file():
+        try:
+            state = torch.load(
+                torch_path, map_location='cpu', weights_only=True
+            )
+        except Exception as error:  # noqa: BLE001 - any unpickling refusal
+            raise ModelFileError(
+                f'{torch_path} was refused: it is not a plain weights '
+                f'file ({type(error).__name__}); only tensors are loaded, '
+                'never code'
+            ) from None
+        if not isinstance(state, dict):
+            raise ModelFileError(f'{torch_path} does not hold a state dict')
+        return state
+    raise ModelFileError(
+        f'{folder} has no {WEIGHTS_NAME}; the model folder is incomplete'
+    )
+
+
+def load_model(folder: str | Path) -> tuple[UNet, ModelInfo]:
+    """Build the network from ``config.json`` and load its weights.
+
+    Returns
+    -------
+    (UNet, ModelInfo)
+        The network on the CPU in eval mode, and its description.
+    """
+    folder = Path(folder)
+    info = read_info(folder)
+    state = _read_weights(folder)
+    model = UNet(info.network)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise ModelFileError(
+            f'weights in {folder} do not match config.json ({first})'
+        ) from None
+    model.eval()
+    return model, info
+
+
+def weights_hash(folder: str | Path) -> str:
+    """SHA-256 of the weights file, to stamp outputs with the model used."""
+    folder = Path(folder)
+    for name in (WEIGHTS_NAME, TORCH_WEIGHTS_NAME):
+        path = folder / name
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    return ''

@@ -1,0 +1,164 @@
+"""Frozen configuration dataclasses for networks, tiling and training.
+
+This module is torch-free so that reading a model folder's config is cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Norm = Literal['batch', 'instance', 'group']
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a U-Net.
+
+    Attributes
+    ----------
+    spatial_dims : int
+        2 for YX tiles, 3 for ZYX tiles.
+    in_channels, out_channels : int
+        Input channels and output classes.
+    depth : int
+        Number of down-sampling steps.
+    base_channels : int
+        Feature channels of the first level; doubled at every level.
+    norm : {'batch', 'instance', 'group'}
+        Normalisation after each convolution.
+    dropout : float
+        Dropout probability in the bottleneck and decoder blocks (used for
+        Monte Carlo dropout).
+    pool_factors : tuple of tuple of int, optional
+        Down-sampling factor per level and spatial axis, e.g.
+        ``((1, 2, 2), (2, 2, 2))`` for anisotropic 3D. ``None`` means 2 on
+        every axis at every level.
+    """
+
+    spatial_dims: int = 2
+    in_channels: int = 1
+    out_channels: int = 3
+    depth: int = 4
+    base_channels: int = 16
+    norm: Norm = 'batch'
+    dropout: float = 0.1
+    pool_factors: tuple[tuple[int, ...], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(
+                f'spatial_dims must be 2 or 3, got {self.spatial_dims}'
+            )
+        if self.depth < 1:
+            raise ValueError(f'depth must be >= 1, got {self.depth}')
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
+        if self.norm not in ('batch', 'instance', 'group'):
+            raise ValueError(
+                f"norm must be 'batch', 'instance' or 'group', "
+                f'got {self.norm!r}'
+            )
+        factors = self.level_factors()
+        if len(factors) != self.depth or any(
+            len(f) != self.spatial_dims for f in factors
+        ):
+            raise ValueError(
+                f'pool_factors must have {self.depth} entries of '
+                f'{self.spatial_dims} ints'
+            )
+
+    def level_factors(self) -> tuple[tuple[int, ...], ...]:
+        """Return the pooling factor per level and axis."""
+        if self.pool_factors is None:
+            return tuple((2,) * self.spatial_dims for _ in range(self.depth))
+        return tuple(tuple(int(v) for v in f) for f in self.pool_factors)
+
+    def divisor(self) -> tuple[int, ...]:
+        """Return what each spatial tile size must be a multiple of."""
+        total = [1] * self.spatial_dims
+        for factors in self.level_factors():
+            total = [t * f for t, f in zip(total, factors, strict=True)]
+        return tuple(total)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        out = dataclasses.asdict(self)
+        if self.pool_factors is not None:
+            out['pool_factors'] = [list(f) for f in self.pool_factors]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Build from :meth:`to_dict` output; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f'unknown network settings: {sorted(unknown)}')
+        data = dict(data)
+        if data.get('pool_factors') is not None:
+            data['pool_factors'] = tuple(
+                tuple(f) for f in data['pool_factors']
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """How an image is cut into tiles for inference.
+
+    Attributes
+    ----------
+    tile_shape : tuple of int, optional
+        Spatial tile size; rounded up to a valid size for the network.
+        ``None`` picks a default per dimensionality.
+    overlap : float
+        Fraction of the tile shared with each neighbour, in [0, 1).
+    batch_size : int
+        Tiles per forward pass.
+    blending : {'gaussian', 'constant'}
+        Weighting of overlapping tiles.
+    """
+
+    tile_shape: tuple[int, ...] | None = None
+    overlap: float = 0.125
+    batch_size: int = 4
+    blending: Literal['gaussian', 'constant'] = 'gaussian'
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.overlap < 1.0:
+            raise ValueError(
+                f'overlap must be in [0, 1), got {self.overlap}; try 0.125'
+            )
+        if self.batch_size < 1:
+            raise ValueError(f'batch size must be >= 1, got {self.batch_size}')
+        if self.blending not in ('gaussian', 'constant'):
+            raise ValueError(
+                f"blending must be 'gaussian' or 'constant', "
+                f'got {self.blending!r}'
+            )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of a training or fine-tuning run."""
+
+    steps: int = 4000
+    batch_size: int = 8
+    patch_shape: tuple[int, ...] = (256, 256)
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    dice_weight: float = 1.0
+    boundary_weight: float = 2.0
+    seed: int = 0
+    time_limit_s: float | None = None
+    bf16: bool = True
+    checkpointing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        out = dataclasses.asdict(self)
+        out['patch_shape'] = list(self.patch_shape)
+        return out

@@ -1,0 +1,59 @@
+"""Intensity normalisation by robust percentiles.
+
+Percentiles come from a strided sample of the whole image, so blockwise
+runs use the same numbers as a whole-image run (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_PERCENTILES = (1.0, 99.8)
+
+
+def sample_pixels(
+    image: np.ndarray, max_samples: int = 1_000_000
+) -> np.ndarray:
+    """Return a strided sample of ``image``, about ``max_samples`` values.
+
+    Parameters
+    ----------
+    image : array-like
+        Any shape; sliced with a uniform stride on every axis.
+    """
+    shape = np.asarray(image.shape)
+    size = int(np.prod(shape))
+    if size <= max_samples:
+        return np.asarray(image).ravel()
+    stride = int(np.ceil((size / max_samples) ** (1.0 / len(shape))))
+    index = tuple(slice(None, None, stride) for _ in shape)
+    return np.asarray(image[index]).ravel()
+
+
+def percentile_range(
+    image: np.ndarray,
+    low: float = DEFAULT_PERCENTILES[0],
+    high: float = DEFAULT_PERCENTILES[1],
+) -> tuple[float, float]:
+    """Return the (low, high) percentile values of ``image``, ignoring NaN.
+
+    Works for 8-bit, 16-bit and float images of any shape.
+    """
+    values = sample_pixels(image).astype(np.float32, copy=False)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(values, [low, high])
+    return float(lo), float(hi)
+
+
+def normalize(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map ``lo`` to 0 and ``hi`` to 1 as float32; constant images give 0.
+
+    Non-finite values become 0.
+    """
+    scale = 1.0 / (hi - lo) if hi > lo else 0.0
+    out = (np.asarray(image, dtype=np.float32) - np.float32(lo)) * np.float32(
+        scale
+    )
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)

@@ -1,0 +1,232 @@
+"""Training and fine-tuning: one loop for dense and sparse labels.
+
+``iter_train`` yields a :class:`TrainEvent` per optimisation step and
+returns the trained model. Targets hold class indices, with
+:data:`segloop.core.targets.IGNORE` (-1) where nothing is labelled, so the
+same loop trains on fully labelled images (``segloop train``) and on a
+user's painted corrections (fine-tuning).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from segloop.core.augment import augment_geometry, augment_intensity
+from segloop.core.config import TrainConfig
+from segloop.core.device import autocast, pick_device
+from segloop.core.targets import IGNORE
+from segloop.core.unet import UNet
+
+Batch = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress of one optimisation step."""
+
+    step: int
+    total_steps: int
+    loss: float
+    learning_rate: float
+    elapsed_s: float
+
+
+class PatchSampler:
+    """Random augmented patches from normalised images and class targets.
+
+    Parameters
+    ----------
+    images : sequence of ndarray, each shape (C, *spatial), float32
+        Normalised images.
+    targets : sequence of ndarray, each shape spatial, int
+        Class index per pixel, ``IGNORE`` where unlabelled.
+    patch_shape : tuple of int
+        Spatial patch size; images smaller than it are mirror-padded.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        targets: Sequence[np.ndarray],
+        patch_shape: Sequence[int],
+    ) -> None:
+        if len(images) != len(targets) or not images:
+            raise ValueError(
+                'need the same, non-zero number of images and targets'
+            )
+        self.patch_shape = tuple(int(p) for p in patch_shape)
+        self.images = []
+        self.targets = []
+        for image, target in zip(images, targets, strict=True):
+            pad = [
+                max(0, p - s)
+                for p, s in zip(self.patch_shape, target.shape, strict=True)
+            ]
+            if any(pad):
+                widths = [(0, p) for p in pad]
+                image = np.pad(image, [(0, 0), *widths], mode='reflect')
+                target = np.pad(target, widths, constant_values=IGNORE)
+            self.images.append(image)
+            self.targets.append(target.astype(np.int64))
+
+    def __call__(self, rng: np.random.Generator, batch_size: int) -> Batch:
+        """Return ``(x, y)``: float32 (N, C, *patch) and int64 (N, *patch)."""
+        xs, ys = [], []
+        for _ in range(batch_size):
+            k = int(rng.integers(len(self.images)))
+            image, target = self.images[k], self.targets[k]
+            start = [
+                int(rng.integers(s - p + 1))
+                for s, p in zip(target.shape, self.patch_shape, strict=True)
+            ]
+            region = tuple(
+                slice(a, a + p)
+                for a, p in zip(start, self.patch_shape, strict=True)
+            )
+            x, y = augment_geometry(
+                image[(slice(None), *region)], target[region], rng
+            )
+            xs.append(augment_intensity(x, rng))
+            ys.append(y)
+        return np.stack(xs), np.stack(ys)
+
+
+def masked_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    dice_weight: float = 1.0,
+) -> torch.Tensor:
+    """Cross-entropy + soft Dice over labelled pixels only.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, K, *spatial)
+    target : Tensor of int64, shape (N, *spatial)
+        Class index, or ``IGNORE`` (-1) where unlabelled: such pixels add
+        nothing to the loss and get zero gradient.
+    """
+    logits = logits.float()
+    valid = target != IGNORE
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(
+        logits, target, weight=class_weights, ignore_index=IGNORE
+    )
+    if dice_weight == 0:
+        return ce
+    probs = torch.softmax(logits, dim=1)
+    mask = valid.unsqueeze(1).to(probs.dtype)
+    onehot = F.one_hot(target.clamp(min=0), logits.shape[1])
+    onehot = onehot.movedim(-1, 1).to(probs.dtype) * mask
+    probs = probs * mask
+    dims = (0, *range(2, logits.ndim))
+    intersection = (probs * onehot).sum(dims)
+    denominator = probs.sum(dims) + onehot.sum(dims)
+    dice = (2 * intersection + 1.0) / (denominator + 1.0)
+    return ce + dice_weight * (1.0 - dice[1:].mean())
+
+
+def _learning_rate(step: int, elapsed_s: float, config: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 0 by the step or time limit.
+
+    Progress is the larger of the step and time fractions, so a run cut
+    short by ``time_limit_s`` still ends with an annealed learning rate.
+    """
+    warmup = min(100, max(1, config.steps // 20))
+    if step < warmup:
+        return config.learning_rate * (step + 1) / warmup
+    progress = (step - warmup) / max(1, config.steps - warmup)
+    if config.time_limit_s:
+        progress = max(progress, elapsed_s / config.time_limit_s)
+    return (
+        config.learning_rate
+        * 0.5
+        * (1 + math.cos(math.pi * min(1.0, progress)))
+    )
+
+
+def iter_train(
+    model: UNet,
+    sample_batch: Callable[[np.random.Generator, int], Batch],
+    config: TrainConfig,
+    device: str | torch.device | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[TrainEvent, None, UNet]:
+    """Train ``model`` in place, yielding one event per step.
+
+    Parameters
+    ----------
+    model : UNet
+        Starting weights (random or a model to fine-tune).
+    sample_batch : callable
+        ``sample_batch(rng, n) -> (x, y)``, e.g. a :class:`PatchSampler`.
+    config : TrainConfig
+        Steps, batch size, learning rate, seed, time limit.
+    device : str or torch.device, optional
+        Default: best available.
+    should_stop : callable, optional
+        Checked every step; training ends early when it returns True.
+
+    Returns
+    -------
+    UNet
+        The trained model in eval mode (the generator's return value).
+    """
+    device = (
+        pick_device(device) if not isinstance(device, torch.device) else device
+    )
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model.to(device=device, memory_format=model.memory_format)
+    model.gradient_checkpointing = config.checkpointing
+    model.train()
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+    )
+    weights = torch.ones(model.config.out_channels, device=device)
+    if model.config.out_channels > 2:
+        weights[2] = config.boundary_weight
+    start = time.perf_counter()
+    try:
+        for step in range(config.steps):
+            lr = _learning_rate(step, time.perf_counter() - start, config)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            x, y = sample_batch(rng, config.batch_size)
+            xt = (
+                torch.from_numpy(x)
+                .to(device)
+                .contiguous(memory_format=model.memory_format)
+            )
+            yt = torch.from_numpy(y).to(device)
+            with autocast(device, config.bf16):
+                logits = model(xt)
+            loss = masked_loss(logits, yt, weights, config.dice_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            elapsed = time.perf_counter() - start
+            yield TrainEvent(
+                step + 1, config.steps, float(loss.detach()), lr, elapsed
+            )
+            if should_stop is not None and should_stop():
+                break
+            if (
+                config.time_limit_s is not None
+                and elapsed > config.time_limit_s
+            ):
+                break
+    finally:
+        model.gradient_checkpointing = False
+        model.eval()
+    return model

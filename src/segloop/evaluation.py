@@ -1,0 +1,93 @@
+"""Score a model on labelled images and tune its instance settings.
+
+Used by ``segloop evaluate``/``segloop tune`` and by the accuracy tests:
+probabilities are predicted once per image, then every candidate
+:class:`InstanceParams` is scored from them (no network re-run).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from segloop.api import Model, load_model, predict
+from segloop.core.instances import InstanceParams, probabilities_to_instances
+from segloop.core.metrics import MatchScores, evaluate_pairs
+from segloop.io.datasets import load_labelled
+
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+DEFAULT_GRID = {
+    'fg_threshold': (0.4, 0.5, 0.6),
+    'seed_threshold': (0.5, 0.6, 0.7),
+    'h': (0.0, 0.5, 1.0, 2.0),
+    'smooth': (0.0, 1.0),
+}
+
+
+@dataclass
+class Scored:
+    """Probabilities of one labelled image."""
+
+    name: str
+    probabilities: np.ndarray
+    truth: np.ndarray
+
+
+def predict_folder(
+    model: Model | str | Path | None,
+    folder: str | Path,
+    names: Sequence[str] | None = None,
+    **predict_kwargs: object,
+) -> Iterator[Scored]:
+    """Yield the probabilities of every (or each named) labelled image."""
+    model = load_model(model)
+    for item in load_labelled(folder, list(names) if names else None):
+        result = predict(item.image, model, **predict_kwargs)
+        yield Scored(item.name, result.probabilities, item.labels)
+
+
+def score(
+    items: Iterable[Scored],
+    params: InstanceParams,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> list[MatchScores]:
+    """Pooled match scores of the instances made with ``params``."""
+    return evaluate_pairs(
+        (
+            (
+                item.truth,
+                probabilities_to_instances(item.probabilities, params),
+            )
+            for item in items
+        ),
+        thresholds,
+    )
+
+
+def tune(
+    items: Sequence[Scored],
+    start: InstanceParams | None = None,
+    grid: dict[str, Sequence[float]] | None = None,
+) -> tuple[InstanceParams, float]:
+    """Grid-search instance settings for the best accuracy at IoU 0.5.
+
+    Returns
+    -------
+    (InstanceParams, float)
+        The best settings and their pooled accuracy.
+    """
+    start = start or InstanceParams()
+    grid = grid or DEFAULT_GRID
+    best, best_accuracy = start, -1.0
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        params = replace(start, **dict(zip(keys, values, strict=True)))
+        accuracy = score(items, params, (0.5,))[0].accuracy
+        if accuracy > best_accuracy:
+            best, best_accuracy = params, accuracy
+    return best, best_accuracy

@@ -1,0 +1,1 @@
+"""Input and output: lazy readers, OME-Zarr writers, labelled data sets."""

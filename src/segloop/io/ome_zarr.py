@@ -1,0 +1,496 @@
+"""Write segmentations as OME-Zarr (NGFF 0.4, zarr v2).
+
+Layout of an output store::
+
+    out.zarr/                 image: class probabilities, axes e.g. TCZYX
+      .zattrs                 multiscales, omero (class names), segloop
+      0/ 1/ ...               pyramid levels (mean-downsampled in Y, X)
+      labels/                 {'labels': ['labels']}
+        labels/               image-label: instance labels, axes e.g. TZYX
+          0/ 1/ ...           pyramid levels (nearest, i.e. strided)
+
+NGFF 0.4 is written (not 0.5) because ome-zarr 0.18 writes 0.5 metadata
+that ome-zarr-models rejects; 0.4 is read by every NGFF tool.
+
+``attrs['segloop']`` of the root holds the run's metadata with
+``'complete': False`` from before the first pixel is written until after
+the last, when it becomes ``True``: an interrupted write never looks
+complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from segloop.core.errors import InputError
+
+# Pyramid levels are added while the last level's Y or X is larger than
+# this (module constant so tests can lower it).
+PYRAMID_MIN_SIZE = 1024
+MAX_LEVELS = 4
+
+_CHUNK_LIMITS = {'T': 1, 'C': 1, 'Z': 64, 'Y': 512, 'X': 512}
+_AXIS_TYPES = {
+    'T': 'time',
+    'C': 'channel',
+    'Z': 'space',
+    'Y': 'space',
+    'X': 'space',
+}
+_UNITS = {
+    'T': 'second',
+    'Z': 'micrometer',
+    'Y': 'micrometer',
+    'X': 'micrometer',
+}
+_COLORS = [
+    '808080',
+    'FF00FF',
+    '00FF00',
+    'FFFF00',
+    '00FFFF',
+    'FF0000',
+    '0000FF',
+    'FFFFFF',
+]
+_ZARR_MARKERS = ('.zgroup', '.zattrs', '.zarray', 'zarr.json')
+
+
+def _looks_like_zarr(path: Path) -> bool:
+    return path.is_dir() and any(
+        (path / name).exists() for name in _ZARR_MARKERS
+    )
+
+
+def check_output_path(
+    output: str | Path,
+    overwrite: bool = False,
+    input_path: str | Path | None = None,
+) -> Path:
+    """Check that ``output`` may be written, before any work is done.
+
+    Parameters
+    ----------
+    output : str or Path
+        The output store to create (e.g. ``cells_seg.zarr``).
+    overwrite : bool
+        Whether an existing output may be replaced.
+    input_path : str or Path, optional
+        The input image; the output may neither be it, lie inside it, nor
+        contain it.
+
+    Returns
+    -------
+    Path
+        ``output`` as an absolute path.
+
+    Raises
+    ------
+    InputError
+        The output exists (without ``overwrite``), overlaps the input, or
+        its parent folder is missing or not writable.
+    """
+    out = Path(output).expanduser().absolute()
+    if input_path is not None:
+        src = Path(input_path).expanduser().absolute()
+        out_r, src_r = out.resolve(), src.resolve()
+        if out_r == src_r or src_r in out_r.parents:
+            raise InputError(
+                f'output {out} is the input or lies inside it; choose an '
+                'output outside the input'
+            )
+        if out_r in src_r.parents:
+            raise InputError(
+                f'output {out} contains the input {src}; choose another output'
+            )
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise InputError(
+                f'output {out} exists; pass --overwrite or choose another '
+                'output'
+            )
+        if not _looks_like_zarr(out):
+            raise InputError(
+                f'output {out} exists and is not a Zarr store, so it is '
+                'not overwritten; choose another output'
+            )
+    parent = out.parent
+    if not parent.is_dir():
+        raise InputError(
+            f'folder {parent} does not exist; create it or choose another '
+            'output'
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(
+            f'folder {parent} is not writable; choose an output in a '
+            'folder you can write to'
+        )
+    return out
+
+
+def _chunks(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
+    return tuple(
+        max(1, min(n, _CHUNK_LIMITS[a]))
+        for n, a in zip(shape, axes, strict=True)
+    )
+
+
+def _n_levels(shape: tuple[int, ...], axes: str) -> int:
+    y, x = shape[axes.index('Y')], shape[axes.index('X')]
+    levels = 1
+    while levels < MAX_LEVELS and max(y, x) > PYRAMID_MIN_SIZE:
+        y, x = y // 2, x // 2
+        if min(y, x) < 1:
+            break
+        levels += 1
+    return levels
+
+
+def _downsample_mean(data: np.ndarray, axes: str) -> np.ndarray:
+    """Halve Y and X by 2x2 means (odd last row/column dropped)."""
+    iy, ix = axes.index('Y'), axes.index('X')
+    ny, nx = data.shape[iy] // 2, data.shape[ix] // 2
+    index = [slice(None)] * data.ndim
+    index[iy], index[ix] = slice(0, 2 * ny), slice(0, 2 * nx)
+    data = data[tuple(index)]
+    shape = list(data.shape)
+    shape[ix : ix + 1] = [nx, 2]
+    shape[iy : iy + 1] = [ny, 2]
+    return data.reshape(shape).mean(axis=(iy + 1, ix + 2), dtype=np.float32)
+
+
+def _downsample_nearest(data: np.ndarray, axes: str) -> np.ndarray:
+    """Halve Y and X by taking every second pixel (labels stay labels)."""
+    index = [slice(None)] * data.ndim
+    index[axes.index('Y')] = slice(None, None, 2)
+    index[axes.index('X')] = slice(None, None, 2)
+    return data[tuple(index)]
+
+
+def _axes_meta(axes: str, scale: dict[str, float]) -> list[dict]:
+    meta = []
+    for a in axes:
+        entry = {'name': a.lower(), 'type': _AXIS_TYPES[a]}
+        if a in scale and a in _UNITS:
+            entry['unit'] = _UNITS[a]
+        meta.append(entry)
+    return meta
+
+
+def _write_multiscale(
+    group: zarr.Group,
+    data: np.ndarray,
+    axes: str,
+    scale: dict[str, float],
+    labels: bool,
+) -> list[dict]:
+    """Write the pyramid arrays ``0``, ``1``, ... and return datasets."""
+    base = [float(scale.get(a, 1.0)) for a in axes]
+    datasets = []
+    level = data
+    for i in range(_n_levels(data.shape, axes)):
+        if i:
+            level = (
+                _downsample_nearest(level, axes)
+                if labels
+                else _downsample_mean(level, axes)
+            )
+        array = group.create_array(
+            str(i),
+            shape=level.shape,
+            dtype=level.dtype,
+            chunks=_chunks(level.shape, axes),
+            chunk_key_encoding={'name': 'v2', 'separator': '/'},
+            fill_value=0,
+        )
+        array[...] = level
+        factor = 2**i
+        level_scale = [
+            s * factor if a in 'YX' else s
+            for s, a in zip(base, axes, strict=True)
+        ]
+        transforms: list[dict[str, Any]] = [
+            {'type': 'scale', 'scale': level_scale}
+        ]
+        if i and not labels:
+            # a 2x2 mean's pixel centre sits between the level-0 pixels
+            shift = [
+                s * (factor - 1) / 2 if a in 'YX' else 0.0
+                for s, a in zip(base, axes, strict=True)
+            ]
+            transforms.append({'type': 'translation', 'translation': shift})
+        datasets.append(
+            {'path': str(i), 'coordinateTransformations': transforms}
+        )
+    return datasets
+
+
+def _multiscales_attrs(
+    axes: str, scale: dict[str, float], datasets: list[dict], name: str
+) -> list[dict]:
+    return [
+        {
+            'version': '0.4',
+            'name': name,
+            'axes': _axes_meta(axes, scale),
+            'datasets': datasets,
+        }
+    ]
+
+
+def _json_default(value: Any) -> Any:
+    """Turn numpy scalars/arrays and paths into JSON values."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f'{type(value).__name__} is not JSON serialisable')
+
+
+def _normalise_scale(
+    scale: dict[str, float] | None, label_axes: str
+) -> dict[str, float]:
+    out = {}
+    for key, value in (scale or {}).items():
+        axis = str(key).upper()
+        if axis not in label_axes:
+            continue
+        value = float(value)
+        if not np.isfinite(value) or value <= 0:
+            raise InputError(
+                f'pixel size {value} for axis {axis} is not a positive '
+                'number; give sizes > 0 (micrometres, seconds for T)'
+            )
+        out[axis] = value
+    return out
+
+
+def _probability_axes(label_axes: str) -> str:
+    axes = str(label_axes).upper()
+    if (
+        len(set(axes)) != len(axes)
+        or any(a not in 'TZYX' for a in axes)
+        or axes != ''.join(a for a in 'TZYX' if a in axes)
+        or not axes.endswith('YX')
+    ):
+        raise InputError(
+            f'label axes {label_axes!r} are not a canonical subset of TZYX '
+            "ending in YX; use e.g. 'YX', 'ZYX', 'TYX' or 'TZYX'"
+        )
+    return ''.join(a for a in 'TCZYX' if a in axes or a == 'C')
+
+
+def write_segmentation(
+    output: str | Path,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    label_axes: str,
+    class_names: list[str],
+    scale: dict[str, float] | None = None,
+    metadata: dict | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write probabilities and instance labels as an OME-Zarr image.
+
+    Parameters
+    ----------
+    output : str or Path
+        Store to create, e.g. ``cells_seg.zarr``.
+    probabilities : ndarray of float32
+        Class probabilities; axes are ``label_axes`` with ``C`` (one per
+        class) in its ``TCZYX`` place, e.g. ``(T, C, Z, Y, X)``.
+    labels : ndarray of int32 or uint32
+        Instance labels (0 background), axes ``label_axes``.
+    label_axes : str
+        Axes of ``labels`` in canonical order: ``'YX'``, ``'ZYX'``,
+        ``'TYX'`` or ``'TZYX'``.
+    class_names : list of str
+        One name per class, stored as the omero channel labels.
+    scale : dict of str to float, optional
+        Pixel size per axis (micrometres for Z/Y/X, seconds for T);
+        missing axes get 1 and no unit.
+    metadata : dict, optional
+        JSON-serialisable run metadata, stored in ``attrs['segloop']`` of
+        the root with ``'complete'`` set by this function.
+    overwrite : bool
+        Replace an existing output store (only a Zarr store is removed).
+
+    Returns
+    -------
+    Path
+        The absolute output path.
+
+    Raises
+    ------
+    InputError
+        Inconsistent shapes or dtypes, or an output that may not be
+        written (see :func:`check_output_path`).
+    """
+    prob_axes = _probability_axes(label_axes)
+    label_axes = prob_axes.replace('C', '')
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    class_names = [str(n) for n in class_names]
+    if probabilities.ndim != len(prob_axes):
+        raise InputError(
+            f'probabilities have {probabilities.ndim} dimensions, expected '
+            f'{len(prob_axes)} ({prob_axes}); pass them with a class axis'
+        )
+    c = prob_axes.index('C')
+    expected = probabilities.shape[:c] + probabilities.shape[c + 1 :]
+    if labels.shape != expected:
+        raise InputError(
+            f'labels shape {labels.shape} does not match probabilities '
+            f'{probabilities.shape} ({prob_axes}); give labels of shape '
+            f'{expected}'
+        )
+    if probabilities.shape[c] != len(class_names):
+        raise InputError(
+            f'{probabilities.shape[c]} probability channels but '
+            f'{len(class_names)} class names; give one name per class'
+        )
+    if labels.dtype.kind not in 'ui':
+        raise InputError(
+            f'labels have dtype {labels.dtype}; convert them to int32 or '
+            'uint32'
+        )
+    if probabilities.dtype.kind != 'f':
+        raise InputError(
+            f'probabilities have dtype {probabilities.dtype}; convert them '
+            'to float32'
+        )
+    probabilities = probabilities.astype(np.float32, copy=False)
+    scale = _normalise_scale(scale, label_axes)
+    segloop = dict(metadata or {})
+    try:
+        segloop = json.loads(json.dumps(segloop, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f'metadata cannot be stored as JSON ({exc}); pass plain '
+            'numbers, strings, lists and dicts'
+        ) from None
+
+    out = check_output_path(output, overwrite=overwrite)
+    if out.exists() or out.is_symlink():
+        if out.is_symlink():
+            out.unlink()
+        else:
+            shutil.rmtree(out)
+
+    root = zarr.open_group(str(out), mode='w-', zarr_format=2)
+    root.attrs['segloop'] = {**segloop, 'complete': False}
+
+    name = out.name.removesuffix('.zarr')
+    datasets = _write_multiscale(
+        root, probabilities, prob_axes, scale, labels=False
+    )
+    root.attrs['multiscales'] = _multiscales_attrs(
+        prob_axes, scale, datasets, name
+    )
+    root.attrs['omero'] = {
+        'version': '0.4',
+        'channels': [
+            {
+                'label': class_name,
+                'color': _COLORS[i % len(_COLORS)],
+                'active': True,
+                'coefficient': 1,
+                'family': 'linear',
+                'inverted': False,
+                'window': {'start': 0.0, 'end': 1.0, 'min': 0.0, 'max': 1.0},
+            }
+            for i, class_name in enumerate(class_names)
+        ],
+        'rdefs': {'model': 'color', 'defaultT': 0, 'defaultZ': 0},
+    }
+
+    labels_group = root.create_group('labels')
+    labels_group.attrs['labels'] = ['labels']
+    label_group = labels_group.create_group('labels')
+    datasets = _write_multiscale(
+        label_group, labels, label_axes, scale, labels=True
+    )
+    label_group.attrs['multiscales'] = _multiscales_attrs(
+        label_axes, scale, datasets, 'labels'
+    )
+    label_group.attrs['image-label'] = {
+        'version': '0.4',
+        'source': {'image': '../../'},
+    }
+
+    root.attrs['segloop'] = {**segloop, 'complete': True}
+    return out
+
+
+def read_segloop_metadata(path: str | Path) -> dict:
+    """Return ``attrs['segloop']`` of an output's root group.
+
+    Returns ``{}`` when the store has none.
+
+    Raises
+    ------
+    InputError
+        The path does not exist or is not a Zarr group.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f'{path} does not exist; check the path')
+    try:
+        group = zarr.open_group(str(path), mode='r')
+    except (OSError, ValueError, zarr.errors.BaseZarrError) as exc:
+        raise InputError(
+            f'{path} is not a Zarr group ({exc}); pass a segloop output '
+            '.zarr folder'
+        ) from None
+    value = group.attrs.asdict().get('segloop', {})
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def read_labels(path: str | Path) -> np.ndarray:
+    """Read the full-resolution instance labels of a segloop output.
+
+    Parameters
+    ----------
+    path : str or Path
+        A segloop output store (its ``labels/labels`` image is read) or an
+        OME-Zarr image-label group itself.
+
+    Returns
+    -------
+    ndarray of int32 or uint32
+        Labels with the axes of the store's label image (e.g. ``ZYX``).
+
+    Raises
+    ------
+    InputError
+        The path is missing or holds no OME-Zarr labels.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f'{path} does not exist; check the path')
+    try:
+        group = zarr.open_group(str(path), mode='r')
+        if 'image-label' not in group.attrs:
+            group = group['labels/labels']
+        multiscales = group.attrs['multiscales']
+        array = group[multiscales[0]['datasets'][0]['path']]
+        return np.asarray(array[...])
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        TypeError,
+        zarr.errors.BaseZarrError,
+    ) as exc:
+        raise InputError(
+            f'{path} holds no OME-Zarr labels ({exc!r}); pass a segloop '
+            'output .zarr folder'
+        ) from None

@@ -1,0 +1,1 @@
+"""npe2 contributions without Qt: reader, writer, sample data."""

@@ -1,0 +1,148 @@
+"""Train a model from labelled folders (what ``segloop train`` runs).
+
+Reads ``images/`` + ``masks/`` folders, holds back a deterministic
+validation split, trains with :func:`segloop.core.training.iter_train`
+and writes a model folder, checkpointed as training goes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segloop.core.checkpoint import (
+    ModelInfo,
+    load_model,
+    package_version,
+    save_model,
+    utc_now,
+)
+from segloop.core.config import ModelConfig, TrainConfig
+from segloop.core.errors import SegloopError
+from segloop.core.normalize import (
+    DEFAULT_PERCENTILES,
+    normalize,
+    percentile_range,
+)
+from segloop.core.targets import CLASS_NAMES, instances_to_classes
+from segloop.core.training import PatchSampler, TrainEvent, iter_train
+from segloop.core.unet import UNet
+from segloop.io.datasets import (
+    dataset_key,
+    list_pairs,
+    load_labelled,
+    split_names,
+)
+
+
+def split_folders(
+    folders: Sequence[str | Path], val_fraction: float, seed: int
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Per folder, the (train, validation) image names.
+
+    Training names are keyed by the folder path, validation names by
+    :func:`~segloop.io.datasets.dataset_key` (for the model provenance).
+    """
+    train, val = {}, {}
+    for folder in folders:
+        names = [p.name.split('.')[0] for p, _ in list_pairs(folder)]
+        train[str(folder)], val[dataset_key(folder)] = split_names(
+            names, val_fraction, seed
+        )
+    return train, val
+
+
+def make_sampler(
+    names_per_folder: dict[str, list[str]], patch_shape: Sequence[int]
+) -> tuple[PatchSampler, int]:
+    """Load, normalise and turn masks into classes; return (sampler, n)."""
+    images, targets = [], []
+    lo_pct, hi_pct = DEFAULT_PERCENTILES
+    for folder, names in names_per_folder.items():
+        for item in load_labelled(folder, names):
+            lo, hi = percentile_range(item.image, lo_pct, hi_pct)
+            images.append(normalize(item.image, lo, hi)[None])
+            targets.append(instances_to_classes(item.labels).astype(np.int8))
+    if not images:
+        raise SegloopError(
+            'no training images left after the validation split'
+        )
+    return PatchSampler(images, targets, patch_shape), len(images)
+
+
+def iter_train_folders(
+    folders: Sequence[str | Path],
+    output: str | Path,
+    network: ModelConfig,
+    config: TrainConfig,
+    val_fraction: float = 0.15,
+    device: str | None = None,
+    checkpoint_every: int = 250,
+    name: str = 'model',
+    should_stop: Callable[[], bool] | None = None,
+    init: str | Path | None = None,
+) -> Generator[TrainEvent, None, Path]:
+    """Train on labelled folders, saving to ``output`` every few steps.
+
+    Yields the training events; returns the model folder. The validation
+    names are recorded in the model's provenance so that
+    ``segloop tune`` reuses exactly the same split. ``init`` is a model
+    folder to start from (its network settings replace ``network``).
+    """
+    train_names, val_names = split_folders(folders, val_fraction, config.seed)
+    sampler, n_train = make_sampler(train_names, config.patch_shape)
+    if init is not None:
+        model, parent = load_model(init)
+        network = parent.network
+    else:
+        model = UNet(network)
+    axes = 'YX' if network.spatial_dims == 2 else 'ZYX'
+
+    def info(step: int, loss: float) -> ModelInfo:
+        provenance: dict[str, Any] = {
+            'created': utc_now(),
+            'package_version': package_version(),
+            'parent_model': str(init) if init is not None else None,
+            'command': ' '.join(['segloop', *sys.argv[1:]]),
+            'training_data': [dataset_key(f) for f in folders],
+            'n_train_images': n_train,
+            'val_fraction': val_fraction,
+            'validation_names': val_names,
+            'steps': step,
+            'final_loss': round(loss, 5),
+            'train_config': config.to_dict(),
+        }
+        return ModelInfo(
+            network=network,
+            axes=axes,
+            normalization={
+                'method': 'percentile',
+                'low': DEFAULT_PERCENTILES[0],
+                'high': DEFAULT_PERCENTILES[1],
+            },
+            class_names=list(CLASS_NAMES[: network.out_channels]),
+            provenance=provenance,
+            name=name,
+        )
+
+    losses: list[float] = []
+    step = 0
+    events = iter_train(model, sampler, config, device, should_stop)
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        step = event.step
+        losses.append(event.loss)
+        yield event
+        if step % checkpoint_every == 0:
+            model.eval()
+            save_model(output, model, info(step, float(np.mean(losses[-50:]))))
+            model.train()
+    save_model(output, model, info(step, float(np.mean(losses[-50:] or [0]))))
+    return Path(output)

@@ -1,0 +1,52 @@
+"""The npe2 manifest is valid, shipped in the package and found by napari."""
+
+from __future__ import annotations
+
+from importlib import metadata, resources
+from pathlib import Path
+
+import pytest
+
+npe2 = pytest.importorskip('npe2')
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TOP_LEVEL = REPO_ROOT / 'napari.yaml'
+DISTRIBUTION = 'napari-segloop'
+
+
+def test_manifest_validates() -> None:
+    manifest = npe2.PluginManifest.from_file(TOP_LEVEL)
+    assert manifest.name == DISTRIBUTION
+    assert manifest.display_name == 'segloop'
+    manifest.validate_imports()
+
+
+def test_package_copy_matches_top_level_file() -> None:
+    packaged = resources.files('segloop') / 'napari.yaml'
+    assert packaged.is_file(), 'segloop/napari.yaml is missing'
+    assert packaged.read_bytes() == TOP_LEVEL.read_bytes()
+
+
+def test_package_copy_is_a_relative_symlink() -> None:
+    link = REPO_ROOT / 'src' / 'segloop' / 'napari.yaml'
+    if not link.is_symlink():
+        pytest.skip('checkout without symlinks: content is compared above')
+    target = Path(link.readlink())
+    assert not target.is_absolute(), f'{link} -> {target} must be relative'
+    assert link.resolve() == TOP_LEVEL.resolve()
+
+
+def test_entry_point_names_the_manifest() -> None:
+    entry_points = metadata.distribution(DISTRIBUTION).entry_points
+    (entry_point,) = [
+        ep for ep in entry_points if ep.group == 'napari.manifest'
+    ]
+    assert entry_point.name == DISTRIBUTION
+    assert entry_point.value == 'segloop:napari.yaml'
+
+
+def test_manifest_found_from_distribution() -> None:
+    manifest = npe2.PluginManifest.from_distribution(DISTRIBUTION)
+    assert manifest.name == DISTRIBUTION
+    from_file = npe2.PluginManifest.from_file(TOP_LEVEL)
+    assert manifest.contributions == from_file.contributions
