@@ -90,26 +90,34 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(total: int | None, desc: str) -> Any:
+def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
+    """Drain a generator of Progress events into a tqdm bar.
+
+    The bar appears with the first event, so errors raised before any
+    work starts print alone on stderr.
+    """
     from tqdm import tqdm
 
-    return tqdm(total=total, unit='tile', desc=desc, dynamic_ncols=True)
-
-
-def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
-    """Drain a generator of Progress events into a tqdm bar."""
-    bar = _progress_bar(None, desc)
+    bar = None
     try:
         while True:
             try:
                 event = next(events)
             except StopIteration as stop:
                 return stop.value
+            if bar is None:
+                bar = tqdm(
+                    total=event.total,
+                    unit='tile',
+                    desc=desc,
+                    dynamic_ncols=True,
+                )
             bar.total = event.total
             bar.n = event.done
             bar.refresh()
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
 def _predict_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -7,7 +7,6 @@ probabilities are predicted once per image, then every candidate
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,10 +21,11 @@ from segloop.io.datasets import load_labelled
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 DEFAULT_GRID = {
-    'fg_threshold': (0.4, 0.5, 0.6),
-    'seed_threshold': (0.5, 0.6, 0.7),
-    'h': (0.0, 0.5, 1.0, 2.0),
-    'smooth': (0.0, 1.0),
+    'fg_threshold': (0.3, 0.4, 0.5, 0.6),
+    'seed_threshold': (0.4, 0.5, 0.6, 0.7),
+    'h': (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
+    'smooth': (0.0, 0.5, 1.0, 2.0),
+    'min_size': (4, 8, 16, 32),
 }
 
 
@@ -73,21 +73,27 @@ def tune(
     items: Sequence[Scored],
     start: InstanceParams | None = None,
     grid: dict[str, Sequence[float]] | None = None,
+    rounds: int = 2,
 ) -> tuple[InstanceParams, float]:
-    """Grid-search instance settings for the best accuracy at IoU 0.5.
+    """Search instance settings for the best accuracy at IoU 0.5.
+
+    Coordinate search: each setting in turn takes the grid value that
+    scores best with the others fixed; ``rounds`` passes over all.
 
     Returns
     -------
     (InstanceParams, float)
         The best settings and their pooled accuracy.
     """
-    start = start or InstanceParams()
-    grid = grid or DEFAULT_GRID
-    best, best_accuracy = start, -1.0
-    keys = list(grid)
-    for values in itertools.product(*(grid[k] for k in keys)):
-        params = replace(start, **dict(zip(keys, values, strict=True)))
-        accuracy = score(items, params, (0.5,))[0].accuracy
-        if accuracy > best_accuracy:
-            best, best_accuracy = params, accuracy
+    best = start or InstanceParams()
+    best_accuracy = score(items, best, (0.5,))[0].accuracy
+    for _ in range(rounds):
+        for key, values in (grid or DEFAULT_GRID).items():
+            for value in values:
+                candidate = replace(best, **{key: value})
+                if candidate == best:
+                    continue
+                accuracy = score(items, candidate, (0.5,))[0].accuracy
+                if accuracy > best_accuracy:
+                    best, best_accuracy = candidate, accuracy
     return best, best_accuracy

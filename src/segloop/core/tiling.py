@@ -128,8 +128,10 @@ def plan_padding(
 ) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...]]:
     """Border padding and final tile shape for an image.
 
-    Each side gets a mirrored margin of ``round(tile * overlap / 2)``
-    pixels of context, and small images are padded up to one tile.
+    Each side gets a mirrored margin of context, up to
+    ``round(tile * overlap / 2)`` pixels but only as much as fits in the
+    slack of the tile grid (padding never adds tiles); images smaller
+    than a tile are mirror-padded up to one tile.
 
     Returns
     -------
@@ -139,7 +141,11 @@ def plan_padding(
     pads, tiles = [], []
     for size, req, div in zip(spatial_shape, tile_shape, divisor, strict=True):
         req = max(div, round_up(req, div))
-        margin = round(req * overlap / 2) if size > req else 0
+        margin = 0
+        if size > req:
+            stride = max(1, req - round(req * overlap))
+            slack = math.ceil((size - req) / stride) * stride + req - size
+            margin = min(round(req * overlap / 2), slack // 2)
         padded = size + 2 * margin
         tile = min(req, round_up(padded, div))
         extra = max(0, tile - padded)

@@ -36,7 +36,10 @@ def synthetic_nuclei(
     grids = np.indices(shape)
     labels = np.zeros(shape, np.int32)
     for index in range(1, n + 1):
-        centre = [rng.uniform(radius, s - radius) for s in shape]
+        centre = [
+            rng.uniform(min(radius, s / 2), max(s - radius, s / 2))
+            for s in shape
+        ]
         dist2 = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True))
         labels[(dist2 < radius**2) & (labels == 0)] = index
     image = (labels > 0).astype(np.float32) + rng.normal(0, noise, shape)

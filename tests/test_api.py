@@ -1,0 +1,78 @@
+"""The Python API: predict arrays of any supported layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import segloop
+from segloop.core.errors import InputError
+from segloop.data.synthetic import synthetic_nuclei
+
+
+@pytest.fixture(scope='module')
+def model():
+    return segloop.load_model('nuclei2d')
+
+
+def _image(shape, seed=0):
+    image, labels = synthetic_nuclei(shape, n=6, radius=7, seed=seed)
+    return (image * 120 + 10).clip(0, 255).astype(np.uint8), labels
+
+
+def test_predict_2d_finds_the_blobs(model):
+    image, truth = _image((96, 96))
+    result = segloop.predict(image, model)
+    assert result.label_axes == 'YX'
+    assert result.probability_axes == 'CYX'
+    assert result.probabilities.shape == (3, 96, 96)
+    assert result.labels.shape == (96, 96)
+    np.testing.assert_allclose(result.probabilities.sum(0), 1, rtol=1e-4)
+    from segloop.core.metrics import match
+
+    assert match(truth, result.labels, (0.5,))[0].recall >= 0.8
+
+
+def test_16_bit_input_gives_the_same_labels(model):
+    image, _ = _image((64, 80))
+    wide = image.astype(np.uint16) * 257 + 1000
+    a = segloop.predict(image, model).labels
+    b = segloop.predict(wide, model).labels
+    assert (a == b).mean() > 0.99
+
+
+def test_time_and_z_axes_loop_with_ids_per_time_point(model):
+    frames = [_image((8, 64, 64), seed=s)[0] for s in range(2)]
+    stack = np.stack(frames)  # T, Z, Y, X
+    result = segloop.predict(stack, model, axes='TZYX')
+    assert result.labels.shape == (2, 8, 64, 64)
+    assert result.probabilities.shape == (2, 3, 8, 64, 64)
+    assert result.probability_axes == 'TCZYX'
+    for t in range(2):
+        ids = np.unique(result.labels[t])
+        assert ids[0] == 0
+        assert np.array_equal(ids, np.arange(len(ids)))
+
+
+def test_channel_is_picked(model):
+    image, _ = _image((64, 64))
+    stack = np.stack([np.zeros_like(image), image])
+    picked = segloop.predict(stack, model, axes='CYX', channel=1)
+    plain = segloop.predict(image, model)
+    assert np.array_equal(picked.labels, plain.labels)
+    with pytest.raises(InputError, match='channel 2 does not exist'):
+        segloop.predict(stack, model, axes='CYX', channel=2)
+
+
+def test_progress_reaches_total(model):
+    from segloop.api import iter_predict
+
+    image, _ = _image((64, 64))
+    events = list(iter_predict(np.stack([image] * 3), model, axes='ZYX'))
+    assert events[-1].done == events[-1].total == 3
+
+
+def test_import_is_lazy_and_models_listed():
+    assert 'nuclei2d' in segloop.list_models()
+    with pytest.raises(AttributeError):
+        _ = segloop.not_a_function

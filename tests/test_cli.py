@@ -1,0 +1,172 @@
+"""The command line as a user runs it: results, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from segloop.cli import main
+from segloop.data import sample_labels_path, sample_path
+from segloop.data.synthetic import synthetic_nuclei
+from segloop.io.ome_zarr import read_labels, read_segloop_metadata
+
+
+@pytest.fixture
+def nuclei_tif(tmp_path):
+    image, _ = synthetic_nuclei((96, 128), n=8, radius=7, seed=1)
+    path = tmp_path / 'nuclei.tif'
+    tifffile.imwrite(path, (image * 100 + 20).clip(0, 255).astype(np.uint8))
+    return path
+
+
+def _fails_cleanly(capsys, argv, match):
+    code = main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith('segloop: error: ')
+    assert match in lines[0]
+    assert 'Traceback' not in captured.err
+
+
+def test_segment_writes_ome_zarr_with_metadata(tmp_path, nuclei_tif, capsys):
+    out = tmp_path / 'out.zarr'
+    assert main(['segment', str(nuclei_tif), '-o', str(out)]) == 0
+    assert f'wrote {out}' in capsys.readouterr().out
+    labels = read_labels(out)
+    assert labels.shape == (96, 128)
+    assert labels.max() >= 4
+    meta = read_segloop_metadata(out)
+    assert meta['complete'] is True
+    assert meta['model']['name'] == 'nuclei2d'
+    assert len(meta['model']['weights_sha256']) == 64
+
+
+def test_existing_output_is_never_overwritten(tmp_path, nuclei_tif, capsys):
+    out = tmp_path / 'out.zarr'
+    out.mkdir()
+    (out / 'keep.txt').write_text('mine')
+    _fails_cleanly(
+        capsys, ['segment', str(nuclei_tif), '-o', str(out)], '--overwrite'
+    )
+    assert (out / 'keep.txt').read_text() == 'mine'
+
+
+def test_overwrite_replaces_a_previous_output(tmp_path, nuclei_tif):
+    out = tmp_path / 'out.zarr'
+    assert main(['segment', str(nuclei_tif), '-o', str(out)]) == 0
+    argv = ['segment', str(nuclei_tif), '-o', str(out), '--overwrite']
+    assert main(argv) == 0
+    assert read_segloop_metadata(out)['complete'] is True
+
+
+@pytest.mark.parametrize(
+    ('make', 'extra', 'match'),
+    [
+        (None, [], 'does not exist'),
+        (lambda: np.zeros((32, 32), np.uint8), ['--axes', 'QX'], 'axes'),
+        (lambda: np.zeros((32, 32), np.uint8), ['--axes', 'ZYX'], 'axes'),
+        (lambda: np.zeros((1, 1), np.uint8), [], 'pixel'),
+        (lambda: np.zeros((0, 16), np.uint8), [], 'empty'),
+        (lambda: np.zeros((32, 32), np.complex64), [], 'uint8'),
+        (
+            lambda: np.zeros((3, 32, 32), np.uint8),
+            ['--axes', 'CYX'],
+            '--channel',
+        ),
+        (
+            lambda: np.zeros((32, 32), np.uint8),
+            ['--model', 'nope'],
+            "no model 'nope'",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line_and_writes_nothing(
+    tmp_path, capsys, make, extra, match
+):
+    source = tmp_path / 'in.tif'
+    if make is not None:
+        tifffile.imwrite(source, make())
+    out = tmp_path / 'out.zarr'
+    _fails_cleanly(
+        capsys, ['segment', str(source), '-o', str(out), *extra], match
+    )
+    assert not out.exists()
+
+
+def test_corrupt_model_folder_is_refused(tmp_path, nuclei_tif, capsys):
+    from segloop.models import resolve_model
+
+    broken = tmp_path / 'model'
+    broken.mkdir()
+    bundled = resolve_model('nuclei2d')
+    (broken / 'config.json').write_text((bundled / 'config.json').read_text())
+    weights = (bundled / 'weights.safetensors').read_bytes()
+    (broken / 'weights.safetensors').write_bytes(weights[: len(weights) // 2])
+    out = tmp_path / 'out.zarr'
+    argv = ['segment', str(nuclei_tif), '-o', str(out), '--model', str(broken)]
+    _fails_cleanly(capsys, argv, 'corrupt')
+    assert not out.exists()
+
+
+def test_evaluate_prints_scores(tmp_path, capsys):
+    truth = tifffile.imread(sample_labels_path())
+    pred = truth.copy()
+    pred[pred == 1] = 0  # one object missed
+    pred_path = tmp_path / 'pred.tif'
+    tifffile.imwrite(pred_path, pred)
+    argv = ['evaluate', str(pred_path), str(sample_labels_path())]
+    assert main([*argv, '--thresholds', '0.5', '0.9']) == 0
+    out = capsys.readouterr().out
+    n = len(np.unique(truth)) - 1
+    expected = f'{n - 1:6d} {0:6d} {1:6d} {(n - 1) / n:9.4f}'
+    assert expected in out
+
+
+def test_info_describes_models_and_images(capsys):
+    assert main(['info', '--models']) == 0
+    assert 'nuclei2d' in capsys.readouterr().out
+    assert main(['info', 'nuclei2d']) == 0
+    assert '"class_names"' in capsys.readouterr().out
+    assert main(['info', str(sample_path())]) == 0
+    assert 'axes YX, shape (520, 696)' in capsys.readouterr().out
+
+
+def test_console_script_runs_as_a_user_would(tmp_path, nuclei_tif):
+    out = tmp_path / 'o.zarr'
+    result = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'segloop.cli',
+            'segment',
+            str(nuclei_tif),
+            '-o',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    again = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'segloop.cli',
+            'segment',
+            str(nuclei_tif),
+            '-o',
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 2
+    assert again.stderr.count('\n') == 1
