@@ -16,6 +16,13 @@ that ome-zarr-models rejects; 0.4 is read by every NGFF tool.
 ``'complete': False`` from before the first pixel is written until after
 the last, when it becomes ``True``: an interrupted write never looks
 complete.
+
+This module owns the output store: checking the output path, validating
+what is written, the store layout, omero channels, the run metadata and
+reading labels/metadata back. The pyramid of each image (levels,
+chunking, downsampling) and the ``multiscales``/``omero`` metadata are
+built by :mod:`segloop.io._ngff`, within ``PYRAMID_MIN_SIZE`` and
+``MAX_LEVELS`` defined here.
 """
 
 from __future__ import annotations
@@ -30,36 +37,17 @@ import numpy as np
 import zarr
 
 from segloop.core.errors import InputError
+from segloop.io._ngff import (
+    multiscales_attrs,
+    omero_attrs,
+    write_multiscale,
+)
 
 # Pyramid levels are added while the last level's Y or X is larger than
 # this (module constant so tests can lower it).
 PYRAMID_MIN_SIZE = 1024
 MAX_LEVELS = 4
 
-_CHUNK_LIMITS = {'T': 1, 'C': 1, 'Z': 64, 'Y': 512, 'X': 512}
-_AXIS_TYPES = {
-    'T': 'time',
-    'C': 'channel',
-    'Z': 'space',
-    'Y': 'space',
-    'X': 'space',
-}
-_UNITS = {
-    'T': 'second',
-    'Z': 'micrometer',
-    'Y': 'micrometer',
-    'X': 'micrometer',
-}
-_COLORS = [
-    '808080',
-    'FF00FF',
-    '00FF00',
-    'FFFF00',
-    '00FFFF',
-    'FF0000',
-    '0000FF',
-    'FFFFFF',
-]
 _ZARR_MARKERS = ('.zgroup', '.zattrs', '.zarray', 'zarr.json')
 
 
@@ -135,55 +123,6 @@ def check_output_path(
     return out
 
 
-def _chunks(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
-    return tuple(
-        max(1, min(n, _CHUNK_LIMITS[a]))
-        for n, a in zip(shape, axes, strict=True)
-    )
-
-
-def _n_levels(shape: tuple[int, ...], axes: str) -> int:
-    y, x = shape[axes.index('Y')], shape[axes.index('X')]
-    levels = 1
-    while levels < MAX_LEVELS and max(y, x) > PYRAMID_MIN_SIZE:
-        y, x = y // 2, x // 2
-        if min(y, x) < 1:
-            break
-        levels += 1
-    return levels
-
-
-def _downsample_mean(data: np.ndarray, axes: str) -> np.ndarray:
-    """Halve Y and X by 2x2 means (odd last row/column dropped)."""
-    iy, ix = axes.index('Y'), axes.index('X')
-    ny, nx = data.shape[iy] // 2, data.shape[ix] // 2
-    index = [slice(None)] * data.ndim
-    index[iy], index[ix] = slice(0, 2 * ny), slice(0, 2 * nx)
-    data = data[tuple(index)]
-    shape = list(data.shape)
-    shape[ix : ix + 1] = [nx, 2]
-    shape[iy : iy + 1] = [ny, 2]
-    return data.reshape(shape).mean(axis=(iy + 1, ix + 2), dtype=np.float32)
-
-
-def _downsample_nearest(data: np.ndarray, axes: str) -> np.ndarray:
-    """Halve Y and X by taking every second pixel (labels stay labels)."""
-    index = [slice(None)] * data.ndim
-    index[axes.index('Y')] = slice(None, None, 2)
-    index[axes.index('X')] = slice(None, None, 2)
-    return data[tuple(index)]
-
-
-def _axes_meta(axes: str, scale: dict[str, float]) -> list[dict]:
-    meta = []
-    for a in axes:
-        entry = {'name': a.lower(), 'type': _AXIS_TYPES[a]}
-        if a in scale and a in _UNITS:
-            entry['unit'] = _UNITS[a]
-        meta.append(entry)
-    return meta
-
-
 def _write_multiscale(
     group: zarr.Group,
     data: np.ndarray,
@@ -191,58 +130,20 @@ def _write_multiscale(
     scale: dict[str, float],
     labels: bool,
 ) -> list[dict]:
-    """Write the pyramid arrays ``0``, ``1``, ... and return datasets."""
-    base = [float(scale.get(a, 1.0)) for a in axes]
-    datasets = []
-    level = data
-    for i in range(_n_levels(data.shape, axes)):
-        if i:
-            level = (
-                _downsample_nearest(level, axes)
-                if labels
-                else _downsample_mean(level, axes)
-            )
-        array = group.create_array(
-            str(i),
-            shape=level.shape,
-            dtype=level.dtype,
-            chunks=_chunks(level.shape, axes),
-            chunk_key_encoding={'name': 'v2', 'separator': '/'},
-            fill_value=0,
-        )
-        array[...] = level
-        factor = 2**i
-        level_scale = [
-            s * factor if a in 'YX' else s
-            for s, a in zip(base, axes, strict=True)
-        ]
-        transforms: list[dict[str, Any]] = [
-            {'type': 'scale', 'scale': level_scale}
-        ]
-        if i and not labels:
-            # a 2x2 mean's pixel centre sits between the level-0 pixels
-            shift = [
-                s * (factor - 1) / 2 if a in 'YX' else 0.0
-                for s, a in zip(base, axes, strict=True)
-            ]
-            transforms.append({'type': 'translation', 'translation': shift})
-        datasets.append(
-            {'path': str(i), 'coordinateTransformations': transforms}
-        )
-    return datasets
+    """Write the pyramid of ``data`` within this module's level limits.
 
-
-def _multiscales_attrs(
-    axes: str, scale: dict[str, float], datasets: list[dict], name: str
-) -> list[dict]:
-    return [
-        {
-            'version': '0.4',
-            'name': name,
-            'axes': _axes_meta(axes, scale),
-            'datasets': datasets,
-        }
-    ]
+    See :func:`segloop.io._ngff.write_multiscale`; ``PYRAMID_MIN_SIZE``
+    and ``MAX_LEVELS`` are read at call time, so tests can lower them.
+    """
+    return write_multiscale(
+        group,
+        data,
+        axes,
+        scale,
+        labels=labels,
+        min_size=PYRAMID_MIN_SIZE,
+        max_levels=MAX_LEVELS,
+    )
 
 
 def _json_default(value: Any) -> Any:
@@ -391,25 +292,10 @@ def write_segmentation(
     datasets = _write_multiscale(
         root, probabilities, prob_axes, scale, labels=False
     )
-    root.attrs['multiscales'] = _multiscales_attrs(
+    root.attrs['multiscales'] = multiscales_attrs(
         prob_axes, scale, datasets, name
     )
-    root.attrs['omero'] = {
-        'version': '0.4',
-        'channels': [
-            {
-                'label': class_name,
-                'color': _COLORS[i % len(_COLORS)],
-                'active': True,
-                'coefficient': 1,
-                'family': 'linear',
-                'inverted': False,
-                'window': {'start': 0.0, 'end': 1.0, 'min': 0.0, 'max': 1.0},
-            }
-            for i, class_name in enumerate(class_names)
-        ],
-        'rdefs': {'model': 'color', 'defaultT': 0, 'defaultZ': 0},
-    }
+    root.attrs['omero'] = omero_attrs(class_names)
 
     labels_group = root.create_group('labels')
     labels_group.attrs['labels'] = ['labels']
@@ -417,7 +303,7 @@ def write_segmentation(
     datasets = _write_multiscale(
         label_group, labels, label_axes, scale, labels=True
     )
-    label_group.attrs['multiscales'] = _multiscales_attrs(
+    label_group.attrs['multiscales'] = multiscales_attrs(
         label_axes, scale, datasets, 'labels'
     )
     label_group.attrs['image-label'] = {

@@ -10,51 +10,37 @@ ever opened in write mode.
 Physical sizes in ``ImageSource.scale`` are in micrometres for ``Z``,
 ``Y``, ``X`` and in seconds for ``T``; an axis whose size is unknown (no
 calibration, an unknown unit) is left out.
+
+This module owns :class:`ImageSource`, the axes (:func:`parse_axes`,
+:func:`guess_axes`, canonical order), array and Zarr/OME-Zarr opening and
+the dispatch in :func:`open_image`. TIFF specifics live in
+:mod:`segloop.io._tiff`, NGFF metadata parsing in :mod:`segloop.io._ngff`,
+the shared array checks in :mod:`segloop.io._checks`.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dask.array as da
 import numpy as np
-import tifffile
 import zarr
 
 from segloop.core.errors import InputError
+from segloop.io._checks import DEFAULT_AXES, check_array
+from segloop.io._ngff import find_multiscales, ngff_scale
+from segloop.io._tiff import (
+    TIFF_SUFFIXES,
+    closed_on_error,
+    open_tiff,
+    tiff_axes,
+    tiff_dask,
+    tiff_scale,
+)
 
 CANONICAL_AXES = 'TCZYX'
-
-TIFF_SUFFIXES = ('.tif', '.tiff', '.btf', '.tf2', '.tf8')
-
-# Example axes per number of dimensions, for error messages and guesses.
-_DEFAULT_AXES = {2: 'YX', 3: 'ZYX', 4: 'TZYX', 5: 'TCZYX'}
-
-# Length units -> micrometres; time units -> seconds (keys lower case).
-_UNIT_NAMES = {
-    1.0: 'um µm μm \\u00b5m micron microns micrometer micrometre',
-    1e-3: 'nm nanometer nanometre',
-    1e3: 'mm millimeter millimetre',
-    1e4: 'cm centimeter centimetre',
-    1e6: 'm meter metre',
-    1e-4: 'å angstrom',
-}
-_LENGTH_UNITS = {
-    n: f for f, names in _UNIT_NAMES.items() for n in names.split()
-}
-_TIME_NAMES = {
-    1.0: 's sec second seconds',
-    1e-3: 'ms millisecond milliseconds',
-    1e-6: 'us µs microsecond microseconds',
-    60.0: 'min minute minutes',
-    3600.0: 'h hr hour hours',
-}
-_TIME_UNITS = {n: f for f, names in _TIME_NAMES.items() for n in names.split()}
 
 
 @dataclass(frozen=True)
@@ -112,7 +98,7 @@ class ImageSource:
 
 
 def _axes_hint(ndim: int) -> str:
-    example = _DEFAULT_AXES.get(ndim, 'TZYX')
+    example = DEFAULT_AXES.get(ndim, 'TZYX')
     return (
         f'use letters T, C, Z, Y, X, one per dimension, e.g. --axes {example}'
     )
@@ -182,27 +168,12 @@ def guess_axes(shape: tuple[int, ...], dtype: Any) -> str:
     rgb = ndim in (3, 4) and shape[-1] in (3, 4)
     if rgb and np.dtype(dtype) == np.uint8:
         return 'YXC' if ndim == 3 else 'ZYXC'
-    if ndim not in _DEFAULT_AXES:
+    if ndim not in DEFAULT_AXES:
         raise InputError(
             f'cannot use an image with {ndim} dimensions (shape {shape}): '
             'segloop needs 2 to 5 dimensions named from T, C, Z, Y, X'
         )
-    return _DEFAULT_AXES[ndim]
-
-
-def _check_array(shape: tuple[int, ...], dtype: Any, what: str) -> None:
-    """Refuse empty images and pixel types segloop cannot compute with."""
-    dtype = np.dtype(dtype)
-    if dtype.kind not in 'uif':
-        raise InputError(
-            f'{what} has pixel type {dtype}, which cannot be segmented: '
-            'convert it to uint8, uint16 or float32'
-        )
-    if any(int(n) == 0 for n in shape):
-        raise InputError(
-            f'{what} is empty (shape {tuple(shape)}): it needs at least one '
-            'pixel along every axis'
-        )
+    return DEFAULT_AXES[ndim]
 
 
 def _to_canonical(data: Any, axes: str) -> tuple[Any, str]:
@@ -242,24 +213,6 @@ def _stem(path: Path) -> str:
     return path.stem or name
 
 
-def _to_um(value: float, unit: Any) -> float | None:
-    factor = _LENGTH_UNITS.get(str(unit).strip().lower())
-    return None if factor is None else value * factor
-
-
-def _to_seconds(value: float, unit: Any) -> float | None:
-    factor = _TIME_UNITS.get(str(unit).strip().lower())
-    return None if factor is None else value * factor
-
-
-def _positive(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
 # -- arrays -------------------------------------------------------------------
 
 
@@ -269,7 +222,7 @@ def _open_array(data: Any, axes: str | None) -> ImageSource:
             f'cannot open a {type(data).__name__}: pass a file path, a '
             'numpy array or a dask array'
         )
-    _check_array(data.shape, data.dtype, 'the array')
+    check_array(data.shape, data.dtype, 'the array')
     axes = (
         parse_axes(axes, data.ndim)
         if axes is not None
@@ -278,250 +231,23 @@ def _open_array(data: Any, axes: str | None) -> ImageSource:
     return _finish(data, axes, None, 'image', {})
 
 
-# Exceptions tifffile raises for broken files.
-_TIFF_ERRORS = (
-    tifffile.TiffFileError,
-    OSError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    struct.error,
-)
-
 # -- TIFF ---------------------------------------------------------------------
-
-# tifffile axis codes for generic stacks, taken as Z then T (like arrays).
-_TIFF_MAP = {'S': 'C', 'T': 'T', 'C': 'C', 'Z': 'Z', 'Y': 'Y', 'X': 'X'}
-
-
-def _tiff_axes(series_axes: str, path: Path) -> str:
-    """Map tifffile series axes to ours; generic stacks become Z, then T."""
-    mapped = [_TIFF_MAP.get(a) for a in series_axes]
-    if mapped.count('C') > 1:
-        raise InputError(
-            f'{path.name} has both channels and colour samples (axes '
-            f'{series_axes!r}): save it with one channel axis'
-        )
-    unknown = [i for i, a in enumerate(mapped) if a is None]
-    plane = [i for i, a in enumerate(mapped) if a in ('Y', 'X')]
-    if unknown or len(plane) != 2:
-        free = [a for a in 'TZ' if a not in mapped]
-        if (
-            len(plane) != 2
-            or max(unknown) > min(plane)
-            or len(unknown) > len(free)
-        ):
-            raise InputError(
-                f'{path.name} has axes {series_axes!r} and segloop cannot '
-                'tell which is which: pass --axes, one letter of T, C, Z, '
-                f'Y, X per dimension, e.g. --axes '
-                f'{_DEFAULT_AXES.get(len(series_axes), "TZYX")}'
-            )
-        for i, a in zip(unknown, free[-len(unknown) :], strict=True):
-            mapped[i] = a
-    return ''.join(mapped)
-
-
-def _check_tiff_extent(
-    tif: tifffile.TiffFile, series: Any, path: Path
-) -> None:
-    """Refuse a TIFF whose pixel data reaches past the end of its file.
-
-    Reads only the offsets already parsed from the IFDs, no pixels.
-    """
-    size = tif.filehandle.size
-    end = 0
-    if series.dataoffset is not None:
-        end = series.dataoffset + series.nbytes
-    else:
-        for page in series.pages:
-            if page is None or page.parent is not tif:
-                continue  # pages of other files of a multi-file OME-TIFF
-            for offset, count in zip(
-                page.dataoffsets, page.databytecounts, strict=True
-            ):
-                end = max(end, offset + count)
-    if end > size:
-        raise InputError(
-            f'{path} is truncated or corrupt: its pixel data needs {end} '
-            f'bytes but the file has {size}; copy or export it again'
-        )
-
-
-def _tiff_scale(tif: tifffile.TiffFile, axes: str) -> dict[str, float]:
-    """Pixel sizes from OME-XML, ImageJ metadata or resolution tags."""
-    scale: dict[str, float] = {}
-    try:
-        if tif.is_ome and tif.ome_metadata:
-            image = tifffile.xml2dict(tif.ome_metadata)['OME']['Image']
-            if isinstance(image, list):
-                image = image[0]
-            pixels = image['Pixels']
-            for axis in 'ZYX':
-                value = _positive(pixels.get(f'PhysicalSize{axis}'))
-                unit = pixels.get(f'PhysicalSize{axis}Unit', 'µm')
-                if value is not None and _to_um(value, unit) is not None:
-                    scale[axis] = _to_um(value, unit)
-            value = _positive(pixels.get('TimeIncrement'))
-            unit = pixels.get('TimeIncrementUnit', 's')
-            if value is not None and _to_seconds(value, unit) is not None:
-                scale['T'] = _to_seconds(value, unit)
-            return {a: v for a, v in scale.items() if a in axes}
-        page = tif.pages.first
-        xres = page.tags.get('XResolution')
-        yres = page.tags.get('YResolution')
-        if tif.is_imagej:
-            meta = tif.imagej_metadata or {}
-            unit = meta.get('unit')
-            factor = _to_um(1.0, unit) if unit else None
-            if factor is not None:
-                for axis, tag in (('X', xres), ('Y', yres)):
-                    if tag is not None:
-                        num, den = tag.value
-                        if _positive(num) and _positive(den):
-                            scale[axis] = factor * den / num
-                spacing = _positive(meta.get('spacing'))
-                if spacing is not None:
-                    scale['Z'] = factor * spacing
-            interval = _positive(meta.get('finterval'))
-            if interval is not None:
-                seconds = _to_seconds(interval, meta.get('tunit', 's'))
-                if seconds is not None:
-                    scale['T'] = seconds
-        else:
-            unit = page.tags.get('ResolutionUnit')
-            factor = {2: 25400.0, 3: 10000.0}.get(
-                int(unit.value) if unit is not None else 2
-            )
-            if factor is not None:
-                for axis, tag in (('X', xres), ('Y', yres)):
-                    if tag is not None:
-                        num, den = tag.value
-                        if _positive(num) and _positive(den):
-                            scale[axis] = factor * den / num
-    except (KeyError, TypeError, ValueError, AttributeError):
-        # Odd metadata only costs the calibration, never the image.
-        return {}
-    return {a: v for a, v in scale.items() if a in axes}
-
-
-class _TiffLog(logging.Handler):
-    """Collect tifffile's log records while a file is opened."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def problem(self) -> str | None:
-        """The first record saying the file is broken, if any."""
-        for record in self.records:
-            message = record.getMessage()
-            if record.levelno >= logging.ERROR or 'corrupt' in message:
-                return message.split('> ', 1)[-1]  # drop tifffile's repr
-        return None
-
-
-def _parse_tiff(path: Path, log: _TiffLog) -> tifffile.TiffFile:
-    """Open ``path`` and parse its series; tifffile logs go to ``log``."""
-    logger = logging.getLogger('tifffile')
-    logger.addHandler(log)
-    try:
-        tif = tifffile.TiffFile(path)
-        try:
-            tif.series  # noqa: B018 -- parses the IFD chain, no pixels
-        except Exception:
-            tif.close()
-            raise
-    except _TIFF_ERRORS as exc:
-        raise InputError(
-            f'{path} cannot be read as a TIFF ({exc}); check that it is a '
-            'complete, uncorrupted TIFF file'
-        ) from None
-    finally:
-        logger.removeHandler(log)
-    problem = log.problem()
-    if problem is not None:
-        tif.close()
-        raise InputError(
-            f'{path} is truncated or corrupt ({problem}); copy or export '
-            'it again'
-        )
-    for record in log.records:  # harmless notes: pass them on
-        logger.handle(record)
-    return tif
 
 
 def _open_tiff(path: Path, axes: str | None) -> ImageSource:
-    tif = _parse_tiff(path, _TiffLog())
-    try:
-        if not tif.series:
-            raise InputError(f'{path} holds no image; check the file')
-        series = tif.series[0].levels[0]
-        _check_array(series.shape, series.dtype, path.name)
-        _check_tiff_extent(tif, series, path)
+    tif, series = open_tiff(path)
+    with closed_on_error(tif, path):
         if axes is not None:
             file_axes = parse_axes(axes, len(series.shape))
         else:
-            file_axes = _tiff_axes(series.axes, path)
-        scale = _tiff_scale(tif, file_axes)
-        store = tif.series[0].aszarr(level=0)
-        data = da.from_zarr(zarr.open_array(store, mode='r'))
-    except InputError:
-        tif.close()
-        raise
-    except _TIFF_ERRORS as exc:
-        tif.close()
-        raise InputError(
-            f'{path} cannot be read as a TIFF ({exc}); check that it is a '
-            'complete, uncorrupted TIFF file'
-        ) from None
+            file_axes = tiff_axes(series.axes, path)
+        scale = tiff_scale(tif, file_axes)
+        data = tiff_dask(tif)
     # The zarr store keeps ``tif`` open for lazy reads.
     return _finish(data, file_axes, str(path), _stem(path), scale)
 
 
 # -- Zarr / OME-Zarr ----------------------------------------------------------
-
-
-def _multiscales(attrs: dict) -> list | None:
-    ome = attrs.get('ome')
-    if isinstance(ome, dict) and 'multiscales' in ome:
-        return ome['multiscales']
-    return attrs.get('multiscales')
-
-
-def _ngff_scale(
-    multiscale: dict, dataset: dict, names: list[str], units: list[Any]
-) -> dict[str, float]:
-    """Level-0 pixel size per axis from coordinateTransformations."""
-    values = [1.0] * len(names)
-    for transforms in (
-        dataset.get('coordinateTransformations') or [],
-        multiscale.get('coordinateTransformations') or [],
-    ):
-        for t in transforms:
-            if t.get('type') == 'scale' and 'scale' in t:
-                values = [
-                    v * float(s)
-                    for v, s in zip(values, t['scale'], strict=False)
-                ]
-    scale = {}
-    for axis, value, unit in zip(names, values, units, strict=False):
-        if axis == 'C' or _positive(value) is None:
-            continue
-        if unit is None:
-            if value != 1.0:  # uncalibrated stores write 1 without unit
-                scale[axis] = value
-            continue
-        converted = (
-            _to_seconds(value, unit) if axis == 'T' else _to_um(value, unit)
-        )
-        if converted is not None:
-            scale[axis] = converted
-    return scale
 
 
 def _open_ome_zarr(
@@ -548,7 +274,7 @@ def _open_ome_zarr(
             f'{path}: multiscales dataset {dataset["path"]!r} is not an '
             'array; rewrite it with an OME-Zarr writer'
         )
-    _check_array(array.shape, array.dtype, path.name)
+    check_array(array.shape, array.dtype, path.name)
     ndim = len(array.shape)
     if axes is not None:
         file_axes = parse_axes(axes, ndim)
@@ -559,13 +285,13 @@ def _open_ome_zarr(
         except InputError:
             raise InputError(
                 f'{path} has axes {names} that are not T, C, Z, Y, X: '
-                f'pass --axes, e.g. --axes {_DEFAULT_AXES.get(ndim, "TZYX")}'
+                f'pass --axes, e.g. --axes {DEFAULT_AXES.get(ndim, "TZYX")}'
             ) from None
     else:
         file_axes = guess_axes(array.shape, array.dtype)
         names = list(file_axes)
         units = [None] * ndim
-    scale = _ngff_scale(
+    scale = ngff_scale(
         multiscale, dataset, [str(n).upper() for n in names], units
     )
     if axes is not None and [str(n).upper() for n in names] != list(file_axes):
@@ -589,7 +315,7 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
             'is complete'
         ) from None
     if isinstance(node, zarr.Array):
-        _check_array(node.shape, node.dtype, path.name)
+        check_array(node.shape, node.dtype, path.name)
         file_axes = (
             parse_axes(axes, node.ndim)
             if axes is not None
@@ -598,7 +324,7 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
         return _finish(
             da.from_zarr(node), file_axes, str(path), _stem(path), {}
         )
-    multiscales = _multiscales(node.attrs.asdict())
+    multiscales = find_multiscales(node.attrs.asdict())
     if not multiscales:
         arrays = sorted(name for name, _ in node.arrays())
         hint = (
