@@ -79,6 +79,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         name=args.name,
         init=resolve_model(args.init) if args.init else None,
+        split_seed=args.split_seed,
     )
     with tqdm(total=args.steps, unit='step', desc='train') as bar:
         for event in events:
@@ -378,7 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument('--dropout', type=float, default=0.1)
     train.add_argument('--val-fraction', type=float, default=0.15)
-    train.add_argument('--seed', type=int, default=0)
+    train.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of crops, augmentation and weights',
+    )
+    train.add_argument(
+        '--split-seed',
+        type=int,
+        default=0,
+        help='seed of the validation split',
+    )
     train.add_argument('--time-limit', type=float, help='minutes')
     train.add_argument('--checkpoint-every', type=_positive_int, default=250)
     train.add_argument('--device', default='auto')

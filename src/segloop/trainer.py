@@ -85,6 +85,7 @@ def iter_train_folders(
     name: str = 'model',
     should_stop: Callable[[], bool] | None = None,
     init: str | Path | None = None,
+    split_seed: int = 0,
 ) -> Generator[TrainEvent, None, Path]:
     """Train on labelled folders, saving to ``output`` every few steps.
 
@@ -92,8 +93,10 @@ def iter_train_folders(
     names are recorded in the model's provenance so that
     ``segloop tune`` reuses exactly the same split. ``init`` is a model
     folder to start from (its network settings replace ``network``).
+    ``split_seed`` fixes the validation split independently of the
+    training seed, so a continued run keeps the same held-out images.
     """
-    train_names, val_names = split_folders(folders, val_fraction, config.seed)
+    train_names, val_names = split_folders(folders, val_fraction, split_seed)
     sampler, n_train = make_sampler(train_names, config.patch_shape)
     if init is not None:
         model, parent = load_model(init)
@@ -111,6 +114,7 @@ def iter_train_folders(
             'training_data': [dataset_key(f) for f in folders],
             'n_train_images': n_train,
             'val_fraction': val_fraction,
+            'split_seed': split_seed,
             'validation_names': val_names,
             'steps': step,
             'final_loss': round(loss, 5),
