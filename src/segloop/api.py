@@ -99,6 +99,10 @@ class Prediction:
         Axes ``label_axes`` (e.g. 'YX', 'TZYX'); ids 1..N per time point.
     normalization : list of (lo, hi)
         Intensity percentiles used, one pair per time point.
+    instance_params : InstanceParams
+        Settings that made ``labels`` from ``probabilities``.
+    settings : dict
+        Effective tile shape, overlap, batch size, device and precision.
     """
 
     probabilities: np.ndarray
@@ -107,6 +111,8 @@ class Prediction:
     probability_axes: str
     class_names: list[str]
     normalization: list[tuple[float, float]] = field(default_factory=list)
+    instance_params: InstanceParams = field(default_factory=InstanceParams)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _select_channel(source: ImageSource, channel: int | None) -> Any:
@@ -235,11 +241,10 @@ def iter_predict(
     volume_axes = image_axes.replace('T', '')
     slice_by_slice = dims == 2 and 'Z' in volume_axes
     n_inputs = data.shape[-3] if slice_by_slice else 1
-    per_input = len(
-        tile_grid(data.shape[-dims:], tile_shape, overlap, predictor.divisor)[
-            2
-        ]
+    _, valid_tile, starts = tile_grid(
+        data.shape[-dims:], tile_shape, overlap, predictor.divisor
     )
+    per_input = len(starts)
     total = per_input * n_inputs * times
     sampling = [source.scale.get(a, 1.0) for a in volume_axes]
     probabilities, labels, ranges = [], [], []
@@ -267,6 +272,14 @@ def iter_predict(
     else:
         probs_out, labels_out = probabilities[0], labels[0]
     probability_axes = ''.join(a for a in 'TCZYX' if a in image_axes + 'C')
+    settings = {
+        'tile': list(valid_tile),
+        'overlap': overlap,
+        'batch_size': batch_size,
+        'device': str(predictor.device),
+        'mixed_precision': predictor.mixed_precision,
+        'channel': channel,
+    }
     return Prediction(
         probs_out,
         labels_out,
@@ -274,6 +287,8 @@ def iter_predict(
         probability_axes,
         list(model.info.class_names),
         ranges,
+        params,
+        settings,
     )
 
 
@@ -317,14 +332,8 @@ def iter_segment(
             'shape': list(source.shape),
         },
         'normalization': [list(r) for r in prediction.normalization],
-        'instances': model.instance_params(**{}).to_dict()
-        if kwargs.get('instance_params') is None
-        else kwargs['instance_params'].to_dict(),
-        'settings': {
-            k: v
-            for k, v in kwargs.items()
-            if k in ('tile', 'overlap', 'batch_size', 'precision', 'channel')
-        },
+        'instances': prediction.instance_params.to_dict(),
+        'settings': prediction.settings,
     }
     scale = {
         a: v for a, v in source.scale.items() if a in prediction.label_axes
