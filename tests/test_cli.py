@@ -170,3 +170,17 @@ def test_console_script_runs_as_a_user_would(tmp_path, nuclei_tif):
     )
     assert again.returncode == 2
     assert again.stderr.count('\n') == 1
+
+
+def test_demo_segments_the_sample_and_never_overwrites(tmp_path, capsys):
+    argv = ['demo', '--output-dir', str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    first = tmp_path / 'nuclei2d_sample.zarr'
+    assert str(first.resolve()) in out
+    truth = tifffile.imread(sample_labels_path())
+    from segloop.core.metrics import match
+
+    assert match(truth, read_labels(first), (0.5,))[0].accuracy > 0.7
+    assert main(argv) == 0
+    assert (tmp_path / 'nuclei2d_sample-1.zarr').is_dir()
