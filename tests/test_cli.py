@@ -137,37 +137,20 @@ def test_info_describes_models_and_images(capsys):
     assert 'axes YX, shape (520, 696)' in capsys.readouterr().out
 
 
+def _run_cli(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, '-m', 'segloop.cli', *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_console_script_runs_as_a_user_would(tmp_path, nuclei_tif):
     out = tmp_path / 'o.zarr'
-    result = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'segloop.cli',
-            'segment',
-            str(nuclei_tif),
-            '-o',
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _run_cli('segment', str(nuclei_tif), '-o', str(out))
     assert result.returncode == 0, result.stderr
-    again = subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'segloop.cli',
-            'segment',
-            str(nuclei_tif),
-            '-o',
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = _run_cli('segment', str(nuclei_tif), '-o', str(out))
     assert again.returncode == 2
     assert again.stderr.count('\n') == 1
 

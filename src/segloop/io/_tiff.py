@@ -118,6 +118,17 @@ def _check_tiff_extent(
         )
 
 
+def _xy_scale(factor: float, xres: Any, yres: Any) -> dict[str, float]:
+    """Pixel size in µm from X/YResolution tags (pixels per unit)."""
+    scale = {}
+    for axis, tag in (('X', xres), ('Y', yres)):
+        if tag is not None:
+            num, den = tag.value
+            if positive(num) and positive(den):
+                scale[axis] = factor * den / num
+    return scale
+
+
 def tiff_scale(tif: tifffile.TiffFile, axes: str) -> dict[str, float]:
     """Pixel sizes from OME-XML, ImageJ metadata or resolution tags.
 
@@ -160,11 +171,7 @@ def tiff_scale(tif: tifffile.TiffFile, axes: str) -> dict[str, float]:
             unit = meta.get('unit')
             factor = to_um(1.0, unit) if unit else None
             if factor is not None:
-                for axis, tag in (('X', xres), ('Y', yres)):
-                    if tag is not None:
-                        num, den = tag.value
-                        if positive(num) and positive(den):
-                            scale[axis] = factor * den / num
+                scale.update(_xy_scale(factor, xres, yres))
                 spacing = positive(meta.get('spacing'))
                 if spacing is not None:
                     scale['Z'] = factor * spacing
@@ -179,11 +186,7 @@ def tiff_scale(tif: tifffile.TiffFile, axes: str) -> dict[str, float]:
                 int(unit.value) if unit is not None else 2
             )
             if factor is not None:
-                for axis, tag in (('X', xres), ('Y', yres)):
-                    if tag is not None:
-                        num, den = tag.value
-                        if positive(num) and positive(den):
-                            scale[axis] = factor * den / num
+                scale.update(_xy_scale(factor, xres, yres))
     except (KeyError, TypeError, ValueError, AttributeError):
         # Odd metadata only costs the calibration, never the image.
         return {}
