@@ -91,7 +91,9 @@ def test_bad_input_gives_one_line_and_writes_nothing(
 ):
     source = tmp_path / 'in.tif'
     if make is not None:
-        tifffile.imwrite(source, make())
+        data = make()
+        photometric = 'minisblack' if data.ndim == 3 else None
+        tifffile.imwrite(source, data, photometric=photometric)
     out = tmp_path / 'out.zarr'
     _fails_cleanly(
         capsys, ['segment', str(source), '-o', str(out), *extra], match
