@@ -26,7 +26,7 @@ from segloop.core.checkpoint import (
 from segloop.core.checkpoint import (
     load_model as _load_folder,
 )
-from segloop.core.config import TileConfig
+from segloop.core.config import Blending, TileConfig
 from segloop.core.errors import InputError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams, probabilities_to_instances
@@ -185,6 +185,7 @@ def iter_predict(
     tile: tuple[int, ...] | None = None,
     overlap: float = 0.125,
     batch_size: int = 4,
+    blending: Blending = 'gaussian',
     device: str | None = None,
     precision: Precision = 'auto',
     instance_params: InstanceParams | None = None,
@@ -202,9 +203,10 @@ def iter_predict(
         e.g. 'YX', 'ZYX', 'TZYX', 'CYX'.
     channel : int, optional
         The channel to segment when the image has several.
-    tile, overlap, batch_size : tiling settings
+    tile, overlap, batch_size, blending : tiling settings
         Spatial tile shape (default 512² for 2D), overlap fraction, tiles
-        per forward pass.
+        per forward pass, and 'gaussian' or 'center' (crop-centre)
+        stitching of overlapping tiles.
     device : str, optional
         'cuda', 'mps', 'cpu' or None for automatic.
     precision : {'auto', 'fp32', 'bf16'}
@@ -230,7 +232,7 @@ def iter_predict(
     params = instance_params or model.instance_params()
     predictor = Predictor(model.network, device, precision)
     dims = model.network.config.spatial_dims
-    tiles = TileConfig(tile_shape=tile, overlap=overlap, batch_size=batch_size)
+    tiles = TileConfig(tile, overlap, batch_size, blending)
     tile_shape = tile or DEFAULT_TILE[dims]
     if len(tile_shape) != dims:
         raise InputError(
@@ -276,6 +278,7 @@ def iter_predict(
         'tile': list(valid_tile),
         'overlap': overlap,
         'batch_size': batch_size,
+        'blending': blending,
         'device': str(predictor.device),
         'mixed_precision': predictor.mixed_precision,
         'channel': channel,

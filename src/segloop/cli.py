@@ -128,6 +128,7 @@ def _predict_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         'tile': args.tile,
         'overlap': args.overlap,
         'batch_size': args.batch_size,
+        'blending': args.blending,
         'device': args.device,
         'precision': args.precision,
     }
@@ -475,6 +476,12 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--tile', type=_shape, help='tile size, e.g. 512,512')
     parser.add_argument('--overlap', type=_fraction, default=0.125)
     parser.add_argument('--batch-size', type=_positive_int, default=4)
+    parser.add_argument(
+        '--blending',
+        default='gaussian',
+        choices=('gaussian', 'center'),
+        help='how overlapping tiles are combined (center = crop-centre)',
+    )
     parser.add_argument(
         '--device', default='auto', help='auto, cpu, cuda, cuda:1 or mps'
     )

@@ -64,3 +64,25 @@ def test_auto_device_is_cpu_here_and_missing_cuda_is_clear() -> None:
             pick_device('cuda')
     else:
         assert pick_device(None).type == 'cuda'
+
+
+def test_real_network_center_stitching_equals_whole_image() -> None:
+    """Bundled U-Net: with overlap/2 >= its receptive-field radius (~118
+    px), crop-centre stitching reproduces a whole-image pass to float
+    tolerance away from the image borders."""
+    import tifffile
+
+    from segloop.core.checkpoint import load_model
+    from segloop.core.normalize import normalize, percentile_range
+    from segloop.data import sample_path
+    from segloop.models import resolve_model
+
+    model, _ = load_model(resolve_model('nuclei2d'))
+    sample = tifffile.imread(sample_path())[:320, :320]
+    image = np.pad(sample, ((0, 320), (0, 320)), mode='symmetric')
+    x = normalize(image, *percentile_range(image))[None]
+    expected = _whole(model, x)
+    tiles = TileConfig((512, 512), overlap=0.5, blending='center')
+    result = Predictor(model, 'cpu', 'fp32').predict(x, tiles)
+    inner = (slice(None), slice(128, -128), slice(128, -128))
+    np.testing.assert_allclose(result[inner], expected[inner], atol=1e-4)

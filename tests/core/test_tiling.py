@@ -29,7 +29,7 @@ SHAPES = [
 
 @pytest.mark.parametrize(('shape', 'tile'), SHAPES)
 @pytest.mark.parametrize('overlap', [0.0, 0.25, 0.5, 0.9])
-@pytest.mark.parametrize('blending', ['gaussian', 'constant'])
+@pytest.mark.parametrize('blending', ['gaussian', 'constant', 'center'])
 def test_identity_is_bit_exact(shape, tile, overlap, blending) -> None:
     rng = np.random.default_rng(0)
     image = (rng.normal(size=shape) * 1000).astype(np.float32)

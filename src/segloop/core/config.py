@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Norm = Literal['batch', 'instance', 'group']
+Blending = Literal['gaussian', 'constant', 'center']
 
 
 @dataclass(frozen=True)
@@ -117,14 +118,14 @@ class TileConfig:
         Fraction of the tile shared with each neighbour, in [0, 1).
     batch_size : int
         Tiles per forward pass.
-    blending : {'gaussian', 'constant'}
+    blending : {'gaussian', 'constant', 'center'}
         Weighting of overlapping tiles.
     """
 
     tile_shape: tuple[int, ...] | None = None
     overlap: float = 0.125
     batch_size: int = 4
-    blending: Literal['gaussian', 'constant'] = 'gaussian'
+    blending: Blending = 'gaussian'
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.overlap < 1.0:
@@ -133,9 +134,9 @@ class TileConfig:
             )
         if self.batch_size < 1:
             raise ValueError(f'batch size must be >= 1, got {self.batch_size}')
-        if self.blending not in ('gaussian', 'constant'):
+        if self.blending not in ('gaussian', 'constant', 'center'):
             raise ValueError(
-                f"blending must be 'gaussian' or 'constant', "
+                f"blending must be 'gaussian', 'constant' or 'center', "
                 f'got {self.blending!r}'
             )
 

@@ -78,23 +78,35 @@ def tile_starts(size: int, tile: int, overlap: float) -> list[int]:
     return sorted({min(i * stride, size - tile) for i in range(count)})
 
 
+def _profile(size: int, mode: str, overlap: float) -> np.ndarray:
+    if mode == 'constant':
+        return np.ones(size)
+    if mode == 'center':
+        margin = round(size * overlap) // 2
+        profile = np.zeros(size)
+        profile[margin : size - margin] = 1.0
+        return profile
+    coords = np.arange(size) - (size - 1) / 2
+    return np.exp(-0.5 * (coords / (size / 8.0)) ** 2)
+
+
 @functools.lru_cache(maxsize=16)
 def blending_window(
-    tile_shape: tuple[int, ...], mode: str = 'gaussian'
+    tile_shape: tuple[int, ...], mode: str = 'gaussian', overlap: float = 0.0
 ) -> np.ndarray:
     """Weights of one tile, float64, multiples of 2**-20, all > 0.
 
     'gaussian' uses sigma = tile / 8 per axis (as nnU-Net) with a peak of
-    1; 'constant' weighs every pixel 1. The array is read-only and cached.
+    1; 'constant' weighs every pixel 1; 'center' weighs 1 the central part
+    of the tile that its neighbours (at ``overlap``) do not cover and
+    2**-20 the rest (crop-centre stitching: each pixel comes from the tile
+    where it is most central, up to a relative 2**-20). The array is
+    read-only and cached.
     """
-    if mode == 'constant':
-        window = np.ones(tile_shape)
-    else:
-        window = np.ones(())
-        for size in tile_shape:
-            coords = np.arange(size) - (size - 1) / 2
-            profile = np.exp(-0.5 * (coords / (size / 8.0)) ** 2)
-            window = np.multiply.outer(window, profile)
+    window = np.ones(())
+    for size in tile_shape:
+        profile = _profile(size, mode, overlap)
+        window = np.multiply.outer(window, profile)
     quanta = np.maximum(np.round(window / WEIGHT_QUANTUM), 1.0)
     window = quanta * WEIGHT_QUANTUM
     window.setflags(write=False)
@@ -212,8 +224,8 @@ def iter_tiled(
         Tiles per call of ``fn``.
     divisor : sequence of int, optional
         Tile sizes are multiples of it (``2**depth`` for a U-Net).
-    blending : {'gaussian', 'constant'}
-        Weighting of overlapping tile outputs.
+    blending : {'gaussian', 'constant', 'center'}
+        Weighting of overlapping tile outputs; see :func:`blending_window`.
     should_stop : callable, optional
         Checked before each batch; when it returns True the generator
         raises :class:`InterruptedError`.
@@ -234,7 +246,7 @@ def iter_tiled(
         raise ValueError(f'image has an empty axis: shape {image.shape}')
     pads, tile, starts = tile_grid(spatial, tile_shape, overlap, divisor)
     padded = mirror_pad(image.astype(np.float32, copy=False), pads)
-    window = blending_window(tile, blending)
+    window = blending_window(tile, blending, overlap)
     accumulator: np.ndarray | None = None
     weights = np.zeros(padded.shape[1:], dtype=np.float64)
     total = len(starts)
