@@ -275,7 +275,9 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                 f'model {model.name} records no validation split for '
                 f'{args.data}; pass --split all'
             )
-    items = list(predict_folder(model, args.data, names))
+    items = list(
+        predict_folder(model, args.data, names, precision=args.precision)
+    )
     before = score(items, model.instance_params())
     print(
         f'{len(items)} image(s); current settings: '
@@ -445,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
         '--search',
         action='store_true',
         help='grid-search thresholds on these images',
+    )
+    tn.add_argument(
+        '--precision', default='auto', choices=('auto', 'fp32', 'bf16')
     )
     tn.add_argument(
         '--write',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -33,6 +34,25 @@ def pick_device(name: str | None = None) -> torch.device:
             'use --device cpu or --device auto'
         )
     return device
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AVX512-BF16 or AMX).
+
+    Read from ``/proc/cpuinfo`` (Linux); False elsewhere. Without native
+    support bf16 autocast on the CPU is emulated and slower than fp32.
+    """
+    try:
+        with open('/proc/cpuinfo') as handle:
+            flags = set()
+            for line in handle:
+                if line.startswith('flags'):
+                    flags.update(line.split(':', 1)[1].split())
+                    break
+    except OSError:
+        return False
+    return bool(flags & {'avx512_bf16', 'amx_bf16'})
 
 
 @contextlib.contextmanager
