@@ -40,14 +40,22 @@ def sample_image(size: int) -> np.ndarray:
     return normalize(big, *percentile_range(big))[None]
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    """Fastest wall time of ``repeats`` calls, and the last result."""
-    times, result = [], None
+def best_times(
+    methods: dict[str, object], repeats: int
+) -> tuple[dict[str, float], dict[str, object]]:
+    """Fastest wall time of each method over ``repeats`` rounds.
+
+    Methods run interleaved (one call of each per round), so a slow
+    moment of a shared machine hits all of them alike.
+    """
+    times = {name: float('inf') for name in methods}
+    results: dict[str, object] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+        for name, fn in methods.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name] = min(times[name], time.perf_counter() - start)
+    return times, results
 
 
 def main() -> None:
@@ -56,7 +64,7 @@ def main() -> None:
     parser.add_argument('--tile', type=int, default=512)
     parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--overlap', type=float, default=0.25)
-    parser.add_argument('--repeats', type=int, default=3)
+    parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--json', default='benchmarks/results/inference.json')
     args = parser.parse_args()
 
@@ -110,15 +118,20 @@ def main() -> None:
     ours_bf16.forward(batch)
     run_monai()
 
-    t_monai, p_monai = best_time(run_monai, args.repeats)
-    t_ours, p_ours = best_time(
-        lambda: ours.predict(image, tiles), args.repeats
+    times, outputs = best_times(
+        {
+            'monai': run_monai,
+            'ours': lambda: ours.predict(image, tiles),
+            'raw': run_raw(ours),
+            'ours_bf16': lambda: ours_bf16.predict(image, tiles),
+            'raw_bf16': run_raw(ours_bf16),
+        },
+        args.repeats,
     )
-    t_raw, _ = best_time(run_raw(ours), args.repeats)
-    t_bf16, p_bf16 = best_time(
-        lambda: ours_bf16.predict(image, tiles), args.repeats
-    )
-    t_raw_bf16, _ = best_time(run_raw(ours_bf16), args.repeats)
+    t_monai, t_ours, t_raw = times['monai'], times['ours'], times['raw']
+    t_bf16, t_raw_bf16 = times['ours_bf16'], times['raw_bf16']
+    p_monai, p_ours = outputs['monai'], outputs['ours']
+    p_bf16 = outputs['ours_bf16']
 
     computed = n_tiles * tile_shape[0] * tile_shape[1]
     agree_monai = float((p_ours.argmax(0) == p_monai.argmax(0)).mean())

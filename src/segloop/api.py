@@ -210,7 +210,8 @@ def iter_predict(
     device : str, optional
         'cuda', 'mps', 'cpu' or None for automatic.
     precision : {'auto', 'fp32', 'bf16'}
-        'auto' = mixed precision on CUDA, fp32 elsewhere.
+        'auto' = mixed precision on CUDA and on CPUs with native bf16,
+        fp32 elsewhere.
     instance_params : InstanceParams, optional
         Default: the model's tuned settings.
 

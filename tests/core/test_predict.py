@@ -86,3 +86,15 @@ def test_real_network_center_stitching_equals_whole_image() -> None:
     result = Predictor(model, 'cpu', 'fp32').predict(x, tiles)
     inner = (slice(None), slice(128, -128), slice(128, -128))
     np.testing.assert_allclose(result[inner], expected[inner], atol=1e-4)
+
+
+def test_auto_precision_uses_bf16_only_where_the_cpu_has_it(tiny_unet_2d):
+    from segloop.core.device import cpu_has_native_bf16
+
+    auto = Predictor(tiny_unet_2d, 'cpu', 'auto')
+    assert auto.mixed_precision == cpu_has_native_bf16()
+    assert not Predictor(tiny_unet_2d, 'cpu', 'fp32').mixed_precision
+    image = np.random.default_rng(3).random((1, 64, 64)).astype(np.float32)
+    fp32 = Predictor(tiny_unet_2d, 'cpu', 'fp32').predict(image)
+    bf16 = Predictor(tiny_unet_2d, 'cpu', 'bf16').predict(image)
+    assert np.abs(fp32 - bf16).max() < 0.05

@@ -248,6 +248,7 @@ def iter_tiled(
     padded = mirror_pad(image.astype(np.float32, copy=False), pads)
     window = blending_window(tile, blending, overlap)
     accumulator: np.ndarray | None = None
+    product: np.ndarray | None = None
     weights = np.zeros(padded.shape[1:], dtype=np.float64)
     total = len(starts)
     for first in range(0, total, batch_size):
@@ -264,8 +265,10 @@ def iter_tiled(
             accumulator = np.zeros(
                 (outputs.shape[1], *padded.shape[1:]), dtype=np.float64
             )
+            product = np.empty(outputs.shape[1:], dtype=np.float64)
         for region, output in zip(regions, outputs, strict=True):
-            accumulator[(slice(None), *region)] += output * window
+            np.multiply(output, window, out=product)
+            accumulator[(slice(None), *region)] += product
             weights[region] += window
         yield TileProgress(min(first + batch_size, total), total)
     assert accumulator is not None
@@ -273,8 +276,9 @@ def iter_tiled(
         slice(before, before + size)
         for (before, _), size in zip(pads, spatial, strict=True)
     )
-    result = accumulator[(slice(None), *crop)] / weights[crop]
-    return result.astype(np.float32)
+    result = np.empty((accumulator.shape[0], *spatial), dtype=np.float32)
+    np.divide(accumulator[(slice(None), *crop)], weights[crop], out=result)
+    return result
 
 
 def run_tiled(image: np.ndarray, fn: Predictor, **kwargs: Any) -> np.ndarray:
