@@ -114,8 +114,7 @@ def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
                     dynamic_ncols=True,
                 )
             bar.total = event.total
-            bar.n = event.done
-            bar.refresh()
+            bar.update(event.done - bar.n)
     finally:
         if bar is not None:
             bar.close()
@@ -173,7 +172,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _run_with_bar(iter_segment(sample_path(), output), 'segment')
     n_objects = int(read_labels(output).max())
     print(f'found {n_objects} nuclei; OME-Zarr written to {output.resolve()}')
-    print(f'open it with: napari {output.resolve()}')
+    print(
+        'view it in napari with the napari-ome-zarr plugin, in Fiji '
+        '(File > Import > HDF5/N5/Zarr/OME-NGFF) or with ome-zarr-py'
+    )
     return 0
 
 
