@@ -179,54 +179,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_label_image(path: Path) -> Any:
-    import numpy as np
-    import tifffile
-
-    from segloop.core.errors import InputError
-
-    if not path.exists():
-        raise InputError(f'{path} does not exist; check the path')
-    if path.suffix.lower() in ('.tif', '.tiff'):
-        try:
-            return np.asarray(tifffile.imread(path))
-        except (OSError, ValueError) as error:
-            raise InputError(f'cannot read {path}: {error}') from None
-    from segloop.io.ome_zarr import read_labels
-
-    return read_labels(path)
-
-
-def _label_pairs(pred: Path, truth: Path) -> list[tuple[Any, Any, str]]:
-    from segloop.core.errors import InputError
-
-    if (
-        truth.is_dir()
-        and not (truth / '.zattrs').exists()
-        and not (truth / 'zarr.json').exists()
-        and pred.is_dir()
-    ):
-        pairs = []
-        for truth_file in sorted(truth.glob('*.tif*')):
-            stem = truth_file.name.split('.')[0]
-            matches = sorted(pred.glob(stem + '.*'))
-            if not matches:
-                raise InputError(
-                    f'no prediction for {truth_file.name} in {pred}'
-                )
-            pairs.append(
-                (
-                    _read_label_image(truth_file),
-                    _read_label_image(matches[0]),
-                    stem,
-                )
-            )
-        if not pairs:
-            raise InputError(f'no .tif label images in {truth}')
-        return pairs
-    return [(_read_label_image(truth), _read_label_image(pred), pred.name)]
-
-
 def _print_scores(scores: list[Any]) -> None:
     print(
         f'{"IoU":>5} {"TP":>6} {"FP":>6} {"FN":>6} {"accuracy":>9} '
@@ -243,8 +195,9 @@ def _print_scores(scores: list[Any]) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from segloop.core.errors import InputError
     from segloop.core.metrics import evaluate_pairs
+    from segloop.io.labels import label_pairs
 
-    pairs = _label_pairs(Path(args.prediction), Path(args.truth))
+    pairs = label_pairs(Path(args.prediction), Path(args.truth))
     for truth, pred, name in pairs:
         if truth.shape != pred.shape:
             raise InputError(
