@@ -103,3 +103,13 @@ def test_progress_events_and_cancel() -> None:
     )
     with pytest.raises(InterruptedError):
         next(stopper)
+
+
+def test_predictor_errors_reach_the_caller() -> None:
+    def broken(batch):
+        raise RuntimeError('out of memory')
+
+    with pytest.raises(RuntimeError, match='out of memory'):
+        run_tiled(
+            np.zeros((1, 64, 64), np.float32), broken, tile_shape=(16, 16)
+        )

@@ -16,6 +16,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,26 +252,42 @@ def iter_tiled(
     product: np.ndarray | None = None
     weights = np.zeros(padded.shape[1:], dtype=np.float64)
     total = len(starts)
-    for first in range(0, total, batch_size):
+    groups = [
+        [
+            tuple(slice(a, a + t) for a, t in zip(start, tile, strict=True))
+            for start in starts[first : first + batch_size]
+        ]
+        for first in range(0, total, batch_size)
+    ]
+
+    def stacked(regions: list[tuple[slice, ...]]) -> np.ndarray:
+        return np.stack([padded[(slice(None), *r)] for r in regions])
+
+    # The next batch runs on a worker thread while this one is blended, so
+    # the (GIL-free) network and the blending overlap. Blending order, and
+    # so the result, stays the same.
+    with ThreadPoolExecutor(max_workers=1) as pool:
         if should_stop is not None and should_stop():
             raise InterruptedError('tiled prediction was cancelled')
-        group = starts[first : first + batch_size]
-        regions = [
-            tuple(slice(a, a + t) for a, t in zip(start, tile, strict=True))
-            for start in group
-        ]
-        batch = np.stack([padded[(slice(None), *r)] for r in regions])
-        outputs = np.asarray(fn(batch))
-        if accumulator is None:
-            accumulator = np.zeros(
-                (outputs.shape[1], *padded.shape[1:]), dtype=np.float64
-            )
-            product = np.empty(outputs.shape[1:], dtype=np.float64)
-        for region, output in zip(regions, outputs, strict=True):
-            np.multiply(output, window, out=product)
-            accumulator[(slice(None), *region)] += product
-            weights[region] += window
-        yield TileProgress(min(first + batch_size, total), total)
+        pending = pool.submit(fn, stacked(groups[0]))
+        done = 0
+        for index, regions in enumerate(groups):
+            outputs = np.asarray(pending.result())
+            if index + 1 < len(groups):
+                if should_stop is not None and should_stop():
+                    raise InterruptedError('tiled prediction was cancelled')
+                pending = pool.submit(fn, stacked(groups[index + 1]))
+            if accumulator is None:
+                accumulator = np.zeros(
+                    (outputs.shape[1], *padded.shape[1:]), dtype=np.float64
+                )
+                product = np.empty(outputs.shape[1:], dtype=np.float64)
+            for region, output in zip(regions, outputs, strict=True):
+                np.multiply(output, window, out=product)
+                accumulator[(slice(None), *region)] += product
+                weights[region] += window
+            done += len(regions)
+            yield TileProgress(done, total)
     assert accumulator is not None
     crop = tuple(
         slice(before, before + size)
