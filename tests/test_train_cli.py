@@ -117,3 +117,44 @@ def test_tune_writes_settings_and_scores(tmp_path, labelled, capsys):
     scores = config['provenance']['scores']['validation']
     assert scores['n_images'] == 2
     assert scores['at_iou'][0]['threshold'] == 0.5
+
+
+def test_train_3d_with_anisotropic_pooling(tmp_path):
+    root = tmp_path / 'vol' / 'train'
+    (root / 'images').mkdir(parents=True)
+    (root / 'masks').mkdir()
+    for seed in range(3):
+        image, labels = synthetic_nuclei((5, 32, 32), n=3, radius=4, seed=seed)
+        name = f'v{seed}.tif'
+        tifffile.imwrite(
+            root / 'images' / name, (image * 200).clip(0, 255).astype(np.uint8)
+        )
+        tifffile.imwrite(root / 'masks' / name, labels.astype(np.uint16))
+    out = tmp_path / 'model3d'
+    argv = [
+        'train',
+        str(root),
+        '-o',
+        str(out),
+        '--dims',
+        '3',
+        '--depth',
+        '2',
+        '--base-channels',
+        '4',
+        '--patch',
+        '5,32,32',
+        '--pool-factors',
+        '1,2,2;1,2,2',
+        '--batch-size',
+        '1',
+        '--steps',
+        '2',
+        '--val-fraction',
+        '0.34',
+        '--fp32',
+    ]
+    assert main(argv) == 0
+    model, info = load_model(out)
+    assert info.axes == 'ZYX'
+    assert model.config.divisor() == (1, 4, 4)

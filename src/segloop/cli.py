@@ -31,6 +31,18 @@ def _shape(text: str) -> tuple[int, ...]:
     return values
 
 
+def _pool_factors(text: str) -> tuple[tuple[int, ...], ...]:
+    try:
+        return tuple(
+            tuple(int(v) for v in level.split(','))
+            for level in text.split(';')
+        )
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not like 1,2,2;1,2,2 (one group per level)'
+        ) from None
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -59,6 +71,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         base_channels=args.base_channels,
         norm=args.norm,
         dropout=args.dropout,
+        pool_factors=args.pool_factors,
     )
     config = TrainConfig(
         steps=args.steps,
@@ -336,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         '--norm', default='batch', choices=('batch', 'instance', 'group')
     )
     train.add_argument('--dropout', type=float, default=0.1)
+    train.add_argument(
+        '--pool-factors',
+        type=_pool_factors,
+        help='down-sampling per level and axis, e.g. 1,2,2;1,2,2;1,2,2 '
+        'for 3D stacks with few Z planes (default: 2 everywhere)',
+    )
     train.add_argument('--val-fraction', type=float, default=0.15)
     train.add_argument(
         '--seed',
