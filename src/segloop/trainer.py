@@ -136,11 +136,7 @@ def iter_train_folders(
     losses: list[float] = []
     step = 0
     events = iter_train(model, sampler, config, device, should_stop)
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            break
+    for event in events:
         step = event.step
         losses.append(event.loss)
         yield event
