@@ -12,20 +12,12 @@ yields :class:`Progress` events; the plain functions drain it.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from segloop.core.checkpoint import (
-    ModelInfo,
-    package_version,
-    weights_hash,
-)
-from segloop.core.checkpoint import (
-    load_model as _load_folder,
-)
 from segloop.core.config import Blending, TileConfig
 from segloop.core.errors import InputError
 from segloop.core.events import drain
@@ -33,48 +25,14 @@ from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
 from segloop.core.tiling import tile_grid
-from segloop.core.unet import UNet
+from segloop.engine import (
+    BlockDone,
+    SegmentJob,
+    check_image,
+    select_channel,
+)
 from segloop.io.readers import ImageSource, open_image
-from segloop.models import resolve_model
-
-MIN_SIZE = 4
-
-
-@dataclass
-class Model:
-    """A loaded model: network, description and where it came from."""
-
-    network: UNet
-    info: ModelInfo
-    path: Path | None = None
-
-    @property
-    def name(self) -> str:
-        """Model name from its config."""
-        return self.info.name
-
-    @property
-    def spatial_axes(self) -> str:
-        """Axes of one network input: 'YX' (2D) or 'ZYX' (3D)."""
-        return self.info.axes
-
-    def instance_params(self, **overrides: Any) -> InstanceParams:
-        """The model's instance settings, with ``overrides`` applied."""
-        params = InstanceParams.from_dict(self.info.instances)
-        given = {k: v for k, v in overrides.items() if v is not None}
-        return replace(params, **given)
-
-
-def load_model(name_or_path: str | Path | Model | None = None) -> Model:
-    """Load a bundled model by name (default 'nuclei2d') or a model folder.
-
-    Weights are read with safetensors (never unpickled).
-    """
-    if isinstance(name_or_path, Model):
-        return name_or_path
-    folder = resolve_model(name_or_path)
-    network, info = _load_folder(folder)
-    return Model(network, info, folder)
+from segloop.models.loaded import Model, load_model
 
 
 @dataclass(frozen=True)
@@ -113,53 +71,6 @@ class Prediction:
     normalization: list[tuple[float, float]] = field(default_factory=list)
     instance_params: InstanceParams = field(default_factory=InstanceParams)
     settings: dict[str, Any] = field(default_factory=dict)
-
-
-def _select_channel(source: ImageSource, channel: int | None) -> Any:
-    """Lazy data without the C axis, and axes without 'C'."""
-    data, axes = source.data, source.axes
-    if 'C' not in axes:
-        if channel not in (None, 0):
-            raise InputError(
-                f'--channel {channel} was given but the image has no channel '
-                f'axis (axes {axes}); leave --channel out'
-            )
-        return data
-    c_axis = axes.index('C')
-    n_channels = data.shape[c_axis]
-    if channel is None:
-        if n_channels != 1:
-            raise InputError(
-                f'the image has {n_channels} channels (axes {axes}); choose '
-                f'the nuclear one with --channel N (0 to {n_channels - 1})'
-            )
-        channel = 0
-    if not 0 <= channel < n_channels:
-        raise InputError(
-            f'channel {channel} does not exist: the image has {n_channels} '
-            f'channels, numbered 0 to {n_channels - 1}'
-        )
-    index = [slice(None)] * data.ndim
-    index[c_axis] = channel
-    return data[tuple(index)]
-
-
-def _check_image(source: ImageSource, model: Model) -> str:
-    """Validate sizes against the model; return the axes without 'C'."""
-    axes = source.axes.replace('C', '')
-    sizes = source.sizes
-    for axis in 'YX':
-        if sizes[axis] < MIN_SIZE:
-            raise InputError(
-                f'the image is only {sizes[axis]} pixel(s) along {axis}; '
-                f'segloop needs at least {MIN_SIZE}: check --axes or the file'
-            )
-    if model.spatial_axes == 'ZYX' and 'Z' not in axes:
-        raise InputError(
-            f"model '{model.name}' is 3D but the image has no Z axis "
-            f'(axes {source.axes}); use a 2D model or pass --axes'
-        )
-    return axes
 
 
 def _with_offset(
@@ -228,8 +139,8 @@ def iter_predict(
     source = (
         image if isinstance(image, ImageSource) else open_image(image, axes)
     )
-    data = _select_channel(source, channel)
-    image_axes = _check_image(source, model)
+    data = select_channel(source, channel)
+    image_axes = check_image(source, model)
     params = instance_params or model.instance_params()
     predictor = Predictor(model.network, device, precision)
     dims = model.network.config.spatial_dims
@@ -308,51 +219,25 @@ def iter_segment(
     output: str | Path,
     model: str | Path | Model | None = None,
     overwrite: bool = False,
+    resume: bool = False,
+    should_stop: Callable[[], bool] | None = None,
     **kwargs: Any,
-) -> Generator[Progress, None, Path]:
-    """Segment a file (or array) and write an OME-Zarr to ``output``.
+) -> Generator[BlockDone, None, Path]:
+    """Segment a file (or array) blockwise into an OME-Zarr at ``output``.
 
-    The output is checked before any work: an existing path is never
-    overwritten unless ``overwrite=True``. Other keyword arguments are
-    those of :func:`iter_predict`. Returns the output path.
+    Memory stays bounded whatever the image size (see
+    :class:`segloop.engine.SegmentJob`, whose keyword arguments this
+    takes: ``axes``, ``channel``, ``tile``, ``overlap``, ``block``,
+    ``batch_size``, ``device``, ``precision``, ``instance_params``,
+    ``scale``). The output is checked before any work: an existing path
+    is never overwritten unless ``overwrite=True``; ``resume=True``
+    finishes an interrupted run. Yields a :class:`BlockDone` per block;
+    returns the output path.
     """
-    from segloop.io.ome_zarr import check_output_path, write_segmentation
-
-    input_path = None if not isinstance(input, (str, Path)) else Path(input)
-    output = check_output_path(output, overwrite, input_path)
-    model = load_model(model)
-    source = open_image(input, kwargs.pop('axes', None))
-    prediction = yield from iter_predict(source, model, **kwargs)
-    metadata = {
-        'package_version': package_version(),
-        'model': {
-            'name': model.name,
-            'path': str(model.path) if model.path else None,
-            'weights_sha256': weights_hash(model.path) if model.path else '',
-        },
-        'input': {
-            'path': str(input_path) if input_path else None,
-            'axes': source.axes,
-            'shape': list(source.shape),
-        },
-        'normalization': [list(r) for r in prediction.normalization],
-        'instances': prediction.instance_params.to_dict(),
-        'settings': prediction.settings,
-    }
-    scale = {
-        a: v for a, v in source.scale.items() if a in prediction.label_axes
-    }
-    write_segmentation(
-        output,
-        prediction.probabilities,
-        prediction.labels,
-        prediction.label_axes,
-        prediction.class_names,
-        scale=scale or None,
-        metadata=metadata,
-        overwrite=overwrite,
+    job = SegmentJob(
+        input, output, model, overwrite=overwrite, resume=resume, **kwargs
     )
-    return output
+    return (yield from job.iter_run(should_stop))
 
 
 def segment(

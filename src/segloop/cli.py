@@ -104,7 +104,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
+def _run_with_bar(
+    events: Generator[Any, None, Any], desc: str, unit: str = 'tile'
+) -> Any:
     """Drain a generator of Progress events into a tqdm bar.
 
     The bar appears with the first event, so errors raised before any
@@ -122,7 +124,7 @@ def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
             if bar is None:
                 bar = tqdm(
                     total=event.total,
-                    unit='tile',
+                    unit=unit,
                     desc=desc,
                     dynamic_ncols=True,
                 )
@@ -133,33 +135,86 @@ def _run_with_bar(events: Generator[Any, None, Any], desc: str) -> Any:
             bar.close()
 
 
-def _predict_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        'axes': args.axes,
-        'channel': args.channel,
-        'tile': args.tile,
-        'overlap': args.overlap,
-        'batch_size': args.batch_size,
-        'blending': args.blending,
-        'device': args.device,
-        'precision': args.precision,
-    }
+def _scale(text: str) -> dict[str, float]:
+    """Parse ``Z=2,Y=0.5,X=0.5`` (or ``2,0.5,0.5`` for Z, Y, X)."""
+    parts = [p.strip() for p in text.split(',') if p.strip()]
+    try:
+        if all('=' in p for p in parts):
+            pairs = [p.split('=', 1) for p in parts]
+            scale = {k.strip().upper(): float(v) for k, v in pairs}
+        else:
+            values = [float(p) for p in parts]
+            scale = dict(zip('ZYX'[-len(values) :], values, strict=True))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a pixel size: use e.g. Z=2,Y=0.5,X=0.5'
+        ) from None
+    if not scale or any(
+        a not in 'TZYX' or not v > 0 for a, v in scale.items()
+    ):
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: give positive sizes for Z, Y, X, e.g. Z=2,Y=0.5,X=0.5'
+        )
+    return scale
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the run stops after the current batch."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop right away
+            raise KeyboardInterrupt
+        self.signal = signum
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    from segloop.api import iter_segment, load_model
+    import signal
 
-    model = load_model(args.model)
-    output = _run_with_bar(
-        iter_segment(
-            args.input,
-            args.output,
-            model,
-            overwrite=args.overwrite,
-            **_predict_kwargs(args),
-        ),
-        'segment',
-    )
+    from segloop.api import iter_segment
+
+    stop = _StopFlag()
+    previous = {
+        s: signal.signal(s, stop.handle)
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        output = _run_with_bar(
+            iter_segment(
+                args.input,
+                args.output,
+                args.model,
+                overwrite=args.overwrite,
+                resume=args.resume,
+                should_stop=stop,
+                axes=args.axes,
+                channel=args.channel,
+                tile=args.tile,
+                overlap=args.overlap,
+                block=args.block,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=args.precision,
+                scale=args.scale,
+            ),
+            'segment',
+            unit='block',
+        )
+    except InterruptedError:
+        print(
+            f'segloop: interrupted; {args.output} is marked incomplete. '
+            'Finish it with the same command and --resume',
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     print(f'wrote {output}')
     return 0
 
@@ -182,7 +237,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     output = _next_free(folder / 'nuclei2d_sample.zarr')
     print(f'segmenting the bundled sample {sample_path().name} ...')
-    _run_with_bar(iter_segment(sample_path(), output), 'segment')
+    _run_with_bar(iter_segment(sample_path(), output), 'segment', unit='block')
     n_objects = int(read_labels(output).max())
     print(f'found {n_objects} nuclei; OME-Zarr written to {output.resolve()}')
     print(
@@ -390,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         '--overwrite', action='store_true', help='replace an existing output'
     )
+    seg.add_argument(
+        '--resume',
+        action='store_true',
+        help='finish an interrupted run in OUTPUT (same settings)',
+    )
     seg.set_defaults(func=_cmd_segment)
 
     demo = sub.add_parser('demo', help='segment the bundled sample image')
@@ -446,7 +506,8 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         '--model',
         default=None,
-        help='bundled model name or model folder (default nuclei2d)',
+        help='bundled model name or model folder (default: nuclei3d for '
+        'images with a Z axis, else nuclei2d)',
     )
     parser.add_argument('--axes', help='e.g. YX, ZYX, TZYX, CYX')
     parser.add_argument(
@@ -456,10 +517,15 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--overlap', type=_fraction, default=0.125)
     parser.add_argument('--batch-size', type=_positive_int, default=4)
     parser.add_argument(
-        '--blending',
-        default='gaussian',
-        choices=('gaussian', 'center'),
-        help='how overlapping tiles are combined (center = crop-centre)',
+        '--block',
+        type=_shape,
+        help='output block (Z,Y,X or Y,X), rounded to whole tiles; '
+        'memory grows with it (default about 1024x1024 or 64x512x512)',
+    )
+    parser.add_argument(
+        '--scale',
+        type=_scale,
+        help='pixel size, e.g. Z=2,Y=0.5,X=0.5 (default: from the file)',
     )
     parser.add_argument(
         '--device', default='auto', help='auto, cpu, cuda, cuda:1 or mps'

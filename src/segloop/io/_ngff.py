@@ -58,7 +58,7 @@ def _chunks(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
     )
 
 
-def _n_levels(
+def n_levels(
     shape: tuple[int, ...], axes: str, min_size: int, max_levels: int
 ) -> int:
     """Levels to write: halve Y, X while either exceeds ``min_size``."""
@@ -139,10 +139,9 @@ def write_multiscale(
     list of dict
         The NGFF ``datasets`` entries: path and coordinate transforms.
     """
-    base = [float(scale.get(a, 1.0)) for a in axes]
     datasets = []
     level = data
-    for i in range(_n_levels(data.shape, axes, min_size, max_levels)):
+    for i in range(n_levels(data.shape, axes, min_size, max_levels)):
         if i:
             level = (
                 _downsample_nearest(level, axes)
@@ -158,25 +157,33 @@ def write_multiscale(
             fill_value=0,
         )
         array[...] = level
-        factor = 2**i
-        level_scale = [
-            s * factor if a in 'YX' else s
+        datasets.append(dataset_entry(i, axes, scale, labels))
+    return datasets
+
+
+def dataset_entry(
+    level: int, axes: str, scale: dict[str, float], labels: bool
+) -> dict:
+    """The NGFF ``datasets`` entry of pyramid level ``level``.
+
+    Level ``i`` is 2**i coarser in Y and X; a 2x2 mean's pixel centre sits
+    between level-0 pixels, so mean (non-label) levels get a translation.
+    """
+    base = [float(scale.get(a, 1.0)) for a in axes]
+    factor = 2**level
+    level_scale = [
+        s * factor if a in 'YX' else s for s, a in zip(base, axes, strict=True)
+    ]
+    transforms: list[dict[str, Any]] = [
+        {'type': 'scale', 'scale': level_scale}
+    ]
+    if level and not labels:
+        shift = [
+            s * (factor - 1) / 2 if a in 'YX' else 0.0
             for s, a in zip(base, axes, strict=True)
         ]
-        transforms: list[dict[str, Any]] = [
-            {'type': 'scale', 'scale': level_scale}
-        ]
-        if i and not labels:
-            # a 2x2 mean's pixel centre sits between the level-0 pixels
-            shift = [
-                s * (factor - 1) / 2 if a in 'YX' else 0.0
-                for s, a in zip(base, axes, strict=True)
-            ]
-            transforms.append({'type': 'translation', 'translation': shift})
-        datasets.append(
-            {'path': str(i), 'coordinateTransformations': transforms}
-        )
-    return datasets
+        transforms.append({'type': 'translation', 'translation': shift})
+    return {'path': str(level), 'coordinateTransformations': transforms}
 
 
 def multiscales_attrs(

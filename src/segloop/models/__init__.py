@@ -12,6 +12,7 @@ from segloop.core.errors import ModelFileError
 
 BUNDLED_DIR = Path(__file__).parent
 DEFAULT_MODEL = 'nuclei2d'
+DEFAULT_MODEL_3D = 'nuclei3d'  # for images with a Z axis
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,160 @@
+"""Stitch per-block instance labels into one labelling of a volume.
+
+Each block labels its own pixels ``1..n``; :func:`offset_ids` makes those
+ids unique in the volume (``block index * id_stride + local id``), so they
+never collide and do not depend on the order blocks ran in. Objects cut
+by a block face then carry two ids; :func:`face_merges` finds them from
+the two pixel planes that meet at the face, and :class:`IdMerger` joins
+them and hands out the final ids ``1..N``, in block order, so the result
+is the same for any run order (view-first, resumed, distributed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+ID_DTYPE = np.uint32
+ID_LIMIT = int(np.iinfo(ID_DTYPE).max)
+
+# Two ids meeting at a face are one object when their contact covers at
+# least this fraction of the smaller one's cross-section at the face.
+MIN_CONTACT = 0.5
+
+
+def id_stride(n_blocks: int) -> int:
+    """Ids reserved per block so that ``n_blocks`` blocks fit in uint32."""
+    return ID_LIMIT // max(1, n_blocks)
+
+
+def offset_ids(
+    labels: np.ndarray, block_index: int, stride: int
+) -> np.ndarray:
+    """Shift local ids ``1..n`` of a block into its reserved range.
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        Local instance labels, 0 = background.
+    block_index : int
+        The block's row-major index.
+    stride : int
+        From :func:`id_stride`.
+
+    Returns
+    -------
+    ndarray of uint32
+        0 stays 0; id ``i`` becomes ``block_index * stride + i``.
+
+    Raises
+    ------
+    ValueError
+        The block has ``stride`` objects or more.
+    """
+    n = int(labels.max(initial=0))
+    if n >= stride:
+        raise ValueError(
+            f'a block holds {n} objects, more than the {stride - 1} its '
+            'ids allow; use smaller blocks'
+        )
+    out = labels.astype(ID_DTYPE)
+    out[out > 0] += ID_DTYPE(block_index * stride)
+    return out
+
+
+def face_merges(
+    low: np.ndarray, high: np.ndarray, min_contact: float = MIN_CONTACT
+) -> list[tuple[int, int]]:
+    """Pairs of ids that continue across a block face.
+
+    Parameters
+    ----------
+    low, high : ndarray of uint32, same shape
+        The last pixel plane of the lower block and the first plane of
+        the upper block along the face's axis.
+    min_contact : float
+        Fraction of the smaller cross-section that must touch.
+
+    Returns
+    -------
+    list of (int, int)
+        ``(low id, high id)`` pairs to merge.
+    """
+    both = (low > 0) & (high > 0)
+    if not both.any():
+        return []
+    a, b = low[both], high[both]
+    pairs, contact = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+    ids_a, area_a = np.unique(low[low > 0], return_counts=True)
+    ids_b, area_b = np.unique(high[high > 0], return_counts=True)
+    size_a = area_a[np.searchsorted(ids_a, pairs[0])]
+    size_b = area_b[np.searchsorted(ids_b, pairs[1])]
+    keep = contact >= min_contact * np.minimum(size_a, size_b)
+    return [(int(x), int(y)) for x, y in pairs[:, keep].T]
+
+
+class IdMerger:
+    """Union-find over block ids, then final ids ``1..N`` in block order.
+
+    Usage: :meth:`add` the ids of every block in block order, :meth:`merge`
+    the pairs from :func:`face_merges`, then :meth:`lookup` per block.
+    """
+
+    def __init__(self) -> None:
+        self._parent: dict[int, int] = {}
+        self._order: list[int] = []
+        self._final: dict[int, int] | None = None
+
+    def add(self, ids: Iterable[int]) -> None:
+        """Register ids (in first-seen order)."""
+        for i in ids:
+            i = int(i)
+            if i and i not in self._parent:
+                self._parent[i] = i
+                self._order.append(i)
+
+    def _find(self, i: int) -> int:
+        parent = self._parent
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        while parent[i] != root:
+            parent[i], i = root, parent[i]
+        return root
+
+    def merge(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Join each pair of ids into one object."""
+        for a, b in pairs:
+            ra, rb = self._find(a), self._find(b)
+            if ra != rb:
+                # which id is the root does not matter: final ids follow
+                # the first-seen order of each object's members
+                self._parent[rb] = ra
+        self._final = None
+
+    @property
+    def count(self) -> int:
+        """Number of objects after merging."""
+        return len(self._final_ids())
+
+    def _final_ids(self) -> dict[int, int]:
+        if self._final is None:
+            final: dict[int, int] = {}
+            roots: dict[int, int] = {}
+            for i in self._order:
+                root = self._find(i)
+                if root not in roots:
+                    roots[root] = len(roots) + 1
+                final[i] = roots[root]
+            self._final = final
+        return self._final
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Final ids for an array of block ids (0 stays 0)."""
+        final = self._final_ids()
+        unique, inverse = np.unique(ids, return_inverse=True)
+        mapped = np.array(
+            [final.get(int(u), 0) for u in unique], dtype=ID_DTYPE
+        )
+        return mapped[inverse].reshape(ids.shape)

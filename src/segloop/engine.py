@@ -1,0 +1,500 @@
+"""Blockwise segmentation of images of any size into an OME-Zarr store.
+
+:class:`SegmentJob` plans a run (tile grid, output blocks, store) and
+:meth:`SegmentJob.iter_run` executes it one block at a time::
+
+    read block + tile context (prefetched on a thread, mirrored at the
+    volume's borders) -> normalise with the time point's percentiles ->
+    tiles through the network (crop-centre stitching) -> instance labels
+    on the block and its margin -> write probabilities and per-block ids
+    -> mark the block done in the ledger -> yield BlockDone
+
+then stitches ids across block faces and writes the pyramid. Peak memory
+depends on the block and tile sizes, never on the image size. T is the
+outer loop; :meth:`SegmentJob.prioritize` moves a region (the slice a
+viewer shows) to the front at any time, from any thread. An interrupted
+run resumes from the ledger (``resume=True``) and ends with the same
+arrays as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segloop.core.blocks import (
+    Block,
+    BlockQueue,
+    TileGeometry,
+    block_input_ranges,
+    check_block_shape,
+    default_block_shape,
+    iter_block,
+    plan_blocks,
+    read_reflected,
+)
+from segloop.core.checkpoint import package_version, weights_hash
+from segloop.core.errors import InputError
+from segloop.core.events import drain
+from segloop.core.instances import InstanceParams, probabilities_to_instances
+from segloop.core.normalize import normalize, percentile_range
+from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
+from segloop.core.stitch import IdMerger, face_merges, id_stride, offset_ids
+from segloop.io.ome_zarr import check_output_path
+from segloop.io.readers import ImageSource, open_image
+from segloop.io.store import BlockStore
+from segloop.models import DEFAULT_MODEL_3D
+from segloop.models.loaded import Model, load_model
+
+MIN_SIZE = 4
+# Z planes per block when a 2D model runs plane by plane through a stack.
+PLANES_PER_BLOCK = 8
+
+
+@dataclass(frozen=True)
+class BlockDone:
+    """Progress event: a block is written.
+
+    Attributes
+    ----------
+    t : int
+        Its time point.
+    region : tuple of slice
+        Its pixels, per spatial axis of the labels (Z?, Y, X).
+    done, total : int
+        Blocks written (this run and earlier ones) / all blocks.
+    """
+
+    t: int
+    region: tuple[slice, ...]
+    done: int
+    total: int
+
+
+def select_channel(source: ImageSource, channel: int | None) -> Any:
+    """Lazy data without the C axis (the chosen channel)."""
+    data, axes = source.data, source.axes
+    if 'C' not in axes:
+        if channel not in (None, 0):
+            raise InputError(
+                f'--channel {channel} was given but the image has no channel '
+                f'axis (axes {axes}); leave --channel out'
+            )
+        return data
+    c_axis = axes.index('C')
+    n_channels = data.shape[c_axis]
+    if channel is None:
+        if n_channels != 1:
+            raise InputError(
+                f'the image has {n_channels} channels (axes {axes}); choose '
+                f'the nuclear one with --channel N (0 to {n_channels - 1})'
+            )
+        channel = 0
+    if not 0 <= channel < n_channels:
+        raise InputError(
+            f'channel {channel} does not exist: the image has {n_channels} '
+            f'channels, numbered 0 to {n_channels - 1}'
+        )
+    index = [slice(None)] * data.ndim
+    index[c_axis] = channel
+    return data[tuple(index)]
+
+
+def check_image(source: ImageSource, model: Model) -> str:
+    """Validate sizes against the model; return the axes without 'C'."""
+    axes = source.axes.replace('C', '')
+    sizes = source.sizes
+    for axis in 'YX':
+        if sizes[axis] < MIN_SIZE:
+            raise InputError(
+                f'the image is only {sizes[axis]} pixel(s) along {axis}; '
+                f'segloop needs at least {MIN_SIZE}: check --axes or the file'
+            )
+    if model.spatial_axes == 'ZYX' and 'Z' not in axes:
+        raise InputError(
+            f"model '{model.name}' is 3D but the image has no Z axis "
+            f'(axes {source.axes}); use a 2D model or pass --axes'
+        )
+    return axes
+
+
+def choose_model(
+    model: str | Path | Model | None, axes: str
+) -> str | Path | Model | None:
+    """The default model for an image: 3D for stacks with Z, else 2D."""
+    if model is None and 'Z' in axes:
+        return DEFAULT_MODEL_3D
+    return model
+
+
+class SegmentJob:
+    """A planned blockwise run from an image to an output store.
+
+    Parameters
+    ----------
+    image : path, array or ImageSource
+        2D, 3D or 3D+time, any size (read lazily).
+    output : str or Path
+        The OME-Zarr store to write.
+    model : str, Path or Model, optional
+        Default: 'nuclei3d' for images with Z, else 'nuclei2d'.
+    axes, channel : optional
+        As in :func:`segloop.api.iter_predict`.
+    tile : tuple of int, optional
+        Network input per tile (default 512² for 2D, 32×256² for 3D).
+    overlap : float
+        Fraction of a tile that is context shared with its neighbours
+        (half of it on each side).
+    block : tuple of int, optional
+        Output block (Z?, Y, X); rounded to whole tiles. Default near
+        1024² (2D) or 64×512² (3D).
+    batch_size : int
+        Tiles per forward pass.
+    device, precision : optional
+        See :class:`segloop.core.predict.Predictor`.
+    instance_params : InstanceParams, optional
+        Default: the model's settings.
+    scale : dict, optional
+        Pixel size per axis (e.g. ``{'Z': 2.0, 'Y': 0.3, 'X': 0.3}``),
+        overriding the file's; used for anisotropic watershed distances.
+    resume : bool
+        Continue an interrupted run in ``output``.
+    overwrite : bool
+        Replace an existing ``output``.
+    """
+
+    def __init__(
+        self,
+        image: Any,
+        output: str | Path,
+        model: str | Path | Model | None = None,
+        *,
+        axes: str | None = None,
+        channel: int | None = None,
+        tile: tuple[int, ...] | None = None,
+        overlap: float = 0.125,
+        block: tuple[int, ...] | None = None,
+        batch_size: int = 4,
+        device: str | None = None,
+        precision: Precision = 'auto',
+        instance_params: InstanceParams | None = None,
+        scale: dict[str, float] | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        input_path = Path(image) if isinstance(image, (str, Path)) else None
+        source = (
+            image
+            if isinstance(image, ImageSource)
+            else open_image(image, axes)
+        )
+        self.source = source
+        self.model = load_model(choose_model(model, source.axes))
+        self.data = select_channel(source, channel)
+        self.axes = check_image(source, self.model)
+        self.params = instance_params or self.model.instance_params()
+        self.predictor = Predictor(self.model.network, device, precision)
+        self.batch_size = batch_size
+
+        self.times = self.data.shape[0] if 'T' in self.axes else 1
+        self.volume_axes = self.axes.replace('T', '')
+        self.shape = tuple(
+            int(n) for n in self.data.shape[-len(self.volume_axes) :]
+        )
+        dims = self.model.network.config.spatial_dims
+        # a 2D model runs plane by plane through a Z stack
+        self.planewise = dims == 2 and len(self.shape) == 3
+        tile = tuple(tile or DEFAULT_TILE[dims])
+        if len(tile) != dims:
+            raise InputError(
+                f'--tile needs {dims} sizes for this {dims}D model, got {tile}'
+            )
+        divisor = self.predictor.divisor
+        net_shape = self.shape[-dims:]
+        self.geometry = TileGeometry.from_overlap(
+            tile, overlap, divisor
+        ).fitted(net_shape, divisor)
+        self.block_shape = self._block_shape(block)
+        self.blocks = plan_blocks(self.shape, self.block_shape)
+        self.id_stride = id_stride(len(self.blocks))
+        given = {k.upper(): float(v) for k, v in (scale or {}).items()}
+        self.scale = {**source.scale, **given}
+        self.sampling = [self.scale.get(a, 1.0) for a in self.volume_axes]
+        self._ranges: dict[int, tuple[float, float]] = {}
+
+        label_shape = (
+            (self.times, *self.shape) if 'T' in self.axes else self.shape
+        )
+        signature = {
+            'input': str(input_path.absolute()) if input_path else None,
+            'shape': list(source.shape),
+            'axes': source.axes,
+            'channel': channel,
+            'model_sha256': weights_hash(self.model.path)
+            if self.model.path
+            else '',
+            'tile': list(self.geometry.tile),
+            'margin': list(self.geometry.margin),
+            'block': list(self.block_shape),
+            'batch_size': batch_size,
+            'device': self.predictor.device.type,
+            'mixed_precision': self.predictor.mixed_precision,
+            'instances': self.params.to_dict(),
+            'sampling': self.sampling,
+            'package_version': package_version(),
+        }
+        out = Path(output).expanduser().absolute()
+        if resume:
+            self.store = BlockStore.resume(out, signature)
+        else:
+            out = check_output_path(out, overwrite, input_path)
+            self.store = BlockStore.create(
+                out,
+                self.axes,
+                label_shape,
+                self.model.info.class_names,
+                self.block_shape,
+                len(self.blocks),
+                scale=self.scale,
+                metadata={
+                    'signature': signature,
+                    'package_version': package_version(),
+                    'model': {
+                        'name': self.model.name,
+                        'path': str(self.model.path)
+                        if self.model.path
+                        else None,
+                        'weights_sha256': signature['model_sha256'],
+                    },
+                    'input': {
+                        'path': signature['input'],
+                        'axes': source.axes,
+                        'shape': list(source.shape),
+                    },
+                    'instances': self.params.to_dict(),
+                    'settings': self.settings,
+                },
+            )
+        self.output = out
+        self.queue = BlockQueue(
+            self.blocks, self.times, self.store.done_jobs()
+        )
+
+    # -- planning
+
+    def _block_shape(self, block: tuple[int, ...] | None) -> tuple[int, ...]:
+        if self.planewise:
+            planes = block[0] if block else PLANES_PER_BLOCK
+            yx = self._net_block(block[1:] if block else None)
+            return (max(1, min(int(planes), self.shape[0])), *yx)
+        return self._net_block(block)
+
+    def _net_block(self, block: tuple[int, ...] | None) -> tuple[int, ...]:
+        net_shape = self.shape[-len(self.geometry.tile) :]
+        if block is None:
+            return default_block_shape(self.geometry, net_shape)
+        if len(block) != len(net_shape):
+            raise InputError(
+                f'--block needs {len(self.shape)} sizes for this image '
+                f'(axes {self.volume_axes}), got {tuple(block)}'
+            )
+        return check_block_shape(block, self.geometry)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Effective settings, as recorded in the output's metadata."""
+        return {
+            'tile': list(self.geometry.tile),
+            'margin': list(self.geometry.margin),
+            'stitching': 'crop-centre',
+            'block': list(self.block_shape),
+            'batch_size': self.batch_size,
+            'device': str(self.predictor.device),
+            'mixed_precision': self.predictor.mixed_precision,
+            'sampling': self.sampling,
+        }
+
+    @property
+    def total(self) -> int:
+        """Number of blocks over all time points."""
+        return len(self.blocks) * self.times
+
+    def prioritize(self, t: int = 0, region: Any = None) -> None:
+        """Run the blocks of time point ``t`` meeting ``region`` next.
+
+        Thread-safe; ``region`` is one slice per spatial axis (Z?, Y, X)
+        or None for the whole time point.
+        """
+        self.queue.prioritize(t, region)
+
+    # -- running
+
+    def _range(self, t: int) -> tuple[float, float]:
+        if t not in self._ranges:
+            volume = self.data[t] if 'T' in self.axes else self.data
+            self._ranges[t] = percentile_range(volume)
+        return self._ranges[t]
+
+    def _lead(self, t: int) -> tuple[int, ...]:
+        return (t,) if 'T' in self.axes else ()
+
+    def _read(self, job: tuple[int, int]) -> np.ndarray:
+        """Normalised input of a block with its tiles' context."""
+        t, index = job
+        block = self.blocks[index]
+        dims = len(self.geometry.tile)
+        ranges = block_input_ranges(block.region[-dims:], self.geometry)
+        if self.planewise:
+            z = block.region[0]
+            ranges = [(z.start, z.stop), *ranges]
+        raw = read_reflected(self.data, self._lead(t), ranges)
+        return normalize(raw, *self._range(t))
+
+    def _predict(
+        self,
+        block: Block,
+        block_input: np.ndarray,
+        should_stop: Callable[[], bool] | None,
+    ) -> Generator[int, None, tuple[np.ndarray, tuple[slice, ...]]]:
+        dims = len(self.geometry.tile)
+        region, shape = block.region[-dims:], self.shape[-dims:]
+        planes = block_input if self.planewise else block_input[None]
+        outputs = []
+        for plane in planes:
+            probs, extended = yield from iter_block(
+                plane[None],
+                region,
+                shape,
+                self.geometry,
+                self.predictor.forward,
+                self.batch_size,
+                should_stop,
+            )
+            outputs.append(probs)
+        if self.planewise:
+            return np.stack(outputs, axis=1), (block.region[0], *extended)
+        return outputs[0], extended
+
+    def _labels(
+        self,
+        block: Block,
+        probabilities: np.ndarray,
+        extended: tuple[slice, ...],
+    ) -> np.ndarray:
+        labels = probabilities_to_instances(
+            probabilities, self.params, self.sampling
+        )
+        crop = tuple(
+            slice(r.start - e.start, r.stop - e.start)
+            for r, e in zip(block.region, extended, strict=True)
+        )
+        return offset_ids(labels[crop], block.index, self.id_stride)
+
+    def iter_run(
+        self, should_stop: Callable[[], bool] | None = None
+    ) -> Generator[BlockDone, None, Path]:
+        """Run the remaining blocks, stitch, finish; return the output path.
+
+        Yields
+        ------
+        BlockDone
+            After each block is written and recorded in the ledger.
+
+        Raises
+        ------
+        InterruptedError
+            ``should_stop()`` became True; finished blocks stay in the
+            ledger and the store stays marked incomplete (resumable).
+        """
+        done = self.total - len(self.queue)
+        with ThreadPoolExecutor(max_workers=1) as reader:
+            job = self.queue.pop()
+            pending: Future | None = (
+                reader.submit(self._read, job) if job else None
+            )
+            while job is not None and pending is not None:
+                t, index = job
+                block_input = pending.result()
+                next_job = self.queue.pop()
+                pending = (
+                    reader.submit(self._read, next_job) if next_job else None
+                )
+                block = self.blocks[index]
+                try:
+                    probs, extended = drain(
+                        self._predict(block, block_input, should_stop)
+                    )
+                except InterruptedError:
+                    self.queue.put_back(job)
+                    if next_job is not None:
+                        self.queue.put_back(next_job)
+                    raise
+                labels = self._labels(block, probs, extended)
+                crop = tuple(
+                    slice(r.start - e.start, r.stop - e.start)
+                    for r, e in zip(block.region, extended, strict=True)
+                )
+                self.store.write_block(
+                    t, block.region, probs[(slice(None), *crop)], labels
+                )
+                self.store.mark_done(t, index)
+                done += 1
+                yield BlockDone(t, block.region, done, self.total)
+                job = next_job
+        if should_stop is not None and should_stop():
+            raise InterruptedError('segmentation was cancelled')
+        self._stitch()
+        self.store.finish(
+            {
+                'normalization': [
+                    list(self._range(t)) for t in range(self.times)
+                ],
+            }
+        )
+        return self.output
+
+    def _stitch(self) -> None:
+        """Join ids across block faces; write final ids 1..N per t."""
+        for t in range(self.times):
+            merger = IdMerger()
+            for block in self.blocks:
+                merger.add(np.unique(self.store.read_raw(t, block.region)))
+            by_position = {b.position: b for b in self.blocks}
+            for block in self.blocks:
+                for axis in range(len(self.shape)):
+                    position = list(block.position)
+                    position[axis] += 1
+                    neighbour = by_position.get(tuple(position))
+                    if neighbour is None:
+                        continue
+                    low_region = list(block.region)
+                    face = block.region[axis].stop
+                    low_region[axis] = slice(face - 1, face)
+                    high_region = list(block.region)
+                    high_region[axis] = slice(face, face + 1)
+                    merger.merge(
+                        face_merges(
+                            self.store.read_raw(t, tuple(low_region)),
+                            self.store.read_raw(t, tuple(high_region)),
+                        )
+                    )
+            for block in self.blocks:
+                raw = self.store.read_raw(t, block.region)
+                self.store.write_labels(t, block.region, merger.lookup(raw))
+
+
+def iter_segment_blocks(
+    image: Any,
+    output: str | Path,
+    model: str | Path | Model | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **kwargs: Any,
+) -> Generator[BlockDone, None, Path]:
+    """Plan a :class:`SegmentJob` and run it; return the output path."""
+    job = SegmentJob(image, output, model, **kwargs)
+    return (yield from job.iter_run(should_stop))

@@ -1,0 +1,336 @@
+"""The output store of a blockwise run: written block by block, resumable.
+
+Same layout as :func:`segloop.io.ome_zarr.write_segmentation` (NGFF 0.4,
+zarr v2: probabilities at the root, instance labels in
+``labels/labels``), with level 0 chunked by output block, plus run state
+that exists only until the run completes::
+
+    out.zarr/segloop_state/
+      ledger      uint8 (T, blocks), one chunk (= one file) per block:
+                  1 once the block's pixels are written
+      raw_labels  uint32, like labels: per-block ids before stitching
+
+``attrs['segloop']['complete']`` is False until the stitched labels and
+the pyramid are written and the state is removed. Resuming checks
+``attrs['segloop']['signature']`` against the new run's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from segloop.core.blocks import plan_blocks
+from segloop.core.errors import InputError
+from segloop.io import ome_zarr
+from segloop.io._ngff import (
+    _downsample_mean,
+    _downsample_nearest,
+    dataset_entry,
+    multiscales_attrs,
+    n_levels,
+    omero_attrs,
+)
+from segloop.io.ome_zarr import (
+    _json_default,
+    _normalise_scale,
+    _probability_axes,
+)
+
+STATE = 'segloop_state'
+_V2_KEYS = {'name': 'v2', 'separator': '/'}
+
+
+class BlockStore:
+    """A segloop output store being written blockwise.
+
+    Use :meth:`create` for a new run or :meth:`resume` for an interrupted
+    one.
+
+    Attributes
+    ----------
+    path : Path
+    label_axes : str
+        Axes of the labels, e.g. ``'ZYX'`` or ``'TYX'``.
+    prob_axes : str
+        Axes of the probabilities, ``label_axes`` with ``C``.
+    metadata : dict
+        ``attrs['segloop']`` of the root.
+    """
+
+    def __init__(self, path: Path, root: zarr.Group) -> None:
+        self.path = path
+        self.root = root
+        self.metadata = dict(root.attrs['segloop'])
+        self.label_axes: str = self.metadata['label_axes']
+        self.prob_axes = _probability_axes(self.label_axes)
+        self.probabilities = root['0']
+        self.labels = root['labels/labels/0']
+        self.ledger = root[f'{STATE}/ledger']
+        self.raw_labels = root[f'{STATE}/raw_labels']
+
+    # -- opening
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        label_axes: str,
+        label_shape: Sequence[int],
+        class_names: Sequence[str],
+        block_shape: Sequence[int],
+        n_blocks: int,
+        scale: dict[str, float] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> BlockStore:
+        """Create an empty store, marked incomplete.
+
+        Parameters
+        ----------
+        path : Path
+            Checked by :func:`segloop.io.ome_zarr.check_output_path`; an
+            existing store there is replaced.
+        label_axes : str
+            e.g. ``'YX'``, ``'ZYX'``, ``'TZYX'``.
+        label_shape : sequence of int
+            Shape of the labels.
+        class_names : sequence of str
+            One per probability channel.
+        block_shape : sequence of int
+            Spatial block (the level-0 chunk of the spatial axes).
+        n_blocks : int
+            Blocks per time point (ledger size).
+        scale : dict, optional
+            Pixel size per axis (micrometres, seconds).
+        metadata : dict, optional
+            Run metadata; must hold a ``'signature'`` for resuming.
+        """
+        prob_axes = _probability_axes(label_axes)
+        scale = _normalise_scale(scale, label_axes)
+        meta = json.loads(json.dumps(metadata or {}, default=_json_default))
+        if path.exists():
+            shutil.rmtree(path)
+        root = zarr.open_group(str(path), mode='w-', zarr_format=2)
+        root.attrs['segloop'] = {
+            **meta,
+            'label_axes': label_axes,
+            'complete': False,
+        }
+        spatial = tuple(int(b) for b in block_shape)
+        n_lead = len(label_axes) - len(spatial)
+        label_chunks = (1,) * n_lead + spatial
+        c = prob_axes.index('C')
+        prob_shape = (
+            *label_shape[:c],
+            len(class_names),
+            *label_shape[c:],
+        )
+        prob_chunks = (*label_chunks[:c], 1, *label_chunks[c:])
+        _level_array(root, '0', prob_shape, np.float32, prob_chunks)
+        root.attrs['multiscales'] = multiscales_attrs(
+            prob_axes,
+            scale,
+            [dataset_entry(0, prob_axes, scale, False)],
+            path.name.removesuffix('.zarr'),
+        )
+        root.attrs['omero'] = omero_attrs([str(n) for n in class_names])
+        group = root.create_group('labels')
+        group.attrs['labels'] = ['labels']
+        label_group = group.create_group('labels')
+        _level_array(label_group, '0', label_shape, np.uint32, label_chunks)
+        label_group.attrs['multiscales'] = multiscales_attrs(
+            label_axes,
+            scale,
+            [dataset_entry(0, label_axes, scale, True)],
+            'labels',
+        )
+        label_group.attrs['image-label'] = {
+            'version': '0.4',
+            'source': {'image': '../../'},
+        }
+        state = root.create_group(STATE)
+        times = label_shape[0] if label_axes.startswith('T') else 1
+        _level_array(state, 'ledger', (times, n_blocks), np.uint8, (1, 1))
+        _level_array(state, 'raw_labels', label_shape, np.uint32, label_chunks)
+        return cls(path, root)
+
+    @classmethod
+    def resume(cls, path: Path, signature: dict[str, Any]) -> BlockStore:
+        """Open an interrupted run's store, checking it matches this run.
+
+        Raises
+        ------
+        InputError
+            No such store, a complete store, or a different run.
+        """
+        try:
+            root = zarr.open_group(str(path), mode='r+')
+            meta = dict(root.attrs['segloop'])
+        except (OSError, KeyError, ValueError, zarr.errors.BaseZarrError):
+            raise InputError(
+                f'{path} is not an interrupted segloop run; run without '
+                '--resume to start one'
+            ) from None
+        if meta.get('complete'):
+            raise InputError(f'{path} is already complete; nothing to resume')
+        if STATE not in root:
+            raise InputError(
+                f'{path} has no run state to resume from; run again with '
+                '--overwrite'
+            )
+        stored = meta.get('signature')
+        wanted = json.loads(json.dumps(signature, default=_json_default))
+        if stored != wanted:
+            changed = sorted(
+                k
+                for k in set(stored or {}) | set(wanted)
+                if (stored or {}).get(k) != wanted.get(k)
+            )
+            raise InputError(
+                f'{path} was started with different settings '
+                f'({", ".join(changed)} changed); resume with the same '
+                'input, model and settings, or use --overwrite'
+            )
+        return cls(path, root)
+
+    # -- ledger
+
+    def done_jobs(self) -> set[tuple[int, int]]:
+        """``(t, block index)`` of every block already written."""
+        ledger = np.asarray(self.ledger[...])
+        return {
+            (int(t), int(b)) for t, b in zip(*np.nonzero(ledger), strict=True)
+        }
+
+    def mark_done(self, t: int, index: int) -> None:
+        """Record that block ``index`` of time point ``t`` is written."""
+        self.ledger[t, index] = 1
+
+    # -- blocks
+
+    def _lead(self, t: int) -> tuple[int, ...]:
+        return (t,) if self.label_axes.startswith('T') else ()
+
+    def write_block(
+        self,
+        t: int,
+        region: tuple[slice, ...],
+        probabilities: np.ndarray,
+        raw_labels: np.ndarray,
+    ) -> None:
+        """Write one block's probabilities ``(K, *spatial)`` and ids."""
+        lead = self._lead(t)
+        self.probabilities[(*lead, slice(None), *region)] = probabilities
+        self.raw_labels[(*lead, *region)] = raw_labels
+        self.labels[(*lead, *region)] = raw_labels
+
+    def read_raw(self, t: int, region: tuple[slice, ...]) -> np.ndarray:
+        """Per-block ids (before stitching) of a region."""
+        return np.asarray(self.raw_labels[(*self._lead(t), *region)])
+
+    def write_labels(
+        self, t: int, region: tuple[slice, ...], labels: np.ndarray
+    ) -> None:
+        """Write stitched labels of a region."""
+        self.labels[(*self._lead(t), *region)] = labels
+
+    # -- finishing
+
+    def finish(self, extra_metadata: dict[str, Any] | None = None) -> None:
+        """Write the pyramids, drop the run state, mark complete."""
+        meta = self.metadata
+        scale = _scale_from_attrs(self.root.attrs['multiscales'][0])
+        name = self.path.name.removesuffix('.zarr')
+        datasets = _write_pyramid(
+            self.root, self.prob_axes, scale, labels=False
+        )
+        self.root.attrs['multiscales'] = multiscales_attrs(
+            self.prob_axes, scale, datasets, name
+        )
+        label_group = self.root['labels/labels']
+        datasets = _write_pyramid(
+            label_group, self.label_axes, scale, labels=True
+        )
+        label_group.attrs['multiscales'] = multiscales_attrs(
+            self.label_axes, scale, datasets, 'labels'
+        )
+        del self.root[STATE]
+        meta.update(
+            json.loads(json.dumps(extra_metadata or {}, default=_json_default))
+        )
+        meta['complete'] = True
+        self.root.attrs['segloop'] = meta
+
+
+def _level_array(
+    group: zarr.Group,
+    name: str,
+    shape: Sequence[int],
+    dtype: Any,
+    chunks: Sequence[int],
+) -> zarr.Array:
+    chunks = tuple(
+        max(1, min(int(c), int(n))) for c, n in zip(chunks, shape, strict=True)
+    )
+    return group.create_array(
+        name,
+        shape=tuple(int(n) for n in shape),
+        dtype=dtype,
+        chunks=chunks,
+        chunk_key_encoding=_V2_KEYS,
+        fill_value=0,
+    )
+
+
+def _scale_from_attrs(multiscale: dict) -> dict[str, float]:
+    axes = [a['name'].upper() for a in multiscale['axes']]
+    transforms = multiscale['datasets'][0]['coordinateTransformations']
+    values = transforms[0]['scale']
+    return {
+        a: float(v)
+        for a, v, meta in zip(axes, values, multiscale['axes'], strict=True)
+        if 'unit' in meta
+    }
+
+
+def _write_pyramid(
+    group: zarr.Group, axes: str, scale: dict[str, float], labels: bool
+) -> list[dict]:
+    """Add levels 1.. to a group whose level 0 is written, chunk by chunk.
+
+    Memory stays at a few chunks whatever the image size.
+    """
+    level0 = group['0']
+    count = n_levels(
+        level0.shape, axes, ome_zarr.PYRAMID_MIN_SIZE, ome_zarr.MAX_LEVELS
+    )
+    datasets = [dataset_entry(0, axes, scale, labels)]
+    iy, ix = axes.index('Y'), axes.index('X')
+    previous = level0
+    for level in range(1, count):
+        shape = list(previous.shape)
+        shape[iy] //= 2
+        shape[ix] //= 2
+        array = _level_array(
+            group, str(level), shape, previous.dtype, level0.chunks
+        )
+        for block in plan_blocks(shape, array.chunks):
+            source = list(block.region)
+            for i in (iy, ix):
+                sl = block.region[i]
+                source[i] = slice(2 * sl.start, 2 * sl.stop)
+            data = np.asarray(previous[tuple(source)])
+            array[block.region] = (
+                _downsample_nearest(data, axes)
+                if labels
+                else _downsample_mean(data, axes)
+            )
+        datasets.append(dataset_entry(level, axes, scale, labels))
+        previous = array
+    return datasets
