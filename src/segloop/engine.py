@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -386,8 +386,10 @@ class SegmentJob:
         probabilities: np.ndarray,
         extended: tuple[slice, ...],
     ) -> np.ndarray:
+        # small objects are dropped after stitching, by whole size
+        block_params = replace(self.params, min_size=0)
         labels = probabilities_to_instances(
-            probabilities, self.params, self.sampling
+            probabilities, block_params, self.sampling
         )
         crop = tuple(
             slice(r.start - e.start, r.stop - e.start)
@@ -461,9 +463,10 @@ class SegmentJob:
     def _stitch(self) -> None:
         """Join ids across block faces; write final ids 1..N per t."""
         for t in range(self.times):
-            merger = IdMerger()
+            merger = IdMerger(self.params.min_size)
             for block in self.blocks:
-                merger.add(np.unique(self.store.read_raw(t, block.region)))
+                raw = self.store.read_raw(t, block.region)
+                merger.add(*np.unique(raw, return_counts=True))
             by_position = {b.position: b for b in self.blocks}
             for block in self.blocks:
                 for axis in range(len(self.shape)):

@@ -99,20 +99,34 @@ class IdMerger:
 
     Usage: :meth:`add` the ids of every block in block order, :meth:`merge`
     the pairs from :func:`face_merges`, then :meth:`lookup` per block.
+
+    Parameters
+    ----------
+    min_size : int
+        Objects with fewer pixels after merging get id 0 (so a piece cut
+        off by a block face is judged by its whole object's size).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, min_size: int = 0) -> None:
+        self.min_size = min_size
         self._parent: dict[int, int] = {}
+        self._size: dict[int, int] = {}
         self._order: list[int] = []
         self._final: dict[int, int] | None = None
 
-    def add(self, ids: Iterable[int]) -> None:
-        """Register ids (in first-seen order)."""
-        for i in ids:
+    def add(
+        self, ids: Iterable[int], sizes: Iterable[int] | None = None
+    ) -> None:
+        """Register ids (in first-seen order) and their pixel counts."""
+        sizes = [0] * len(list(ids)) if sizes is None else sizes
+        for i, size in zip(ids, sizes, strict=True):
             i = int(i)
-            if i and i not in self._parent:
+            if not i:
+                continue
+            if i not in self._parent:
                 self._parent[i] = i
                 self._order.append(i)
+            self._size[i] = self._size.get(i, 0) + int(size)
 
     def _find(self, i: int) -> int:
         parent = self._parent
@@ -136,14 +150,21 @@ class IdMerger:
     @property
     def count(self) -> int:
         """Number of objects after merging."""
-        return len(self._final_ids())
+        return max(self._final_ids().values(), default=0)
 
     def _final_ids(self) -> dict[int, int]:
         if self._final is None:
+            total: dict[int, int] = {}
+            for i in self._order:
+                root = self._find(i)
+                total[root] = total.get(root, 0) + self._size[i]
             final: dict[int, int] = {}
             roots: dict[int, int] = {}
             for i in self._order:
                 root = self._find(i)
+                if total[root] < self.min_size:
+                    final[i] = 0
+                    continue
                 if root not in roots:
                     roots[root] = len(roots) + 1
                 final[i] = roots[root]

@@ -1,0 +1,78 @@
+"""Ids unique across blocks, merged across faces, final ids in order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.segmentation import find_boundaries, relabel_sequential
+
+from segloop.core.blocks import plan_blocks
+from segloop.core.stitch import (
+    IdMerger,
+    face_merges,
+    id_stride,
+    offset_ids,
+)
+from segloop.data.synthetic import synthetic_nuclei
+
+
+def test_offset_ids_keep_background_and_refuse_overflow():
+    labels = np.array([[0, 1], [2, 0]])
+    out = offset_ids(labels, 3, 100)
+    np.testing.assert_array_equal(out, [[0, 301], [302, 0]])
+    assert out.dtype == np.uint32
+    with pytest.raises(ValueError, match='smaller blocks'):
+        offset_ids(labels, 0, 2)
+    assert id_stride(1) * 1 <= 2**32 - 1
+    assert id_stride(1000) * 1000 <= 2**32 - 1
+
+
+def test_face_merges_join_a_cut_object_not_touching_neighbours():
+    low = np.array([0, 1, 1, 1, 0, 2, 2, 2, 2, 0, 0, 0], np.uint32)
+    high = np.array([0, 7, 7, 7, 0, 0, 0, 0, 8, 8, 8, 8], np.uint32)
+    # 1 and 7 share their whole cross-section; 2 and 8 touch at 1 pixel
+    assert face_merges(low, high) == [(1, 7)]
+
+
+def test_merger_gives_consecutive_ids_independent_of_merge_order():
+    ids = [[10, 11], [20, 21], [30]]
+    pairs = [(11, 20), (21, 30), (10, 21)]
+    results = []
+    for order in (pairs, pairs[::-1]):
+        merger = IdMerger()
+        for block in ids:
+            merger.add(block)
+        merger.merge(order)
+        results.append(merger.lookup(np.array([0, 10, 11, 20, 21, 30])))
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], [0, 1, 2, 2, 1, 1])
+
+
+@pytest.mark.parametrize('shape', [(90, 110), (20, 48, 40)])
+def test_stitched_blocks_equal_whole_volume_labels(shape):
+    _, truth = synthetic_nuclei(shape, n=12, radius=6, seed=3)
+    # like a segmentation: touching objects are separated by a gap
+    truth[find_boundaries(truth, mode='inner')] = 0
+    whole, _, _ = relabel_sequential(truth)
+    n = int(whole.max())
+    block_shape = tuple(max(8, s // 3) for s in shape)
+    blocks = plan_blocks(shape, block_shape)
+    stride = id_stride(len(blocks))
+    raw = np.zeros(shape, np.uint32)
+    for block in blocks:
+        local, _, _ = relabel_sequential(truth[block.region])
+        raw[block.region] = offset_ids(local, block.index, stride)
+    merger = IdMerger()
+    for block in blocks:
+        merger.add(np.unique(raw[block.region]))
+    for axis in range(len(shape)):
+        for face in range(block_shape[axis], shape[axis], block_shape[axis]):
+            low = np.take(raw, face - 1, axis=axis)
+            high = np.take(raw, face, axis=axis)
+            merger.merge(face_merges(low, high))
+    stitched = merger.lookup(raw)
+    assert merger.count == n
+    pairs = set(
+        zip(whole.ravel().tolist(), stitched.ravel().tolist(), strict=True)
+    )
+    assert len(pairs) == n + 1  # the same partition, background included

@@ -1,0 +1,193 @@
+"""Blockwise runs: exactness, stitching, ledger, resume, priority."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from segloop.core.errors import InputError
+from segloop.core.events import drain
+from segloop.core.metrics import match
+from segloop.data import sample_path
+from segloop.data.synthetic import synthetic_nuclei
+from segloop.engine import SegmentJob
+from segloop.io.ome_zarr import read_labels, read_segloop_metadata
+
+
+@pytest.fixture(scope='module')
+def sample():
+    return tifffile.imread(sample_path())[:300, :340]
+
+
+@pytest.fixture(scope='module')
+def volume():
+    image, _ = synthetic_nuclei((12, 80, 72), n=30, radius=5, seed=4)
+    return (image * 1000 + 100).astype(np.uint16)
+
+
+def _arrays(path):
+    root = zarr.open_group(str(path), mode='r')
+    return np.asarray(root['0'][...]), read_labels(path)
+
+
+def _same_partition(a, b):
+    pairs = set(zip(a.ravel().tolist(), b.ravel().tolist(), strict=True))
+    return len(pairs) == len(np.unique(a)) == len(np.unique(b))
+
+
+def _run(image, output, **kwargs):
+    job = SegmentJob(image, output, **kwargs)
+    drain(job.iter_run())
+    return job
+
+
+def test_blocks_equal_one_block_2d(sample, tmp_path):
+    one = _run(sample, tmp_path / 'one.zarr', axes='YX', tile=(128, 128))
+    many = _run(
+        sample,
+        tmp_path / 'many.zarr',
+        axes='YX',
+        tile=(128, 128),
+        block=(100, 100),
+    )
+    assert len(one.blocks) == 1
+    assert len(many.blocks) > 1
+    probs_one, labels_one = _arrays(tmp_path / 'one.zarr')
+    probs_many, labels_many = _arrays(tmp_path / 'many.zarr')
+    np.testing.assert_array_equal(probs_many, probs_one)
+    assert labels_one.shape == sample.shape
+    assert 20 < labels_one.max() < 200
+    assert _same_partition(labels_one, labels_many)
+    # final ids are 1..N
+    assert set(np.unique(labels_many)) == set(range(labels_many.max() + 1))
+
+
+def test_3d_model_is_default_for_zyx_and_stitches(volume, tmp_path):
+    one = _run(volume, tmp_path / 'one.zarr', axes='ZYX', tile=(8, 64, 64))
+    many = _run(
+        volume,
+        tmp_path / 'many.zarr',
+        axes='ZYX',
+        tile=(8, 64, 64),
+        block=(6, 40, 40),
+    )
+    assert one.model.name == 'nuclei3d'
+    assert len(many.blocks) == 2 * 2 * 2
+    probs_one, labels_one = _arrays(tmp_path / 'one.zarr')
+    probs_many, labels_many = _arrays(tmp_path / 'many.zarr')
+    np.testing.assert_array_equal(probs_many, probs_one)
+    assert labels_one.max() > 5
+    # the instance step sees only its block and the tiles' margin (none
+    # in Z here): objects cut by faces are joined, but a thin cap beyond
+    # a face may be split or judged small on its own
+    assert ((labels_one > 0) == (labels_many > 0)).mean() > 0.999
+    scores = match(labels_one, labels_many, [0.5])[0]
+    assert scores.tp / (scores.tp + scores.fp + scores.fn) > 0.7
+
+
+def test_time_series_ids_restart_per_time_point(volume, tmp_path):
+    movie = np.stack([volume[:, :48, :48], volume[:, 24:72, 24:72]])
+    _run(
+        movie,
+        tmp_path / 'movie.zarr',
+        axes='TZYX',
+        tile=(8, 64, 64),
+        block=(6, 32, 32),
+    )
+    probs, labels = _arrays(tmp_path / 'movie.zarr')
+    assert probs.shape == (2, 3, 12, 48, 48)
+    assert labels.shape == (2, 12, 48, 48)
+    for t in range(2):
+        ids = np.unique(labels[t])
+        np.testing.assert_array_equal(ids, np.arange(len(ids)))
+    assert read_segloop_metadata(tmp_path / 'movie.zarr')['complete']
+
+
+def test_2d_model_runs_plane_by_plane_through_a_stack(sample, tmp_path):
+    stack = np.stack([sample[:128, :128], sample[100:228, 100:228]])
+    job = _run(stack, tmp_path / 'stack.zarr', axes='ZYX', model='nuclei2d')
+    assert job.planewise
+    probs, labels = _arrays(tmp_path / 'stack.zarr')
+    assert probs.shape == (3, 2, 128, 128)
+    assert labels.shape == (2, 128, 128)
+    assert labels.max() > 3
+
+
+def _interrupt_after(blocks):
+    count = {'n': 0}
+
+    def should_stop():
+        return count['n'] >= blocks
+
+    def events(job):
+        for _ in job.iter_run(should_stop):
+            count['n'] += 1
+
+    return events
+
+
+def test_interrupted_run_is_incomplete_and_resumes_identically(
+    sample, tmp_path
+):
+    kwargs = {'axes': 'YX', 'tile': (128, 128), 'block': (100, 100)}
+    _run(sample, tmp_path / 'full.zarr', **kwargs)
+    partial = tmp_path / 'partial.zarr'
+    job = SegmentJob(sample, partial, **kwargs)
+    with pytest.raises(InterruptedError):
+        _interrupt_after(2)(job)
+    meta = read_segloop_metadata(partial)
+    assert meta['complete'] is False
+    ledger = zarr.open_group(str(partial))['segloop_state/ledger'][...]
+    assert ledger.sum() == 2
+    # a plain re-run refuses to overwrite; --resume finishes it
+    with pytest.raises(InputError, match='exists'):
+        SegmentJob(sample, partial, **kwargs)
+    resumed = SegmentJob(sample, partial, resume=True, **kwargs)
+    assert len(resumed.queue) == len(resumed.blocks) - 2
+    drain(resumed.iter_run())
+    assert read_segloop_metadata(partial)['complete'] is True
+    assert 'segloop_state' not in zarr.open_group(str(partial))
+    for a, b in zip(
+        _arrays(tmp_path / 'full.zarr'), _arrays(partial), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_resume_refuses_other_settings(sample, tmp_path):
+    partial = tmp_path / 'partial.zarr'
+    job = SegmentJob(
+        sample, partial, axes='YX', tile=(128, 128), block=(100, 100)
+    )
+    with pytest.raises(InterruptedError):
+        _interrupt_after(1)(job)
+    with pytest.raises(InputError, match='block'):
+        SegmentJob(
+            sample,
+            partial,
+            axes='YX',
+            tile=(128, 128),
+            block=(200, 200),
+            resume=True,
+        )
+    done = _run(sample, tmp_path / 'done.zarr', axes='YX', tile=(128, 128))
+    with pytest.raises(InputError, match='complete'):
+        SegmentJob(
+            sample, done.output, axes='YX', tile=(128, 128), resume=True
+        )
+
+
+def test_prioritized_region_runs_first(sample, tmp_path):
+    job = SegmentJob(
+        sample,
+        tmp_path / 'p.zarr',
+        axes='YX',
+        tile=(128, 128),
+        block=(100, 100),
+    )
+    focus = (slice(250, 300), slice(300, 340))
+    job.prioritize(0, focus)
+    first = next(job.iter_run())
+    assert first.region[0].stop == 300
+    assert first.region[1].stop == 340
