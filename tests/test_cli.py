@@ -169,3 +169,53 @@ def test_demo_segments_the_sample_and_never_overwrites(tmp_path, capsys):
     assert match(truth, read_labels(first), (0.5,))[0].accuracy > 0.7
     assert main(argv) == 0
     assert (tmp_path / 'nuclei2d_sample-1.zarr').is_dir()
+
+
+def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path, capsys):
+    import signal
+    import time
+
+    import zarr
+
+    image = tmp_path / 'in.tif'
+    tifffile.imwrite(image, tifffile.imread(sample_path()))
+    out = tmp_path / 'out.zarr'
+    args = [
+        'segment',
+        str(image),
+        '-o',
+        str(out),
+        '--tile',
+        '64,64',
+        '--block',
+        '56,56',
+        '--precision',
+        'fp32',
+    ]
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'segloop.cli', *args],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    ledger = out / 'segloop_state' / 'ledger'
+    while time.monotonic() < deadline and process.poll() is None:
+        if ledger.exists() and any(p.is_file() for p in ledger.rglob('0')):
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert '--resume' in stderr
+    assert 'Traceback' not in stderr
+    assert read_segloop_metadata(out)['complete'] is False
+    done = int(zarr.open_array(str(ledger), mode='r')[...].sum())
+    assert done >= 1
+    assert main(['info', str(out)]) == 0
+    assert f'INCOMPLETE: {done} of ' in capsys.readouterr().out
+
+    assert main([*args, '--resume']) == 0
+    assert read_segloop_metadata(out)['complete'] is True
+    full = tmp_path / 'full.zarr'
+    assert main([*args[:3], str(full), *args[4:]]) == 0
+    np.testing.assert_array_equal(read_labels(out), read_labels(full))

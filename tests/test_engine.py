@@ -191,3 +191,26 @@ def test_prioritized_region_runs_first(sample, tmp_path):
     first = next(job.iter_run())
     assert first.region[0].stop == 300
     assert first.region[1].stop == 340
+
+
+def test_time_and_channel_axes_with_the_2d_model(sample, tmp_path):
+    crop = sample[:128, :160]
+    movie = np.stack(
+        [np.stack([np.zeros_like(crop), crop]), np.stack([crop, crop])]
+    )  # T, C, Y, X: the nuclei are channel 1
+    job = _run(
+        movie,
+        tmp_path / 'tcyx.zarr',
+        axes='TCYX',
+        channel=1,
+        tile=(64, 64),
+        block=(64, 64),
+    )
+    assert job.axes == 'TYX'
+    probs, labels = _arrays(tmp_path / 'tcyx.zarr')
+    assert probs.shape == (2, 3, 128, 160)
+    assert labels.shape == (2, 128, 160)
+    # both time points hold the same nuclei image in channel 1
+    np.testing.assert_array_equal(probs[0], probs[1])
+    np.testing.assert_array_equal(labels[0], labels[1])
+    assert labels[0].max() > 3

@@ -369,7 +369,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if path.is_dir():
         metadata = read_segloop_metadata(path)
         if metadata:
+            from segloop.io.store import run_progress
+
             state = 'complete' if metadata.get('complete') else 'INCOMPLETE'
+            progress = run_progress(path)
+            if progress is not None and not metadata.get('complete'):
+                state += (
+                    f': {progress[0]} of {progress[1]} blocks written, '
+                    'finish it with segloop segment ... --resume'
+                )
             print(
                 f'segloop output ({state}), model '
                 f'{metadata.get("model", {}).get("name")}'

@@ -268,6 +268,15 @@ class BlockStore:
         self.root.attrs['segloop'] = meta
 
 
+def run_progress(path: str | Path) -> tuple[int, int] | None:
+    """``(blocks done, blocks in all)`` of an unfinished run; else None."""
+    try:
+        ledger = zarr.open_array(str(Path(path) / STATE / 'ledger'), mode='r')
+    except (OSError, ValueError, zarr.errors.BaseZarrError):
+        return None
+    return int(np.count_nonzero(ledger[...])), int(ledger.size)
+
+
 def _level_array(
     group: zarr.Group,
     name: str,
