@@ -140,12 +140,13 @@ def test_interrupted_run_is_incomplete_and_resumes_identically(
     meta = read_segloop_metadata(partial)
     assert meta['complete'] is False
     ledger = zarr.open_group(str(partial))['segloop_state/ledger'][...]
-    assert ledger.sum() == 2
+    finished = int(ledger.sum())
+    assert 2 <= finished < len(job.blocks)
     # a plain re-run refuses to overwrite; --resume finishes it
     with pytest.raises(InputError, match='exists'):
         SegmentJob(sample, partial, **kwargs)
     resumed = SegmentJob(sample, partial, resume=True, **kwargs)
-    assert len(resumed.queue) == len(resumed.blocks) - 2
+    assert len(resumed.queue) == len(resumed.blocks) - finished
     drain(resumed.iter_run())
     assert read_segloop_metadata(partial)['complete'] is True
     assert 'segloop_state' not in zarr.open_group(str(partial))

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,8 +56,7 @@ MIN_SIZE = 4
 PLANES_PER_BLOCK = 8
 
 
-@dataclass(frozen=True)
-class BlockDone:
+class BlockDone(NamedTuple):
     """Progress event: a block is written.
 
     Attributes
@@ -380,12 +379,14 @@ class SegmentJob:
             return np.stack(outputs, axis=1), (block.region[0], *extended)
         return outputs[0], extended
 
-    def _labels(
+    def _finish_block(
         self,
+        t: int,
         block: Block,
         probabilities: np.ndarray,
         extended: tuple[slice, ...],
-    ) -> np.ndarray:
+    ) -> BlockDone:
+        """Instance labels of a block; write it and record it as done."""
         # small objects are dropped after stitching, by whole size
         block_params = replace(self.params, min_size=0)
         labels = probabilities_to_instances(
@@ -395,7 +396,14 @@ class SegmentJob:
             slice(r.start - e.start, r.stop - e.start)
             for r, e in zip(block.region, extended, strict=True)
         )
-        return offset_ids(labels[crop], block.index, self.id_stride)
+        self.store.write_block(
+            t,
+            block.region,
+            probabilities[(slice(None), *crop)],
+            offset_ids(labels[crop], block.index, self.id_stride),
+        )
+        self.store.mark_done(t, block.index)
+        return BlockDone(t, block.region, 0, self.total)
 
     def iter_run(
         self, should_stop: Callable[[], bool] | None = None
@@ -414,19 +422,23 @@ class SegmentJob:
             ledger and the store stays marked incomplete (resumable).
         """
         done = self.total - len(self.queue)
-        with ThreadPoolExecutor(max_workers=1) as reader:
+        # Three stages overlap: the next block is read on one thread, the
+        # previous block's instance step and writing run on another, the
+        # network runs here. A block is reported once it is in the ledger.
+        with (
+            ThreadPoolExecutor(max_workers=1) as reader,
+            ThreadPoolExecutor(max_workers=1) as finisher,
+        ):
+            finishing: Future | None = None
             job = self.queue.pop()
-            pending: Future | None = (
-                reader.submit(self._read, job) if job else None
-            )
+            pending = reader.submit(self._read, job) if job else None
             while job is not None and pending is not None:
-                t, index = job
                 block_input = pending.result()
                 next_job = self.queue.pop()
                 pending = (
                     reader.submit(self._read, next_job) if next_job else None
                 )
-                block = self.blocks[index]
+                block = self.blocks[job[1]]
                 try:
                     probs, extended = drain(
                         self._predict(block, block_input, should_stop)
@@ -435,19 +447,19 @@ class SegmentJob:
                     self.queue.put_back(job)
                     if next_job is not None:
                         self.queue.put_back(next_job)
+                    if finishing is not None:
+                        finishing.result()  # its block is complete
                     raise
-                labels = self._labels(block, probs, extended)
-                crop = tuple(
-                    slice(r.start - e.start, r.stop - e.start)
-                    for r, e in zip(block.region, extended, strict=True)
+                if finishing is not None:
+                    done += 1
+                    yield finishing.result()._replace(done=done)
+                finishing = finisher.submit(
+                    self._finish_block, job[0], block, probs, extended
                 )
-                self.store.write_block(
-                    t, block.region, probs[(slice(None), *crop)], labels
-                )
-                self.store.mark_done(t, index)
-                done += 1
-                yield BlockDone(t, block.region, done, self.total)
                 job = next_job
+            if finishing is not None:
+                done += 1
+                yield finishing.result()._replace(done=done)
         if should_stop is not None and should_stop():
             raise InterruptedError('segmentation was cancelled')
         self._stitch()
