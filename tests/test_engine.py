@@ -215,3 +215,32 @@ def test_time_and_channel_axes_with_the_2d_model(sample, tmp_path):
     np.testing.assert_array_equal(probs[0], probs[1])
     np.testing.assert_array_equal(labels[0], labels[1])
     assert labels[0].max() > 3
+
+
+def test_tiff_zarr_and_dask_inputs_give_the_same_output(sample, tmp_path):
+    import dask.array as da
+
+    tif = tmp_path / 'in.tif'
+    tifffile.imwrite(tif, sample, tile=(64, 64))
+    store = zarr.open_array(
+        str(tmp_path / 'in.zarr'),
+        mode='w',
+        shape=sample.shape,
+        chunks=(100, 100),
+        dtype=sample.dtype,
+        zarr_format=2,
+    )
+    store[...] = sample
+    kwargs = {'axes': 'YX', 'tile': (128, 128), 'block': (112, 224)}
+    outputs = []
+    for name, image in [
+        ('numpy', sample),
+        ('tiff', tif),
+        ('zarr', tmp_path / 'in.zarr'),
+        ('dask', da.from_array(sample, chunks=(50, 70))),
+    ]:
+        _run(image, tmp_path / f'{name}.zarr', **kwargs)
+        outputs.append(_arrays(tmp_path / f'{name}.zarr'))
+    for probs, labels in outputs[1:]:
+        np.testing.assert_array_equal(probs, outputs[0][0])
+        np.testing.assert_array_equal(labels, outputs[0][1])

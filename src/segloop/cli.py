@@ -523,7 +523,11 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument('--tile', type=_shape, help='tile size, e.g. 512,512')
     parser.add_argument('--overlap', type=_fraction, default=0.125)
-    parser.add_argument('--batch-size', type=_positive_int, default=4)
+    parser.add_argument(
+        '--batch-size',
+        type=_positive_int,
+        help='tiles per forward pass (default 4 for 2D models, 1 for 3D)',
+    )
     parser.add_argument(
         '--block',
         type=_shape,

@@ -54,6 +54,7 @@ from segloop.models.loaded import Model, load_model
 MIN_SIZE = 4
 # Z planes per block when a 2D model runs plane by plane through a stack.
 PLANES_PER_BLOCK = 8
+DEFAULT_BATCH = {2: 4, 3: 1}
 
 
 class BlockDone(NamedTuple):
@@ -152,8 +153,9 @@ class SegmentJob:
     block : tuple of int, optional
         Output block (Z?, Y, X); rounded to whole tiles. Default near
         1024² (2D) or 64×512² (3D).
-    batch_size : int
-        Tiles per forward pass.
+    batch_size : int, optional
+        Tiles per forward pass; default 4 for a 2D model, 1 for 3D (a 3D
+        tile's activations are large; batching gains little on CPU).
     device, precision : optional
         See :class:`segloop.core.predict.Predictor`.
     instance_params : InstanceParams, optional
@@ -178,7 +180,7 @@ class SegmentJob:
         tile: tuple[int, ...] | None = None,
         overlap: float = 0.125,
         block: tuple[int, ...] | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         device: str | None = None,
         precision: Precision = 'auto',
         instance_params: InstanceParams | None = None,
@@ -198,7 +200,6 @@ class SegmentJob:
         self.axes = check_image(source, self.model)
         self.params = instance_params or self.model.instance_params()
         self.predictor = Predictor(self.model.network, device, precision)
-        self.batch_size = batch_size
 
         self.times = self.data.shape[0] if 'T' in self.axes else 1
         self.volume_axes = self.axes.replace('T', '')
@@ -206,6 +207,7 @@ class SegmentJob:
             int(n) for n in self.data.shape[-len(self.volume_axes) :]
         )
         dims = self.model.network.config.spatial_dims
+        self.batch_size = batch_size or DEFAULT_BATCH[dims]
         # a 2D model runs plane by plane through a Z stack
         self.planewise = dims == 2 and len(self.shape) == 3
         tile = tuple(tile or DEFAULT_TILE[dims])
@@ -240,7 +242,7 @@ class SegmentJob:
             'tile': list(self.geometry.tile),
             'margin': list(self.geometry.margin),
             'block': list(self.block_shape),
-            'batch_size': batch_size,
+            'batch_size': self.batch_size,
             'device': self.predictor.device.type,
             'mixed_precision': self.predictor.mixed_precision,
             'instances': self.params.to_dict(),
