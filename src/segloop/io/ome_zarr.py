@@ -315,6 +315,93 @@ def write_segmentation(
     return out
 
 
+def write_labels_image(
+    output: str | Path,
+    labels: np.ndarray,
+    label_axes: str,
+    scale: dict[str, float] | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Write instance labels alone as an OME-Zarr image-label store.
+
+    The root group is the image-label (``multiscales`` + ``image-label``
+    attributes, pyramid levels ``0``, ``1``, ...), readable with
+    :func:`read_labels`; ``attrs['segloop']`` holds ``metadata`` with
+    ``'label_axes'`` and ``'complete'``. An existing output is never
+    replaced.
+
+    Parameters
+    ----------
+    output : str or Path
+        Store to create, e.g. ``corrected.zarr``.
+    labels : ndarray of unsigned or signed integers
+        Instance labels (0 background, no negative ids), axes
+        ``label_axes``.
+    label_axes : str
+        ``'YX'``, ``'ZYX'``, ``'TYX'`` or ``'TZYX'``.
+    scale : dict of str to float, optional
+        Pixel size per axis (micrometres for Z/Y/X, seconds for T).
+    metadata : dict, optional
+        JSON-serialisable metadata, stored in ``attrs['segloop']``.
+
+    Returns
+    -------
+    Path
+        The absolute output path.
+
+    Raises
+    ------
+    InputError
+        Wrong dimensions or dtype, negative ids, or an output that exists
+        or may not be written (see :func:`check_output_path`).
+    """
+    label_axes = _probability_axes(label_axes).replace('C', '')
+    labels = np.asarray(labels)
+    if labels.ndim != len(label_axes):
+        raise InputError(
+            f'labels have {labels.ndim} dimensions but axes {label_axes!r}; '
+            'give one axis letter per dimension'
+        )
+    if labels.dtype.kind not in 'ui':
+        raise InputError(
+            f'labels have dtype {labels.dtype}; convert them to int32 or '
+            'uint32'
+        )
+    if labels.dtype.kind == 'i' and labels.size and labels.min() < 0:
+        raise InputError(
+            'labels hold negative ids; use 0 for background and positive '
+            'ids for objects'
+        )
+    if labels.dtype.itemsize > 4:
+        if labels.size and labels.max() > np.iinfo(np.uint32).max:
+            raise InputError(
+                'labels hold ids above 2**32 - 1; relabel them '
+                '(skimage.segmentation.relabel_sequential)'
+            )
+        labels = labels.astype(np.uint32)
+    scale = _normalise_scale(scale, label_axes)
+    try:
+        segloop = json.loads(
+            json.dumps(dict(metadata or {}), default=_json_default)
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f'metadata cannot be stored as JSON ({exc}); pass plain '
+            'numbers, strings, lists and dicts'
+        ) from None
+    segloop['label_axes'] = label_axes
+    out = check_output_path(output, overwrite=False)
+    root = zarr.open_group(str(out), mode='w-', zarr_format=2)
+    root.attrs['segloop'] = {**segloop, 'complete': False}
+    datasets = _write_multiscale(root, labels, label_axes, scale, labels=True)
+    root.attrs['multiscales'] = multiscales_attrs(
+        label_axes, scale, datasets, out.name.removesuffix('.zarr')
+    )
+    root.attrs['image-label'] = {'version': '0.4'}
+    root.attrs['segloop'] = {**segloop, 'complete': True}
+    return out
+
+
 def read_segloop_metadata(path: str | Path) -> dict:
     """Return ``attrs['segloop']`` of an output's root group.
 

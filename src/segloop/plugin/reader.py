@@ -1,0 +1,121 @@
+"""Reader contribution: open a segloop output store as napari layers.
+
+A segloop output is a ``.zarr`` folder whose root attributes hold
+``'segloop'`` (see :mod:`segloop.io.ome_zarr`). Arrays are read lazily
+(dask); any other path gives ``None`` so napari tries other readers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import zarr
+
+from segloop.core.errors import SegloopError
+from segloop.io.ome_zarr import read_segloop_metadata
+from segloop.io.readers import ImageSource, open_image
+
+LayerData = tuple[Any, dict[str, Any], str]
+INTERIOR = 'interior'
+
+
+def _is_segloop_store(path: Path) -> bool:
+    if path.suffix != '.zarr' or not path.is_dir():
+        return False
+    try:
+        return bool(read_segloop_metadata(path))
+    except SegloopError:
+        return False
+
+
+def get_reader(
+    path: str | list[str],
+) -> Callable[[str | list[str]], list[LayerData]] | None:
+    """Return :func:`read_segloop` for a segloop output store, else None.
+
+    Parameters
+    ----------
+    path : str or list of str
+        What napari was asked to open; a list is accepted when it holds
+        one path.
+    """
+    if isinstance(path, list):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    if not _is_segloop_store(Path(path)):
+        return None
+    return read_segloop
+
+
+def _scale(source: ImageSource, axes: str) -> list[float]:
+    return [float(source.scale.get(a, 1.0)) for a in axes]
+
+
+def _class_names(path: Path) -> list[str]:
+    omero = zarr.open_group(str(path), mode='r').attrs.get('omero', {})
+    return [str(c.get('label', '')) for c in omero.get('channels', [])]
+
+
+def read_segloop(path: str | list[str]) -> list[LayerData]:
+    """Read a segloop output store as layers.
+
+    Parameters
+    ----------
+    path : str or list of str
+        The store (a list holding one path is accepted).
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        The instance labels (Labels, axes e.g. ``ZYX``) and the
+        probability of class 'interior' (Image, hidden), both as dask
+        arrays with the store's pixel sizes as ``scale``; only the labels
+        for a labels store saved by :mod:`segloop.plugin.writer`.
+    """
+    if isinstance(path, list):
+        path = path[0]
+    store = Path(path)
+    name = store.name.removesuffix('.zarr')
+    metadata = read_segloop_metadata(store)
+    root = zarr.open_group(str(store), mode='r')
+    labels_only = 'image-label' in root.attrs
+    labels = open_image(store if labels_only else store / 'labels' / 'labels')
+    layer_name = metadata.get('layer_name') or f'{name} [labels]'
+    layers: list[LayerData] = [
+        (
+            labels.data,
+            {
+                'name': layer_name,
+                'scale': _scale(labels, labels.axes),
+                'metadata': {'segloop': metadata, 'path': str(store)},
+            },
+            'labels',
+        )
+    ]
+    if labels_only:  # written by segloop.plugin.writer
+        return layers
+    probs = open_image(store)
+    classes = _class_names(store)
+    if 'C' in probs.axes and INTERIOR in classes:
+        c = probs.axes.index('C')
+        index = [slice(None)] * probs.data.ndim
+        index[c] = classes.index(INTERIOR)
+        axes = probs.axes.replace('C', '')
+        layers.append(
+            (
+                probs.data[tuple(index)],
+                {
+                    'name': f'{name} [probability]',
+                    'scale': _scale(probs, axes),
+                    'visible': False,
+                    'colormap': 'magma',
+                    'contrast_limits': (0.0, 1.0),
+                    'metadata': {'path': str(store)},
+                },
+                'image',
+            )
+        )
+    return layers

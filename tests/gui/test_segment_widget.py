@@ -1,0 +1,176 @@
+"""The Segment dock widget, driven like a user through a napari viewer."""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import pytest
+import zarr
+
+pytest.importorskip('qtpy')
+
+from segloop.data.synthetic import synthetic_nuclei
+from segloop.io.ome_zarr import read_segloop_metadata
+from segloop.plugin.sample import SAMPLE_NAME, nuclei_sample
+from segloop.widgets import segment
+from segloop.widgets.segment import SegmentWidget
+
+pytestmark = pytest.mark.gui
+
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
+    """A viewer holding the nuclei sample, with the widget docked."""
+    # the widget's temporary output folders go to tmp_path
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+    viewer = make_napari_viewer_proxy()
+    data, kwargs, _ = nuclei_sample()[0]
+    viewer.add_image(data, **kwargs)
+    widget = SegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    yield viewer, widget
+    if widget.running:
+        with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+            widget.cancel()
+
+
+def _layer_names(viewer) -> list[str]:
+    return [layer.name for layer in viewer.layers]
+
+
+def test_segment_sample(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    source = viewer.layers[SAMPLE_NAME]
+    before = np.array(source.data, copy=True)
+    assert widget.image_combo.currentText() == SAMPLE_NAME
+    assert widget.model_combo.currentText() == 'nuclei2d'
+
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+        assert widget.run_button.text() == 'Cancel'
+    assert widget.worker is not None
+
+    assert widget.result.status == 'finished', widget.result.message
+    assert widget.run_button.text() == 'Segment'
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    assert labels.__class__.__name__ == 'Labels'
+    ids = np.unique(np.asarray(labels.data))
+    # segloop.api.segment finds 84 nuclei here (76 in the ground truth)
+    assert 50 <= np.count_nonzero(ids) <= 500
+    assert f'{np.count_nonzero(ids)} objects found' in widget.status.text()
+    probability = viewer.layers[f'{SAMPLE_NAME} [probability]']
+    assert not probability.visible
+    assert probability.data.shape == source.data.shape
+    assert read_segloop_metadata(widget.output)['complete'] is True
+    assert widget.progress.value() == widget.progress.maximum()
+    np.testing.assert_array_equal(source.data, before)
+
+
+def test_cancel_keeps_an_incomplete_store(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    widget.tile = (128, 128)
+    widget.block = (128, 128)
+
+    def cancel_on_first_block(value: int) -> None:
+        if value > 0:
+            widget.cancel()
+
+    widget.progress.valueChanged.connect(cancel_on_first_block)
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+
+    assert widget.result.status == 'cancelled'
+    assert widget.run_button.text() == 'Segment'
+    assert read_segloop_metadata(widget.output)['complete'] is False
+    ledger = zarr.open_array(
+        str(widget.output / 'segloop_state' / 'ledger'), mode='r'
+    )[...]
+    assert 0 < int(ledger.sum()) < ledger.size
+    first_output = widget.output
+    # the layers show the store as it was left: the blocks done have ids
+    partial = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    assert np.count_nonzero(np.asarray(partial.data[...])) > 0
+
+    # a second run replaces this widget's output layers, not others
+    widget.progress.valueChanged.disconnect(cancel_on_first_block)
+    viewer.add_labels(
+        np.zeros((4, 4), dtype=np.uint8), name='someone else [labels]'
+    )
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.output != first_output
+    names = _layer_names(viewer)
+    assert names.count(f'{SAMPLE_NAME} [labels]') == 1
+    assert names.count(f'{SAMPLE_NAME} [probability]') == 1
+    assert 'someone else [labels]' in names
+    for kind in ('labels', 'probability'):
+        layer = viewer.layers[f'{SAMPLE_NAME} [{kind}]']
+        assert layer.metadata['path'] == str(widget.output)
+    assert widget.result.status == 'finished'
+    assert not any('[labels] [' in name for name in names)
+
+
+def test_rgb_layer_is_refused(viewer_widget, monkeypatch) -> None:
+    viewer, widget = viewer_widget
+    errors: list[str] = []
+    monkeypatch.setattr(segment, 'show_error', errors.append)
+    viewer.add_image(np.zeros((32, 32, 3), dtype=np.uint8), name='rgb')
+    widget.image_combo.setCurrentText('rgb')
+    widget.run_button.click()
+    assert errors == [segment.RGB_MESSAGE]
+    assert widget.worker is None
+
+
+def test_model_default_follows_dimensions(viewer_widget) -> None:
+    viewer, widget = viewer_widget
+    viewer.add_image(np.zeros((4, 32, 32), dtype=np.uint8), name='stack')
+    widget.image_combo.setCurrentText('stack')
+    assert widget.model_combo.currentText() == 'nuclei3d'
+    widget.image_combo.setCurrentText(SAMPLE_NAME)
+    assert widget.model_combo.currentText() == 'nuclei2d'
+
+
+def test_error_is_shown_not_raised(viewer_widget, qtbot, monkeypatch) -> None:
+    viewer, widget = viewer_widget
+    errors: list[str] = []
+    monkeypatch.setattr(segment, 'show_error', errors.append)
+    viewer.add_image(np.zeros((2, 32, 32), dtype=np.uint8), name='tiny')
+    widget.image_combo.setCurrentText('tiny')
+    widget.model_combo.setCurrentText('nuclei2d')
+    widget.tile = (64,)  # wrong length for a 2D model: an InputError
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'error'
+    assert errors == [widget.result.message]
+    assert '--tile' in errors[0]
+
+
+def test_stack_segments_the_shown_plane_first(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    image, _ = synthetic_nuclei((24, 96, 96), 20, 6.0, seed=1)
+    stack = (np.clip(image, 0, 1) * 200).astype(np.uint8)
+    viewer.add_image(stack, name='stack', scale=(2.0, 0.5, 0.5))
+    widget.image_combo.setCurrentText('stack')
+    assert widget.model_combo.currentText() == 'nuclei3d'
+    widget.tile = (16, 64, 64)
+    widget.block = (8, 64, 64)  # rounded to whole tiles: 2 blocks in Z
+    viewer.dims.set_point(0, 40.0)  # world z 40 µm = plane 20
+    regions = []
+    widget.block_done.connect(lambda event: regions.append(event.region))
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+
+    assert widget.result.status == 'finished', widget.result.message
+    assert widget.view_region() == (
+        0,
+        (slice(20, 21), slice(None), slice(None)),
+    )
+    assert len(regions) == 2
+    assert regions[0][0].start <= 20 < regions[0][0].stop
+    labels = viewer.layers['stack [labels]']
+    assert labels.data.shape == stack.shape
+    np.testing.assert_array_equal(labels.scale, (2.0, 0.5, 0.5))
+    assert np.count_nonzero(np.unique(labels.data)) >= 5

@@ -1,0 +1,122 @@
+"""npe2 contributions without Qt: sample data, reader and writer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from segloop.api import segment
+from segloop.core.errors import InputError
+from segloop.data import sample_path
+from segloop.io.ome_zarr import read_labels
+from segloop.plugin.reader import get_reader
+from segloop.plugin.sample import SAMPLE_NAME, nuclei_sample
+from segloop.plugin.writer import write_labels
+
+
+def test_sample_is_the_bundled_image() -> None:
+    ((data, kwargs, layer_type),) = nuclei_sample()
+    assert layer_type == 'image'
+    assert data.shape == (520, 696)
+    assert data.dtype == np.uint8
+    assert kwargs['name'] == SAMPLE_NAME
+    assert kwargs['metadata']['license'] == 'CC0 1.0'
+
+
+def test_reader_round_trip(tmp_path) -> None:
+    out = segment(sample_path(), tmp_path / 'o.zarr')
+    reader = get_reader(str(out))
+    assert reader is not None
+    layers = reader(str(out))
+    by_type = {layer_type: (data, kw) for data, kw, layer_type in layers}
+    labels, kwargs = by_type['labels']
+    assert kwargs['name'] == 'o [labels]'
+    np.testing.assert_array_equal(np.asarray(labels), read_labels(out))
+    probability, kwargs = by_type['image']
+    assert kwargs['visible'] is False
+    assert probability.shape == labels.shape
+    values = np.asarray(probability)
+    assert values.min() >= 0.0
+    assert values.max() <= 1.0
+
+
+def test_reader_declines_other_paths(tmp_path) -> None:
+    assert get_reader(str(tmp_path)) is None
+    assert get_reader(str(tmp_path / 'missing.zarr')) is None
+    plain = tmp_path / 'plain.zarr'
+    plain.mkdir()
+    (plain / '.zgroup').write_text('{"zarr_format": 2}')
+    assert get_reader(str(plain)) is None
+    assert get_reader(str(sample_path())) is None
+
+
+def test_widget_import_does_not_load_torch() -> None:
+    code = (
+        'import sys\n'
+        'import segloop.widgets.segment\n'
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert result.stdout.strip() == 'False', result.stderr
+
+
+def test_writer_round_trip(tmp_path) -> None:
+    labels = np.zeros((3, 40, 50), dtype=np.int64)
+    labels[1, 5:15, 5:20] = 7
+    labels[2, 20:30, 30:45] = 3
+    attributes = {'name': 'corrected', 'scale': (2.0, 0.5, 0.5)}
+    (written,) = write_labels(str(tmp_path / 'c'), labels, attributes)
+    assert written == str(tmp_path / 'c.zarr')
+    stored = read_labels(written)
+    assert stored.dtype == np.uint32
+    np.testing.assert_array_equal(stored, labels)
+
+    reader = get_reader(written)
+    assert reader is not None
+    ((data, kwargs, layer_type),) = reader(written)
+    assert layer_type == 'labels'
+    assert kwargs['name'] == 'corrected'
+    assert kwargs['scale'] == [2.0, 0.5, 0.5]
+    np.testing.assert_array_equal(np.asarray(data), labels)
+
+
+def test_writer_never_overwrites(tmp_path) -> None:
+    out = tmp_path / 'c.zarr'
+    out.mkdir()
+    (out / 'keep.txt').write_text('mine')
+    with pytest.raises(InputError, match='never overwrites'):
+        write_labels(str(out), np.zeros((8, 8), np.uint8), {})
+    assert (out / 'keep.txt').read_text() == 'mine'
+
+
+def test_writer_refuses_negative_ids(tmp_path) -> None:
+    labels = -np.ones((8, 8), dtype=np.int32)
+    with pytest.raises(InputError, match='negative'):
+        write_labels(str(tmp_path / 'n.zarr'), labels, {})
+    assert not (tmp_path / 'n.zarr').exists()
+
+
+def test_contributions_through_napari(tmp_path) -> None:
+    """Sample, reader and writer as napari finds them (manifest wiring)."""
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    viewer = ViewerModel()
+    viewer.open_sample('napari-segloop', 'nuclei2d')
+    out = segment(viewer.layers[SAMPLE_NAME].data, tmp_path / 'o.zarr')
+    viewer.open(str(out), plugin='napari-segloop')
+    labels = viewer.layers['o [labels]']
+    assert not viewer.layers['o [probability]'].visible
+    saved = labels.save(str(tmp_path / 'saved.zarr'), plugin='napari-segloop')
+    assert saved == [str(tmp_path / 'saved.zarr')]
+    np.testing.assert_array_equal(read_labels(saved[0]), read_labels(out))
