@@ -174,3 +174,15 @@ def test_stack_segments_the_shown_plane_first(viewer_widget, qtbot) -> None:
     assert labels.data.shape == stack.shape
     np.testing.assert_array_equal(labels.scale, (2.0, 0.5, 0.5))
     assert np.count_nonzero(np.unique(labels.data)) >= 5
+
+
+def test_launcher_loads_the_sample_and_docks_the_widget(
+    make_napari_viewer_proxy,
+):
+    from segloop.widgets.launch import set_up
+
+    viewer = make_napari_viewer_proxy()
+    widget = set_up(viewer)
+    assert _layer_names(viewer) == [SAMPLE_NAME]
+    assert widget.image_combo.currentText() == SAMPLE_NAME
+    assert 'Segment (segloop)' in viewer.window._dock_widgets
