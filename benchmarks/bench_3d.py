@@ -22,6 +22,7 @@ import json
 import math
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,19 @@ from segloop.core.config import TileConfig
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.predict import Predictor
 from segloop.core.tiling import tile_grid
+
+
+def git_commit() -> str:
+    """HEAD of the checkout, with '+dirty' if tracked files changed."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ['git', *args], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+
+    dirty = git('status', '--porcelain', '--untracked-files=no')
+    return git('rev-parse', '--short', 'HEAD') + ('+dirty' if dirty else '')
 
 
 def shape_arg(text: str) -> tuple[int, ...]:
@@ -262,6 +276,7 @@ def main() -> None:
 
     result = {
         'date': time.strftime('%Y-%m-%d'),
+        'git_commit': git_commit(),
         'volume': list(shape),
         'tile': list(tile_shape),
         'overlap': args.overlap,

@@ -1,16 +1,16 @@
 """Peak memory of ``segloop segment`` on Zarr volumes, and a resume check.
 
 Run: ``python benchmarks/bench_memory.py [--small 2,56,448,448]
-[--large 2,112,896,448] [--extra-batch-size 1]``
+[--large 2,112,896,448] [--extra-batch-size N]``
 
 Writes two synthetic TZYX uint16 Zarr v2 arrays (blobs + noise, chunks
 (1, 16, 256, 256), written slab by slab), the large one 4x the voxels of
 the small one, and segments each with the command line at default
 settings (zarr in, OME-Zarr out; the default 3D model, tile, block,
-batch size, precision and device), each in its own child process; then
-again with ``--batch-size 1``. The peak RSS of a child comes from
-``os.wait4`` (the kernel's ru_maxrss of exactly that process). Goals:
-large / small <= 1.2 and < 2 GiB.
+batch size, precision and device), each in its own child process (and,
+with ``--extra-batch-size N``, again with ``--batch-size N``). The peak
+RSS of a child comes from ``os.wait4`` (the kernel's ru_maxrss of
+exactly that process). Goals: large / small <= 1.2 and < 2 GiB.
 
 The default sizes are whole default blocks (56x448x448 for nuclei3d's
 32x256x256 tile at overlap 0.125): the small volume already fills one
@@ -48,6 +48,19 @@ RADIUS = (4, 14, 14)
 VOXELS_PER_BLOB = 60_000
 GOAL_RATIO = 1.2
 GOAL_MIB = 2048
+
+
+def git_commit() -> str:
+    """HEAD of the checkout, with '+dirty' if tracked files changed."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ['git', *args], cwd=root, capture_output=True, text=True
+        ).stdout.strip()
+
+    dirty = git('status', '--porcelain', '--untracked-files=no')
+    return git('rev-parse', '--short', 'HEAD') + ('+dirty' if dirty else '')
 
 
 def shape_arg(text: str) -> tuple[int, ...]:
@@ -200,8 +213,8 @@ def main() -> None:
     parser.add_argument(
         '--extra-batch-size',
         type=int,
-        default=1,
-        help='also measure with this --batch-size (0: skip)',
+        default=0,
+        help='also measure with this --batch-size (default 0: skip)',
     )
     parser.add_argument(
         '--resume-block',
@@ -231,6 +244,7 @@ def main() -> None:
     result: dict = {
         'date': time.strftime('%Y-%m-%d'),
         'command': cli,
+        'git_commit': git_commit(),
         'input_chunks': list(CHUNKS),
         'cpus': os.cpu_count(),
         'machine': platform.processor() or platform.machine(),

@@ -19,6 +19,8 @@ arrays as an uninterrupted one.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -55,6 +57,26 @@ MIN_SIZE = 4
 # Z planes per block when a 2D model runs plane by plane through a stack.
 PLANES_PER_BLOCK = 8
 DEFAULT_BATCH = {2: 4, 3: 1}
+
+
+@functools.cache
+def _libc() -> Any:
+    try:
+        return ctypes.CDLL('libc.so.6')
+    except OSError:  # not glibc (macOS, Windows, musl)
+        return None
+
+
+def trim_heap() -> None:
+    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``).
+
+    Blocks allocate and free large arrays on several threads; without
+    this, glibc keeps the freed memory in per-thread arenas and the RSS
+    creeps up with the number of blocks instead of staying flat.
+    """
+    libc = _libc()
+    if libc is not None and hasattr(libc, 'malloc_trim'):
+        libc.malloc_trim(0)
 
 
 class BlockDone(NamedTuple):
@@ -152,7 +174,7 @@ class SegmentJob:
         (half of it on each side).
     block : tuple of int, optional
         Output block (Z?, Y, X); rounded to whole tiles. Default near
-        1024² (2D) or 64×512² (3D).
+        1024² (2D) or 32×512² (3D).
     batch_size : int, optional
         Tiles per forward pass; default 4 for a 2D model, 1 for 3D (a 3D
         tile's activations are large; batching gains little on CPU).
@@ -208,6 +230,7 @@ class SegmentJob:
         )
         dims = self.model.network.config.spatial_dims
         self.batch_size = batch_size or DEFAULT_BATCH[dims]
+        self.overlap_finish = self.predictor.device.type != 'cpu'
         # a 2D model runs plane by plane through a Z stack
         self.planewise = dims == 2 and len(self.shape) == 3
         tile = tuple(tile or DEFAULT_TILE[dims])
@@ -405,6 +428,8 @@ class SegmentJob:
             offset_ids(labels[crop], block.index, self.id_stride),
         )
         self.store.mark_done(t, block.index)
+        del probabilities, labels
+        trim_heap()
         return BlockDone(t, block.region, 0, self.total)
 
     def iter_run(
@@ -424,9 +449,12 @@ class SegmentJob:
             ledger and the store stays marked incomplete (resumable).
         """
         done = self.total - len(self.queue)
-        # Three stages overlap: the next block is read on one thread, the
-        # previous block's instance step and writing run on another, the
-        # network runs here. A block is reported once it is in the ledger.
+        # The next block is read on a thread while the network runs here.
+        # With the network on a GPU, the previous block's instance step and
+        # writing run on another thread meanwhile; on a CPU they would
+        # compete for the same cores and add their memory to the
+        # network's, so they run in turn. A block is reported once it is
+        # in the ledger.
         with (
             ThreadPoolExecutor(max_workers=1) as reader,
             ThreadPoolExecutor(max_workers=1) as finisher,
@@ -455,9 +483,15 @@ class SegmentJob:
                 if finishing is not None:
                     done += 1
                     yield finishing.result()._replace(done=done)
-                finishing = finisher.submit(
-                    self._finish_block, job[0], block, probs, extended
-                )
+                if self.overlap_finish:
+                    finishing = finisher.submit(
+                        self._finish_block, job[0], block, probs, extended
+                    )
+                else:
+                    done += 1
+                    yield self._finish_block(
+                        job[0], block, probs, extended
+                    )._replace(done=done)
                 job = next_job
             if finishing is not None:
                 done += 1

@@ -32,7 +32,7 @@ import numpy as np
 
 # Default output block per spatial dimensionality of the *volume* (Y, X or
 # Z, Y, X), rounded to a multiple of the tile stride.
-TARGET_BLOCK = {2: (1024, 1024), 3: (64, 512, 512)}
+TARGET_BLOCK = {2: (1024, 1024), 3: (32, 512, 512)}
 
 
 @dataclass(frozen=True)
