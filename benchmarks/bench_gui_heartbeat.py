@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import napari
 import numpy as np
@@ -45,10 +46,12 @@ def main() -> None:
     timer = QTimer()
     timer.setInterval(args.tick_ms)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    state: dict[str, float] = {}
+    state: dict[str, Any] = {}
 
     def finished(result: object) -> None:
         state['end'] = time.perf_counter()
+        state['status'] = getattr(result, 'status', None)
+        state['model'] = widget.model_combo.currentText()
         # keep ticking a moment: the final labels are loaded after this
         QTimer.singleShot(500, viewer.close)
 
@@ -66,8 +69,8 @@ def main() -> None:
     gaps_ms = np.diff(np.asarray(ticks)) * 1000
     report = {
         'shape': list(shape),
-        'model': widget.model_combo.currentText(),
-        'status': getattr(widget.result, 'status', None),
+        'model': state['model'],
+        'status': state['status'],
         'run_s': round(state['end'] - state['start'], 2),
         'ticks': len(ticks),
         'tick_ms': args.tick_ms,
