@@ -510,18 +510,17 @@ class SegmentJob:
 
     def _stitch(self) -> None:
         """Join ids across block faces; write final ids 1..N per t."""
+        positions = {b.position for b in self.blocks}
         for t in range(self.times):
             merger = IdMerger(self.params.min_size)
             for block in self.blocks:
                 raw = self.store.read_raw(t, block.region)
                 merger.add(*np.unique(raw, return_counts=True))
-            by_position = {b.position: b for b in self.blocks}
             for block in self.blocks:
                 for axis in range(len(self.shape)):
                     position = list(block.position)
                     position[axis] += 1
-                    neighbour = by_position.get(tuple(position))
-                    if neighbour is None:
+                    if tuple(position) not in positions:
                         continue
                     low_region = list(block.region)
                     face = block.region[axis].stop
@@ -537,15 +536,3 @@ class SegmentJob:
             for block in self.blocks:
                 raw = self.store.read_raw(t, block.region)
                 self.store.write_labels(t, block.region, merger.lookup(raw))
-
-
-def iter_segment_blocks(
-    image: Any,
-    output: str | Path,
-    model: str | Path | Model | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    **kwargs: Any,
-) -> Generator[BlockDone, None, Path]:
-    """Plan a :class:`SegmentJob` and run it; return the output path."""
-    job = SegmentJob(image, output, model, **kwargs)
-    return (yield from job.iter_run(should_stop))

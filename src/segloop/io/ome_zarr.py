@@ -155,6 +155,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f'{type(value).__name__} is not JSON serialisable')
 
 
+def plain_metadata(metadata: dict | None) -> dict:
+    """``metadata`` as plain JSON values (numpy scalars, paths converted).
+
+    Raises
+    ------
+    InputError
+        A value that cannot be stored as JSON.
+    """
+    try:
+        return json.loads(
+            json.dumps(dict(metadata or {}), default=_json_default)
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f'metadata cannot be stored as JSON ({exc}); pass plain '
+            'numbers, strings, lists and dicts'
+        ) from None
+
+
+def _check_label_dtype(labels: np.ndarray) -> None:
+    if labels.dtype.kind not in 'ui':
+        raise InputError(
+            f'labels have dtype {labels.dtype}; convert them to int32 or '
+            'uint32'
+        )
+
+
 def _normalise_scale(
     scale: dict[str, float] | None, label_axes: str
 ) -> dict[str, float]:
@@ -257,11 +284,7 @@ def write_segmentation(
             f'{probabilities.shape[c]} probability channels but '
             f'{len(class_names)} class names; give one name per class'
         )
-    if labels.dtype.kind not in 'ui':
-        raise InputError(
-            f'labels have dtype {labels.dtype}; convert them to int32 or '
-            'uint32'
-        )
+    _check_label_dtype(labels)
     if probabilities.dtype.kind != 'f':
         raise InputError(
             f'probabilities have dtype {probabilities.dtype}; convert them '
@@ -269,14 +292,7 @@ def write_segmentation(
         )
     probabilities = probabilities.astype(np.float32, copy=False)
     scale = _normalise_scale(scale, label_axes)
-    segloop = dict(metadata or {})
-    try:
-        segloop = json.loads(json.dumps(segloop, default=_json_default))
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f'metadata cannot be stored as JSON ({exc}); pass plain '
-            'numbers, strings, lists and dicts'
-        ) from None
+    segloop = plain_metadata(metadata)
 
     out = check_output_path(output, overwrite=overwrite)
     if out.exists() or out.is_symlink():
@@ -362,11 +378,7 @@ def write_labels_image(
             f'labels have {labels.ndim} dimensions but axes {label_axes!r}; '
             'give one axis letter per dimension'
         )
-    if labels.dtype.kind not in 'ui':
-        raise InputError(
-            f'labels have dtype {labels.dtype}; convert them to int32 or '
-            'uint32'
-        )
+    _check_label_dtype(labels)
     if labels.dtype.kind == 'i' and labels.size and labels.min() < 0:
         raise InputError(
             'labels hold negative ids; use 0 for background and positive '
@@ -380,15 +392,7 @@ def write_labels_image(
             )
         labels = labels.astype(np.uint32)
     scale = _normalise_scale(scale, label_axes)
-    try:
-        segloop = json.loads(
-            json.dumps(dict(metadata or {}), default=_json_default)
-        )
-    except (TypeError, ValueError) as exc:
-        raise InputError(
-            f'metadata cannot be stored as JSON ({exc}); pass plain '
-            'numbers, strings, lists and dicts'
-        ) from None
+    segloop = plain_metadata(metadata)
     segloop['label_axes'] = label_axes
     out = check_output_path(output, overwrite=False)
     root = zarr.open_group(str(out), mode='w-', zarr_format=2)

@@ -17,7 +17,6 @@ the pyramid are written and the state is removed. Resuming checks
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,9 +37,9 @@ from segloop.io._ngff import (
     omero_attrs,
 )
 from segloop.io.ome_zarr import (
-    _json_default,
     _normalise_scale,
     _probability_axes,
+    plain_metadata,
 )
 
 STATE = 'segloop_state'
@@ -113,7 +112,7 @@ class BlockStore:
         """
         prob_axes = _probability_axes(label_axes)
         scale = _normalise_scale(scale, label_axes)
-        meta = json.loads(json.dumps(metadata or {}, default=_json_default))
+        meta = plain_metadata(metadata)
         if path.exists():
             shutil.rmtree(path)
         root = zarr.open_group(str(path), mode='w-', zarr_format=2)
@@ -185,7 +184,7 @@ class BlockStore:
                 '--overwrite'
             )
         stored = meta.get('signature')
-        wanted = json.loads(json.dumps(signature, default=_json_default))
+        wanted = plain_metadata(signature)
         if stored != wanted:
             changed = sorted(
                 k
@@ -261,9 +260,7 @@ class BlockStore:
             self.label_axes, scale, datasets, 'labels'
         )
         del self.root[STATE]
-        meta.update(
-            json.loads(json.dumps(extra_metadata or {}, default=_json_default))
-        )
+        meta.update(plain_metadata(extra_metadata))
         meta['complete'] = True
         self.root.attrs['segloop'] = meta
 
