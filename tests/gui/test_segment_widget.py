@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import numpy as np
 import pytest
 import zarr
@@ -12,29 +10,12 @@ pytest.importorskip('qtpy')
 
 from segloop.data.synthetic import synthetic_nuclei
 from segloop.io.ome_zarr import read_segloop_metadata
-from segloop.plugin.sample import SAMPLE_NAME, nuclei_sample
+from segloop.plugin.sample import SAMPLE_NAME
 from segloop.widgets import segment
-from segloop.widgets.segment import SegmentWidget
 
 pytestmark = pytest.mark.gui
 
 RUN_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def viewer_widget(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
-    """A viewer holding the nuclei sample, with the widget docked."""
-    # the widget's temporary output folders go to tmp_path
-    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
-    viewer = make_napari_viewer_proxy()
-    data, kwargs, _ = nuclei_sample()[0]
-    viewer.add_image(data, **kwargs)
-    widget = SegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    yield viewer, widget
-    if widget.running:
-        with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
-            widget.cancel()
 
 
 def _layer_names(viewer) -> list[str]:
@@ -69,39 +50,66 @@ def test_segment_sample(viewer_widget, qtbot) -> None:
     np.testing.assert_array_equal(source.data, before)
 
 
-def test_cancel_keeps_an_incomplete_store(viewer_widget, qtbot) -> None:
+def test_cancel_keeps_a_store_that_segment_resumes(
+    viewer_widget, qtbot
+) -> None:
     viewer, widget = viewer_widget
-    widget.tile = (128, 128)
-    widget.block = (128, 128)
+    widget.advanced.tile.setText('128,128')
+    widget.advanced.block.setText('128,128')
+    texts: list[str] = []
 
-    def cancel_on_first_block(value: int) -> None:
-        if value > 0:
-            widget.cancel()
+    def cancel_on_first_block(event) -> None:
+        texts.append(widget.status.text())
+        widget.cancel()
 
-    widget.progress.valueChanged.connect(cancel_on_first_block)
+    widget.block_done.connect(cancel_on_first_block)
     with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
         widget.run_button.click()
 
     assert widget.result.status == 'cancelled'
     assert widget.run_button.text() == 'Segment'
+    assert not widget.export_button.isEnabled()
+    assert texts[0].startswith('1 / 12 blocks')
     assert read_segloop_metadata(widget.output)['complete'] is False
     ledger = zarr.open_array(
         str(widget.output / 'segloop_state' / 'ledger'), mode='r'
     )[...]
-    assert 0 < int(ledger.sum()) < ledger.size
+    done_before = int(ledger.sum())
+    assert 0 < done_before < ledger.size
     first_output = widget.output
     # the layers show the store as it was left: the blocks done have ids
     partial = viewer.layers[f'{SAMPLE_NAME} [labels]']
     assert np.count_nonzero(np.asarray(partial.data[...])) > 0
 
-    # a second run replaces this widget's output layers, not others
-    widget.progress.valueChanged.disconnect(cancel_on_first_block)
+    # Segment again, same settings: the run resumes in the same store
+    widget.block_done.disconnect(cancel_on_first_block)
+    blocks: list[int] = []
+    widget.block_done.connect(lambda event: blocks.append(event.done))
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    assert widget.output == first_output
+    assert blocks[0] == done_before + 1
+    assert len(blocks) == ledger.size - done_before
+    assert read_segloop_metadata(widget.output)['complete'] is True
+    assert widget.export_button.isEnabled()
+
+
+def test_rerun_replaces_only_its_own_layers(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    first_output = widget.output
     viewer.add_labels(
         np.zeros((4, 4), dtype=np.uint8), name='someone else [labels]'
     )
+    widget.advanced.overlap.setValue(0.25)
     with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
         widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
     assert widget.output != first_output
+    # the replaced run's temporary folder is gone
+    assert not first_output.exists()
     names = _layer_names(viewer)
     assert names.count(f'{SAMPLE_NAME} [labels]') == 1
     assert names.count(f'{SAMPLE_NAME} [probability]') == 1
@@ -109,7 +117,6 @@ def test_cancel_keeps_an_incomplete_store(viewer_widget, qtbot) -> None:
     for kind in ('labels', 'probability'):
         layer = viewer.layers[f'{SAMPLE_NAME} [{kind}]']
         assert layer.metadata['path'] == str(widget.output)
-    assert widget.result.status == 'finished'
     assert not any('[labels] [' in name for name in names)
 
 
@@ -140,7 +147,7 @@ def test_error_is_shown_not_raised(viewer_widget, qtbot, monkeypatch) -> None:
     viewer.add_image(np.zeros((2, 32, 32), dtype=np.uint8), name='tiny')
     widget.image_combo.setCurrentText('tiny')
     widget.model_combo.setCurrentText('nuclei2d')
-    widget.tile = (64,)  # wrong length for a 2D model: an InputError
+    widget.advanced.tile.setText('64')  # one size for a 2D model
     with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
         widget.run_button.click()
     assert widget.result.status == 'error'
@@ -155,8 +162,9 @@ def test_stack_segments_the_shown_plane_first(viewer_widget, qtbot) -> None:
     viewer.add_image(stack, name='stack', scale=(2.0, 0.5, 0.5))
     widget.image_combo.setCurrentText('stack')
     assert widget.model_combo.currentText() == 'nuclei3d'
-    widget.tile = (16, 64, 64)
-    widget.block = (8, 64, 64)  # rounded to whole tiles: 2 blocks in Z
+    widget.advanced.tile.setText('16,64,64')
+    # rounded to whole tiles: 2 blocks in Z
+    widget.advanced.block.setText('8,64,64')
     viewer.dims.set_point(0, 40.0)  # world z 40 µm = plane 20
     regions = []
     widget.block_done.connect(lambda event: regions.append(event.region))
@@ -185,4 +193,4 @@ def test_launcher_loads_the_sample_and_docks_the_widget(
     widget = set_up(viewer)
     assert _layer_names(viewer) == [SAMPLE_NAME]
     assert widget.image_combo.currentText() == SAMPLE_NAME
-    assert 'Segment (segloop)' in viewer.window._dock_widgets
+    assert 'Segment (segloop)' in viewer.window.dock_widgets

@@ -1,25 +1,30 @@
 """Dock widget: segment an image layer blockwise, watching it fill in.
 
-The run is a :class:`segloop.engine.SegmentJob` writing an OME-Zarr store
-in a new temporary folder. It is created and run in a worker thread
-(:func:`napari.qt.threading.thread_worker`); the GUI thread receives the
-job, then one :class:`segloop.engine.BlockDone` per written block, and
-refreshes two layers that view the store's arrays:
+A click on **Segment** adds (or reuses) two empty output layers,
 ``'<image> [labels]'`` (Labels) and ``'<image> [probability]'`` (Image,
-hidden: the probability of class 'interior'). While the run lasts the
-labels have per-block ids; when it ends they are replaced by the final,
-stitched labels (in memory, so they can be edited).
+hidden: the probability of class 'interior'), whose data are
+:class:`~segloop.widgets.views.LiveView` s. A napari ``thread_worker``
+(:func:`segloop.widgets.runner.run_segmentation`) then plans a
+:class:`segloop.engine.SegmentJob` writing an OME-Zarr store in a new
+temporary folder and runs it; the GUI thread receives the job (the views
+are attached to its store), then one :class:`segloop.engine.BlockDone` per
+written block, and refreshes the layers at most every :data:`REFRESH_MS`.
+When the run ends the labels become the final, stitched labels, read into
+memory by the worker (so they can be edited). **Export...** copies the run,
+with the labels as they are in the layer, to a path the user picks.
 
-This module does not import torch (nor :mod:`segloop.engine`) at import
-time.
+The GUI thread never computes: torch, the network and stitching run on the
+worker thread, the instance step in a helper process. This module does not
+import torch (nor :mod:`segloop.engine`) at import time.
 """
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import threading
-from collections.abc import Generator
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,145 +32,66 @@ import napari.layers
 import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
+    QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from segloop.core.errors import SegloopError
+from segloop.core.errors import InputError
 from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
+from segloop.widgets.runner import RunResult, export_labels, run_segmentation
+from segloop.widgets.settings import AdvancedSettings
+from segloop.widgets.views import LiveView
 
-AXES_BY_NDIM = {2: 'YX', 3: 'ZYX', 4: 'TZYX'}
+AXES_BY_NDIM = {2: 'YX', 3: 'ZYX', 4: 'TZYX', 5: 'TCZYX'}
 INTERIOR = 'interior'
+LOAD_MODEL = 'Load model folder...'
 RGB_MESSAGE = 'RGB images are not supported yet; split the channels'
-# Final labels up to this size are loaded into memory (editable); larger
-# ones stay a view on the store.
-MAX_IN_MEMORY_BYTES = 1 << 30
+# output layers are refreshed at most this often while a run writes
+REFRESH_MS = 200
+
+# The run folders this process made; removed when it exits.
+_RUN_FOLDERS: set[Path] = set()
 
 
-@dataclass
-class RunResult:
-    """How a run ended (the worker's return value).
-
-    Attributes
-    ----------
-    status : str
-        ``'finished'``, ``'cancelled'`` or ``'error'``.
-    output : Path or None
-        The output store.
-    message : str
-        The error message, for ``'error'``.
-    """
-
-    status: str
-    output: Path | None = None
-    message: str = ''
+@atexit.register
+def _remove_run_folders() -> None:
+    for folder in list(_RUN_FOLDERS):
+        shutil.rmtree(folder, ignore_errors=True)
+        _RUN_FOLDERS.discard(folder)
 
 
-class ChannelView:
-    """A lazy view of one index along one axis of an array (no copy).
-
-    Napari reads only the displayed slice through ``__getitem__``, so the
-    view always shows what the store holds now.
-
-    Parameters
-    ----------
-    array : array-like
-        E.g. a zarr array of probabilities, axes ``(T?, C, Z?, Y, X)``.
-    axis, index : int
-        The axis to drop and the index taken along it.
-    """
-
-    def __init__(self, array: Any, axis: int, index: int) -> None:
-        self.array = array
-        self.axis = axis
-        self.index = index
-        shape = tuple(array.shape)
-        self.shape = shape[:axis] + shape[axis + 1 :]
-        self.dtype = np.dtype(array.dtype)
-        self.ndim = len(self.shape)
-        self.size = int(np.prod(self.shape))
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        if any(k is Ellipsis for k in key):
-            i = next(i for i, k in enumerate(key) if k is Ellipsis)
-            fill = (slice(None),) * (self.ndim - len(key) + 1)
-            key = key[:i] + fill + key[i + 1 :]
-        key = key + (slice(None),) * (self.ndim - len(key))
-        full = (*key[: self.axis], self.index, *key[self.axis :])
-        return np.asarray(self.array[full])
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        data = self[...]
-        return data if dtype is None else data.astype(dtype)
+def _forget_run(output: Path | None) -> None:
+    """Remove a run's temporary folder (only one this process made)."""
+    if output is not None and output.parent in _RUN_FOLDERS:
+        shutil.rmtree(output.parent, ignore_errors=True)
+        _RUN_FOLDERS.discard(output.parent)
 
 
-def run_segmentation(
-    data: Any,
-    output: Path,
-    model: str,
-    axes: str,
-    should_stop: Any,
-    options: dict[str, Any],
-    focus: tuple[int, tuple[slice, ...] | None] | None = None,
-) -> Generator[Any, None, RunResult]:
-    """Plan and run a segmentation; meant for a worker thread.
-
-    Yields the :class:`segloop.engine.SegmentJob` once it is planned (its
-    ``store`` exists), then one :class:`segloop.engine.BlockDone` per
-    block. Never raises: returns a :class:`RunResult`.
-
-    Parameters
-    ----------
-    data : array-like
-        The image, axes ``axes``.
-    output : Path
-        The store to create.
-    model : str
-        A bundled model name or a model folder.
-    axes : str
-        e.g. ``'YX'``, ``'ZYX'``, ``'TZYX'``.
-    should_stop : callable
-        Returns True once the user cancelled.
-    options : dict
-        More keyword arguments of :class:`segloop.engine.SegmentJob`
-        (``tile``, ``block``, ``scale``, ...); None values are left out.
-    focus : (t, region), optional
-        Segment these blocks first (see ``SegmentJob.prioritize``).
-    """
-    try:
-        # imported here: loads torch, which the GUI thread must not wait for
-        from segloop.engine import SegmentJob
-
-        kwargs = {k: v for k, v in options.items() if v is not None}
-        job = SegmentJob(data, output, model, axes=axes, **kwargs)
-        if focus is not None:
-            job.prioritize(*focus)
-        yield job
-        path = yield from job.iter_run(should_stop)
-    except InterruptedError:
-        return RunResult('cancelled', output)
-    except SegloopError as err:
-        return RunResult('error', output, str(err))
-    except Exception as err:  # noqa: BLE001 - shown to the user, not raised
-        message = f'segmentation failed: {type(err).__name__}: {err}'
-        return RunResult('error', output, message)
-    return RunResult('finished', path)
+def format_seconds(seconds: float) -> str:
+    """``'45 s'``, ``'3 min'`` or ``'1 h 20 min'``."""
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f'{seconds:.0f} s'
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f'{minutes} min'
+    return f'{minutes // 60} h {minutes % 60} min'
 
 
 class SegmentWidget(QWidget):
-    """Segment the chosen image layer with a bundled model.
+    """Segment the chosen image layer with a bundled or loaded model.
 
     Parameters
     ----------
@@ -174,30 +100,46 @@ class SegmentWidget(QWidget):
 
     Attributes
     ----------
+    image_combo, model_combo : QComboBox
+        The image layer and the model (bundled names, model folders and
+        'Load model folder...').
+    axes : QLineEdit
+        The image's axes, inferred from the layer (e.g. ``ZYX``); editable
+        (``TYX``, ``CYX`` with a channel under Advanced, ...).
+    advanced : AdvancedSettings
+        Tile, block, overlap, device, channel.
     run_button : QPushButton
         'Segment'; 'Cancel' while a run lasts.
     progress : QProgressBar
         Blocks done / total.
+    status : QLabel
+        Blocks done, time left; how the run ended.
+    export_button : QPushButton
+        Export the latest finished run as OME-Zarr.
+    export_probabilities : QCheckBox
+        Whether the export includes the class probabilities.
     worker : GeneratorWorker or None
         The latest run's worker.
     job : SegmentJob or None
         The latest run's job (set once the worker has planned it).
     output : Path or None
         The latest run's output store.
-    tile, block : tuple of int or None
-        Passed to :class:`segloop.engine.SegmentJob` (None: its defaults).
     result : RunResult or None
         How the latest run ended.
+    exported : RunResult or None
+        How the latest export ended.
     block_done : Signal(BlockDone)
-        Emitted on the GUI thread after the output layers show a newly
-        written block.
+        Emitted on the GUI thread after a newly written block arrived.
     run_finished : Signal(RunResult)
         Emitted on the GUI thread when a run has ended and its outputs
         are shown.
+    export_finished : Signal(RunResult)
+        Emitted on the GUI thread when an export has ended.
     """
 
     block_done = Signal(object)
     run_finished = Signal(object)
+    export_finished = Signal(object)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
@@ -206,35 +148,64 @@ class SegmentWidget(QWidget):
         self.job: Any = None
         self.output: Path | None = None
         self.result: RunResult | None = None
-        self.tile: tuple[int, ...] | None = None
-        self.block: tuple[int, ...] | None = None
+        self.exported: RunResult | None = None
         self._stop = threading.Event()
         self._running = False
+        self._exporting = False
         self._source: napari.layers.Image | None = None
         self._outputs: dict[str, napari.layers.Layer] = {}
-        self._layers_job: Any = None  # the job the output layers show
+        self._outputs_source: napari.layers.Image | None = None
+        self._run_key: tuple | None = None  # what the latest run was
+        self._run_axes = ''  # the axes of the latest run's source
+        self._clock: tuple[float, int] | None = None  # first block seen
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(REFRESH_MS)
+        self._refresh_timer.timeout.connect(self._refresh_outputs)
 
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
-        self.model_combo.addItems(list_models())
+        self.model_combo.addItems([*list_models(), LOAD_MODEL])
+        self._model = self.model_combo.currentText()
+        self.axes = QLineEdit()
+        self.axes.setToolTip(
+            'Axes of the image: YX, ZYX, TYX, TZYX, or with C (e.g. CZYX) '
+            'and the channel chosen under Advanced'
+        )
+        self.advanced = AdvancedSettings()
         self.run_button = QPushButton('Segment')
         self.progress = QProgressBar()
         self.progress.setValue(0)
         self.status = QLabel('')
         self.status.setWordWrap(True)
+        self.export_button = QPushButton('Export...')
+        self.export_button.setEnabled(False)
+        self.export_button.setToolTip(
+            'Save the labels (as edited) as OME-Zarr'
+        )
+        self.export_probabilities = QCheckBox('with probabilities')
+        self.export_probabilities.setChecked(True)
 
         form = QFormLayout()
         form.addRow('image', self.image_combo)
         form.addRow('model', self.model_combo)
+        form.addRow('axes', self.axes)
+        export_row = QHBoxLayout()
+        export_row.addWidget(self.export_button)
+        export_row.addWidget(self.export_probabilities)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.advanced)
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addLayout(export_row)
         layout.addStretch()
 
         self.run_button.clicked.connect(self._on_run_clicked)
+        self.export_button.clicked.connect(self.export)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        self.model_combo.activated.connect(self._on_model_activated)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
         events.removed.connect(self._on_layers_changed)
@@ -243,7 +214,7 @@ class SegmentWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._follow_view)
         self.viewer.dims.events.ndisplay.connect(self._follow_view)
 
-    # -- layer list
+    # -- layer list and models
 
     def _image_layers(self) -> list[napari.layers.Image]:
         return [
@@ -281,9 +252,46 @@ class SegmentWidget(QWidget):
         layer = self.selected_layer()
         if layer is None:
             return
-        default = DEFAULT_MODEL if layer.ndim == 2 else DEFAULT_MODEL_3D
-        if default in list_models():
-            self.model_combo.setCurrentText(default)
+        self.axes.setText(AXES_BY_NDIM.get(layer.ndim, ''))
+        # switch between the bundled defaults, never away from a choice
+        if self.model_combo.currentText() in (DEFAULT_MODEL, DEFAULT_MODEL_3D):
+            default = DEFAULT_MODEL if layer.ndim == 2 else DEFAULT_MODEL_3D
+            if default in list_models():
+                self.model_combo.setCurrentText(default)
+                self._model = default
+
+    def _on_model_activated(self, index: int) -> None:
+        if self.model_combo.itemText(index) != LOAD_MODEL:
+            self._model = self.model_combo.currentText()
+            return
+        folder = self.ask_model_folder()
+        self.model_combo.setCurrentText(self._model)  # until it is valid
+        if folder:
+            self.add_model_folder(folder)
+
+    def ask_model_folder(self) -> str:
+        """Ask for a model folder (a dialog); ``''`` when cancelled."""
+        return QFileDialog.getExistingDirectory(self, 'Choose a model folder')
+
+    def add_model_folder(self, folder: str | Path) -> bool:
+        """Add a model folder to the model list and choose it.
+
+        Returns False (after telling the user) when it holds no model.
+        """
+        path = Path(folder).expanduser().absolute()
+        if not (path / 'config.json').is_file():
+            show_error(
+                f'{path} holds no config.json; choose a folder written by '
+                '"segloop train" or "Save model"'
+            )
+            return False
+        if self.model_combo.findText(str(path)) < 0:
+            self.model_combo.insertItem(
+                self.model_combo.count() - 1, str(path)
+            )
+        self.model_combo.setCurrentText(str(path))
+        self._model = str(path)
+        return True
 
     # -- running
 
@@ -299,12 +307,45 @@ class SegmentWidget(QWidget):
             self.start()
 
     def cancel(self) -> None:
-        """Ask the running job to stop after its current tile."""
-        self._stop.set()
-        self.status.setText('Cancelling...')
+        """Ask the running job to stop after its current batch of tiles."""
+        if self.running:
+            self._stop.set()
+            self.status.setText('Cancelling...')
+
+    def event(self, event: QEvent) -> bool:
+        """Cancel the run when the dock widget is closed (unparented)."""
+        if event.type() == QEvent.Type.ParentChange and self.parent() is None:
+            self.cancel()
+        return super().event(event)
+
+    def _run_options(self, layer: napari.layers.Image) -> dict[str, Any]:
+        """SegmentJob keyword arguments from the form; InputError if bad."""
+        axes = self.axes.text().strip().upper()
+        if len(axes) != layer.ndim:
+            raise InputError(
+                f'axes {axes!r} do not fit layer {layer.name!r} with '
+                f'{layer.ndim} dimensions; give one letter per dimension, '
+                f'e.g. {AXES_BY_NDIM.get(layer.ndim, "ZYX")}'
+            )
+        scale = {
+            a: float(s)
+            for a, s in zip(axes, layer.scale, strict=True)
+            if a in 'ZYX'
+        }
+        if all(s == 1.0 for s in scale.values()):
+            scale = {}
+        return {
+            'axes': axes,
+            'scale': scale or None,
+            **self.advanced.options(),
+        }
 
     def start(self) -> None:
-        """Segment the chosen layer in a worker thread."""
+        """Segment the chosen layer in a worker thread.
+
+        A run that was cancelled is resumed when the layer, model and
+        settings are unchanged.
+        """
         if self.running:
             return
         layer = self.selected_layer()
@@ -314,27 +355,39 @@ class SegmentWidget(QWidget):
         if layer.rgb:
             show_error(RGB_MESSAGE)
             return
-        axes = AXES_BY_NDIM.get(layer.ndim)
-        if axes is None:
-            show_error(
-                f'layer {layer.name!r} has {layer.ndim} dimensions; segloop '
-                'segments 2D (YX), 3D (ZYX) and 4D (TZYX) images'
-            )
+        try:
+            options = self._run_options(layer)
+        except InputError as err:
+            show_error(str(err))
             return
-        data = layer.data[0] if layer.multiscale else layer.data
-        scale = {
-            a: float(s)
-            for a, s in zip(axes, layer.scale, strict=True)
-            if a in 'ZYX'
-        }
-        if all(s == 1.0 for s in scale.values()):
-            scale = {}
-        folder = Path(tempfile.mkdtemp(prefix='segloop-'))
-        self.output = folder / f'{_file_name(layer.name)}.zarr'
+        model = self.model_combo.currentText()
+        key = (id(layer), model, repr(sorted(options.items())))
+        resume = (
+            self.result is not None
+            and self.result.status == 'cancelled'
+            and key == self._run_key
+        )
+        previous = self.output
+        if not resume:
+            folder = Path(tempfile.mkdtemp(prefix='segloop-'))
+            _RUN_FOLDERS.add(folder)
+            self.output = folder / f'{_file_name(layer.name)}.zarr'
+        self._run_key = key
+        self._run_axes = options['axes']
         self.job = None
         self.result = None
         self._source = layer
+        self._clock = None
         self._stop.clear()
+        data = layer.data[0] if layer.multiscale else layer.data
+        shape = tuple(
+            n
+            for a, n in zip(options['axes'], data.shape, strict=True)
+            if a != 'C'
+        )
+        self._show_output_layers(layer, shape)
+        if previous != self.output:
+            _forget_run(previous)  # no layer shows it any more
         worker = thread_worker(
             run_segmentation,
             start_thread=False,
@@ -346,21 +399,18 @@ class SegmentWidget(QWidget):
         )(
             data,
             self.output,
-            self.model_combo.currentText(),
-            axes,
+            model,
             self._stop.is_set,
-            {
-                'tile': self.tile,
-                'block': self.block,
-                'scale': scale or None,
-            },
+            {**options, 'resume': resume},
             self.view_region(),
         )
         self.worker = worker
         self._running = True  # from now: the worker may not have started
         self.progress.setValue(0)
         self.run_button.setText('Cancel')
-        self.status.setText(f'Starting on {layer.name!r}...')
+        self.export_button.setEnabled(False)
+        verb = 'Resuming' if resume else 'Starting'
+        self.status.setText(f'{verb} on {layer.name!r}...')
         worker.start()
 
     def _on_yielded(self, event: Any) -> None:
@@ -368,16 +418,32 @@ class SegmentWidget(QWidget):
             self.job = event
             self.progress.setRange(0, event.total)
             self.status.setText(f'Segmenting ({event.total} blocks)...')
+            self._attach_store(event)
             self._follow_view()
             return
-        if self._layers_job is not self.job:
-            self._add_output_layers()
         self.progress.setRange(0, event.total)
         self.progress.setValue(event.done)
-        self.status.setText(f'{event.done} / {event.total} blocks')
-        for layer in self._outputs.values():
-            layer.refresh()
+        self.status.setText(self._progress_text(event.done, event.total))
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
         self.block_done.emit(event)
+
+    def _progress_text(self, done: int, total: int) -> str:
+        """``'3 / 12 blocks, about 40 s left'``."""
+        now = time.perf_counter()
+        if self._clock is None:
+            self._clock = (now, done)
+        text = f'{done} / {total} blocks'
+        start, done_then = self._clock
+        if done > done_then:
+            left = (now - start) / (done - done_then) * (total - done)
+            text += f', about {format_seconds(left)} left'
+        return text
+
+    def _refresh_outputs(self) -> None:
+        for layer in self._outputs.values():
+            if layer.visible:
+                layer.refresh()
 
     def view_region(self) -> tuple[int, tuple[slice, ...] | None] | None:
         """The time point and spatial region the viewer shows now.
@@ -392,16 +458,17 @@ class SegmentWidget(QWidget):
         source = self._source
         if source is None or source.ndim < 3:
             return None
+        axes = self._run_axes
         point = source.world_to_data(self.viewer.dims.point)
         shape = source.level_shapes[0]
-        index = [
-            min(max(round(float(p)), 0), int(n) - 1)
-            for p, n in zip(point, shape, strict=True)
-        ]
-        t = index[0] if source.ndim == 4 else 0
-        if self.viewer.dims.ndisplay == 3:
+        index = {
+            axis: min(max(round(float(p)), 0), int(n) - 1)
+            for axis, p, n in zip(axes, point, shape, strict=False)
+        }
+        t = index.get('T', 0)
+        if 'Z' not in index or self.viewer.dims.ndisplay == 3:
             return t, None
-        z = index[-3]
+        z = index['Z']
         return t, (slice(z, z + 1), slice(None), slice(None))
 
     def _follow_view(self, event: Any = None) -> None:
@@ -412,88 +479,195 @@ class SegmentWidget(QWidget):
         if view is not None:
             self.job.prioritize(*view)
 
-    def _add_output_layers(self) -> None:
-        job, source = self.job, self._source
-        if job is None or source is None:
+    def _show_output_layers(
+        self, source: napari.layers.Image, shape: tuple[int, ...]
+    ) -> None:
+        """Show empty output layers of ``shape`` for a run on ``source``.
+
+        The previous run's layers are reused (new data) when they belong
+        to the same source and are still in the viewer, else replaced.
+        """
+        views = {
+            'probability': LiveView(shape, np.float32),
+            'labels': LiveView(shape, np.uint32),
+        }
+        reusable = self._outputs_source is source and all(
+            layer in self.viewer.layers for layer in self._outputs.values()
+        )
+        if reusable and len(self._outputs) == len(views):
+            for kind, layer in self._outputs.items():
+                layer.data = views[kind]
+                layer.metadata['path'] = str(self.output)
             return
         self._remove_output_layers()
-        place = {
-            'scale': source.scale,
-            'translate': source.translate,
+        keep = [a != 'C' for a in self._run_axes]
+        common = {
+            'scale': np.asarray(source.scale)[keep],
+            'translate': np.asarray(source.translate)[keep],
+            'metadata': {'path': str(self.output)},
         }
-        self._layers_job = job
+        self._outputs['probability'] = self.viewer.add_image(
+            views['probability'],
+            name=f'{source.name} [probability]',
+            visible=False,
+            colormap='magma',
+            contrast_limits=(0.0, 1.0),
+            **common,
+        )
+        self._outputs['labels'] = self.viewer.add_labels(
+            views['labels'], name=f'{source.name} [labels]', **common
+        )
+        self._outputs_source = source
+
+    def _attach_store(self, job: Any) -> None:
+        """Point the output layers at the planned job's store."""
         store = job.store
         classes = [str(n) for n in job.model.info.class_names]
-        if INTERIOR in classes:
-            axis = store.prob_axes.index('C')
-            view = ChannelView(
-                store.probabilities, axis, classes.index(INTERIOR)
-            )
-            self._outputs['probability'] = self.viewer.add_image(
-                view,
-                name=f'{source.name} [probability]',
-                visible=False,
-                colormap='magma',
-                contrast_limits=(0.0, 1.0),
-                metadata={'path': str(self.output)},
-                **place,
-            )
-        self._outputs['labels'] = self.viewer.add_labels(
-            store.labels,
-            name=f'{source.name} [labels]',
-            metadata={'path': str(self.output)},
-            **place,
+        channel = (
+            classes.index(INTERIOR)
+            if INTERIOR in classes
+            else len(classes) - 1
         )
+        for kind, layer in self._outputs.items():
+            if kind == 'labels':
+                layer.data.attach(store.labels)
+            else:
+                axis = store.prob_axes.index('C')
+                layer.data.attach(store.probabilities, axis, channel)
+        self._refresh_outputs()
 
     def _remove_output_layers(self) -> None:
         for layer in self._outputs.values():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
         self._outputs = {}
+        self._outputs_source = None
 
     def _on_returned(self, result: RunResult) -> None:
         self.result = result
+        self._refresh_timer.stop()
         if result.status == 'finished':
-            self._show_final_labels()
-            count = self._object_count()
-            found = 'done' if count is None else f'{count} objects found'
+            self._show_final_labels(result)
+            found = (
+                'done'
+                if result.objects is None
+                else f'{result.objects} objects found'
+            )
             self.status.setText(
-                f'{found.capitalize()}; saved in {result.output}'
+                f'{found.capitalize()}; Export... to keep the result'
             )
             show_info(f'segloop: {found}')
         elif result.status == 'cancelled':
             self.status.setText(
-                f'Cancelled; the blocks done are kept in {result.output}'
+                'Cancelled; the blocks done are kept: Segment again with the '
+                'same settings to continue'
             )
+            self._refresh_outputs()
         else:
+            if self.job is None:  # nothing was written: no empty layers
+                self._remove_output_layers()
             self.status.setText(result.message)
             show_error(result.message)
 
-    def _show_final_labels(self) -> None:
-        if self._layers_job is not self.job:
-            self._add_output_layers()
+    def _show_final_labels(self, result: RunResult) -> None:
         labels = self._outputs.get('labels')
         if labels is None or self.job is None:
             return
-        array = self.job.store.labels
-        if array.nbytes <= MAX_IN_MEMORY_BYTES:
-            labels.data = np.asarray(array[...])
-        labels.refresh()
+        # editable: in memory, or (too big for memory) the store's array
+        final = result.labels
+        labels.data = self.job.store.labels if final is None else final
+        result.labels = None  # the layer holds them now
         probability = self._outputs.get('probability')
         if probability is not None:
             probability.refresh()
 
-    def _object_count(self) -> int | None:
-        """Objects in the final labels; None when they stay on disk."""
-        labels = self._outputs.get('labels')
-        if labels is None or not isinstance(labels.data, np.ndarray):
-            return None
-        return int(np.count_nonzero(np.unique(labels.data)))
-
     def _on_finished(self) -> None:
         self._running = False
         self.run_button.setText('Segment')
+        finished = self.result is not None and self.result.status == 'finished'
+        self.export_button.setEnabled(finished)
         self.run_finished.emit(self.result)
+
+    # -- export
+
+    def ask_export_path(self) -> str:
+        """Ask where to export (a dialog); ``''`` when cancelled."""
+        suggestion = Path.home() / (self.output.name if self.output else '')
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            'Export labels as OME-Zarr',
+            str(suggestion),
+            'OME-Zarr (*.zarr)',
+            options=QFileDialog.Option.DontConfirmOverwrite,
+        )
+        return path
+
+    def confirm_overwrite(self, path: Path) -> bool:
+        """Ask whether ``path``, which exists, may be replaced."""
+        answer = QMessageBox.question(
+            self,
+            'Replace?',
+            f'{path} exists. Replace it with this export?',
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def export(self, path: str | Path | None = None) -> None:
+        """Export the latest finished run to ``path`` (asked when None).
+
+        The labels are taken from the labels layer as it is now (edits
+        included). An existing path is replaced only after the user
+        confirms. Runs in a worker; :attr:`export_finished` tells the end.
+        """
+        labels_layer = self._outputs.get('labels')
+        if (
+            self.result is None
+            or self.result.status != 'finished'
+            or labels_layer is None
+            or self.running
+            or self._exporting
+        ):
+            show_error('Segment an image first; then export its labels')
+            return
+        chosen = str(path) if path else self.ask_export_path()
+        if not chosen:
+            return
+        target = Path(chosen).expanduser()
+        if target.suffix != '.zarr':
+            target = target.with_name(target.name + '.zarr')
+        overwrite = target.exists()
+        if overwrite and not self.confirm_overwrite(target):
+            return
+        data = labels_layer.data
+        labels = np.array(data) if isinstance(data, np.ndarray) else None
+        worker = thread_worker(
+            export_labels,
+            start_thread=False,
+            connect={'returned': self._on_exported},
+        )(
+            self.result.output,
+            target,
+            labels,
+            self.export_probabilities.isChecked(),
+            overwrite,
+        )
+        self._exporting = True
+        self.export_button.setEnabled(False)
+        self.status.setText(f'Exporting to {target}...')
+        worker.start()
+
+    def _on_exported(self, result: RunResult) -> None:
+        self._exporting = False
+        self.exported = result
+        self.export_button.setEnabled(True)
+        if result.status == 'finished':
+            self.status.setText(f'Exported to {result.output}')
+            show_info(f'segloop: exported to {result.output}')
+        else:
+            self.status.setText(result.message)
+            show_error(result.message)
+        self.export_finished.emit(result)
 
 
 def _file_name(name: str) -> str:

@@ -1,0 +1,93 @@
+"""Take the napari screenshots of the docs, on the bundled sample.
+
+Run under a real X server (the images are what a user sees)::
+
+    xvfb-run -a -s '-screen 0 1400x900x24' .venv/bin/python docs/screenshots.py
+
+Writes ``docs/images/``:
+
+- ``widget.png``: napari after segmenting the sample (README, guide);
+- ``napari-running.png``: the same run half way, blocks filling in;
+- ``napari-advanced.png``: the widget with Advanced open;
+- ``napari-probability.png``: the probability layer shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
+
+from segloop.plugin.sample import SAMPLE_NAME
+from segloop.widgets.launch import set_up
+
+IMAGES = Path(__file__).parent / 'images'
+SIZE = (1400, 860)
+
+
+def _settle(ms: int = 300) -> None:
+    """Let Qt and the canvas draw before a screenshot."""
+    end = QTimer()
+    end.setSingleShot(True)
+    end.start(ms)
+    while end.isActive():
+        QApplication.processEvents()
+
+
+def _save_window(viewer: napari.Viewer, name: str) -> None:
+    _settle()
+    viewer.screenshot(str(IMAGES / name), canvas_only=False)
+    print(IMAGES / name)
+
+
+def main() -> None:
+    IMAGES.mkdir(exist_ok=True)
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(*SIZE)
+    widget = set_up(viewer)
+    state: dict[str, bool] = {'running_shot': False}
+
+    # 1. half way: small blocks so that several are visible
+    widget.advanced.tile.setText('128,128')
+    widget.advanced.block.setText('128,128')
+
+    def on_block(event) -> None:
+        if not state['running_shot'] and event.done >= event.total // 2:
+            state['running_shot'] = True
+            widget._refresh_outputs()
+            _save_window(viewer, 'napari-running.png')
+
+    widget.block_done.connect(on_block)
+
+    def first_done(result) -> None:
+        widget.block_done.disconnect(on_block)
+        widget.run_finished.disconnect(first_done)
+        # 2. a whole run with the default settings
+        widget.advanced.tile.setText('')
+        widget.advanced.block.setText('')
+        widget.run_finished.connect(second_done)
+        widget.run_button.click()
+
+    def second_done(result) -> None:
+        _save_window(viewer, 'widget.png')
+        widget.advanced.toggle.click()
+        _settle()
+        height = widget.sizeHint().height()
+        shot = widget.grab().copy(0, 0, widget.width(), height)
+        shot.save(str(IMAGES / 'napari-advanced.png'))
+        print(IMAGES / 'napari-advanced.png')
+        widget.advanced.toggle.click()
+        viewer.layers[f'{SAMPLE_NAME} [labels]'].visible = False
+        viewer.layers[f'{SAMPLE_NAME} [probability]'].visible = True
+        _save_window(viewer, 'napari-probability.png')
+        viewer.close()
+
+    widget.run_finished.connect(first_done)
+    QTimer.singleShot(1000, widget.run_button.click)
+    napari.run()
+
+
+if __name__ == '__main__':
+    main()

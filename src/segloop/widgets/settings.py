@@ -1,0 +1,141 @@
+"""The Segment widget's "Advanced" settings: tile, block, overlap, device,
+channel. Hidden until the user opens them; the defaults suit most images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLineEdit,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segloop.core.errors import InputError
+
+DEVICES = ('auto', 'cpu', 'cuda', 'mps')
+DEFAULT_OVERLAP = 0.125
+
+
+def parse_shape(text: str, what: str) -> tuple[int, ...] | None:
+    """``'256,256'`` or ``'32x256x256'`` as a tuple; ``''``/``'auto'``: None.
+
+    Raises
+    ------
+    InputError
+        The text is not positive integers separated by commas or x.
+    """
+    text = text.strip().lower()
+    if text in ('', 'auto'):
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace('x', ',').split(','))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise InputError(
+            f'{what} {text!r} is not a shape like 256,256 or 32,256,256; '
+            'fix it under Advanced or leave it empty for the default'
+        )
+    return values
+
+
+class AdvancedSettings(QWidget):
+    """A toggle button and, below it, the settings form (hidden at first).
+
+    Attributes
+    ----------
+    toggle : QToolButton
+        Shows or hides the form.
+    tile, block : QLineEdit
+        Network input per tile and output block, e.g. ``256,256``; empty
+        means the engine's default.
+    overlap : QDoubleSpinBox
+        Fraction of a tile shared with its neighbours.
+    device : QComboBox
+        ``auto`` (CUDA, then MPS, then CPU), or one device.
+    channel : QSpinBox
+        The channel to segment for images with a C axis; -1 (shown as
+        "none") when there is no C axis.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.toggle = QToolButton()
+        self.toggle.setText('Advanced')
+        self.toggle.setCheckable(True)
+        self.toggle.setToolButtonStyle(
+            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+        )
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.tile = QLineEdit()
+        self.tile.setPlaceholderText('auto')
+        self.tile.setToolTip(
+            'Network input per tile, e.g. 512,512 (2D) or 32,256,256 (3D); '
+            'smaller tiles use less memory'
+        )
+        self.block = QLineEdit()
+        self.block.setPlaceholderText('auto')
+        self.block.setToolTip(
+            'Output block written at once (rounded to whole tiles)'
+        )
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 0.5)
+        self.overlap.setSingleStep(0.025)
+        self.overlap.setDecimals(3)
+        self.overlap.setValue(DEFAULT_OVERLAP)
+        self.overlap.setToolTip('Fraction of a tile shared with neighbours')
+        self.device = QComboBox()
+        self.device.addItems(DEVICES)
+        self.channel = QSpinBox()
+        self.channel.setRange(-1, 255)
+        self.channel.setValue(-1)
+        self.channel.setSpecialValueText('none')
+        self.channel.setToolTip(
+            'The channel to segment (0-based) when the axes include C'
+        )
+
+        self.form = QWidget()
+        form = QFormLayout(self.form)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow('tile', self.tile)
+        form.addRow('block', self.block)
+        form.addRow('overlap', self.overlap)
+        form.addRow('device', self.device)
+        form.addRow('channel', self.channel)
+        self.form.setVisible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.form)
+        self.toggle.toggled.connect(self._show)
+
+    def _show(self, shown: bool) -> None:
+        self.form.setVisible(shown)
+        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        self.toggle.setArrowType(arrow)
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`segloop.engine.SegmentJob`.
+
+        Raises
+        ------
+        InputError
+            A tile or block that is not a shape.
+        """
+        channel = self.channel.value()
+        device = self.device.currentText()
+        return {
+            'tile': parse_shape(self.tile.text(), 'tile'),
+            'block': parse_shape(self.block.text(), 'block'),
+            'overlap': float(self.overlap.value()),
+            'device': None if device == 'auto' else device,
+            'channel': None if channel < 0 else channel,
+        }

@@ -1,0 +1,205 @@
+"""The Segment widget's other controls: export, model folders, Advanced
+settings, closing the dock mid-run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+pytest.importorskip('qtpy')
+
+from segloop.io.ome_zarr import read_labels, read_segloop_metadata
+from segloop.models import BUNDLED_DIR
+from segloop.plugin.sample import SAMPLE_NAME
+from segloop.widgets import segment
+
+pytestmark = pytest.mark.gui
+
+RUN_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def errors(monkeypatch) -> list[str]:
+    """The messages the widget shows as error notifications."""
+    shown: list[str] = []
+    monkeypatch.setattr(segment, 'show_error', shown.append)
+    return shown
+
+
+@pytest.fixture
+def segmented(viewer_widget, qtbot):
+    """The viewer and widget after segmenting the sample."""
+    viewer, widget = viewer_widget
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    return viewer, widget
+
+
+def _export(widget, qtbot, monkeypatch, path, confirm=None) -> None:
+    """Click Export..., answering the dialogs with ``path`` and ``confirm``."""
+    monkeypatch.setattr(widget, 'ask_export_path', lambda: str(path))
+    asked: list = []
+
+    def answer(target):
+        asked.append(target)
+        return confirm
+
+    monkeypatch.setattr(widget, 'confirm_overwrite', answer)
+    if confirm is False:
+        before = widget.exported
+        widget.export_button.click()
+        assert asked
+        assert widget.exported is before  # nothing was started
+        return
+    with qtbot.waitSignal(widget.export_finished, timeout=RUN_TIMEOUT_MS):
+        widget.export_button.click()
+    assert bool(asked) == (confirm is not None)
+
+
+def test_export_writes_the_edited_labels(
+    segmented, qtbot, monkeypatch, tmp_path, errors
+) -> None:
+    viewer, widget = segmented
+    layer = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    assert widget.export_button.isEnabled()
+
+    target = tmp_path / 'exported'  # '.zarr' is added
+    _export(widget, qtbot, monkeypatch, target)
+    written = tmp_path / 'exported.zarr'
+    assert widget.exported.status == 'finished', widget.exported.message
+    assert widget.exported.output == written
+    np.testing.assert_array_equal(read_labels(written), layer.data)
+    assert read_segloop_metadata(written)['complete'] is True
+    probabilities = zarr.open_array(str(written / '0'), mode='r')
+    assert probabilities.shape[-2:] == layer.data.shape
+
+    # the user erases an object; exporting again asks before replacing
+    erased = int(layer.data.max())
+    edited = layer.data.copy()
+    edited[edited == erased] = 0
+    layer.data = edited
+    _export(widget, qtbot, monkeypatch, written, confirm=False)
+    assert np.count_nonzero(read_labels(written) == erased) > 0
+    _export(widget, qtbot, monkeypatch, written, confirm=True)
+    np.testing.assert_array_equal(read_labels(written), edited)
+    assert errors == []
+
+
+def test_export_labels_only(segmented, qtbot, monkeypatch, tmp_path) -> None:
+    viewer, widget = segmented
+    widget.export_probabilities.setChecked(False)
+    _export(widget, qtbot, monkeypatch, tmp_path / 'only.zarr')
+    written = tmp_path / 'only.zarr'
+    # an image-label at the root, without probabilities
+    root = zarr.open_group(str(written), mode='r')
+    assert 'image-label' in root.attrs
+    assert 'labels' not in root
+    layer = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    np.testing.assert_array_equal(read_labels(written), layer.data)
+    # the plugin's reader opens it as labels
+    layers = viewer.open(str(written), plugin='napari-segloop')
+    assert [type(x).__name__ for x in layers] == ['Labels']
+
+
+def test_export_before_segmenting_is_refused(viewer_widget, errors) -> None:
+    _, widget = viewer_widget
+    assert not widget.export_button.isEnabled()
+    widget.export()
+    assert len(errors) == 1
+    assert 'Segment' in errors[0]
+
+
+def test_load_model_folder(viewer_widget, monkeypatch, tmp_path, errors):
+    _, widget = viewer_widget
+    combo = widget.model_combo
+    load_index = combo.findText(segment.LOAD_MODEL)
+    assert load_index == combo.count() - 1
+
+    folder = BUNDLED_DIR / 'nuclei2d'
+    monkeypatch.setattr(widget, 'ask_model_folder', lambda: str(folder))
+    combo.setCurrentIndex(load_index)
+    combo.activated.emit(load_index)
+    assert combo.currentText() == str(folder)
+    assert combo.findText(segment.LOAD_MODEL) == combo.count() - 1
+
+    # a folder without a model is refused; the choice stays
+    monkeypatch.setattr(widget, 'ask_model_folder', lambda: str(tmp_path))
+    load_index = combo.findText(segment.LOAD_MODEL)
+    combo.setCurrentIndex(load_index)
+    combo.activated.emit(load_index)
+    assert combo.currentText() == str(folder)
+    assert len(errors) == 1
+    assert 'config.json' in errors[0]
+
+
+def test_loaded_model_folder_segments(viewer_widget, qtbot) -> None:
+    _, widget = viewer_widget
+    assert widget.add_model_folder(BUNDLED_DIR / 'nuclei2d')
+    widget.advanced.toggle.click()
+    assert not widget.advanced.form.isHidden()
+    widget.advanced.tile.setText('256,256')
+    widget.advanced.device.setCurrentText('cpu')
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    assert widget.job.geometry.tile == (256, 256)
+    assert widget.job.predictor.device.type == 'cpu'
+    assert widget.job.model.path == BUNDLED_DIR / 'nuclei2d'
+    assert widget.result.objects > 0
+
+
+@pytest.mark.parametrize(
+    ('field', 'text', 'expected'),
+    [
+        ('tile', 'big', 'tile'),
+        ('axes', 'ZYX', 'axes'),
+    ],
+)
+def test_bad_settings_are_explained(
+    viewer_widget, errors, field, text, expected
+) -> None:
+    _, widget = viewer_widget
+    box = widget.axes if field == 'axes' else widget.advanced.tile
+    box.setText(text)
+    widget.run_button.click()
+    assert widget.worker is None
+    assert len(errors) == 1
+    assert errors[0].startswith(expected)
+
+
+def test_channel_axis_with_a_chosen_channel(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    sample = viewer.layers[SAMPLE_NAME].data
+    stack = np.stack([np.zeros_like(sample), sample, sample // 2])
+    viewer.add_image(stack, name='channels')
+    widget.image_combo.setCurrentText('channels')
+    assert widget.axes.text() == 'ZYX'
+    widget.axes.setText('CYX')
+    widget.advanced.channel.setValue(1)
+    widget.model_combo.setCurrentText('nuclei2d')
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    labels = viewer.layers['channels [labels]']
+    assert labels.data.shape == sample.shape
+    assert widget.result.objects > 20
+
+
+def test_closing_the_dock_cancels_the_run(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    widget.advanced.tile.setText('128,128')
+    widget.advanced.block.setText('128,128')
+    with qtbot.waitSignal(widget.block_done, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        viewer.window.remove_dock_widget(widget)
+    assert widget.result.status == 'cancelled'
+    assert read_segloop_metadata(widget.output)['complete'] is False
+
+
+def test_time_left_is_shown() -> None:
+    assert segment.format_seconds(12.4) == '12 s'
+    assert segment.format_seconds(600) == '10 min'
+    assert segment.format_seconds(2 * 3600 + 5 * 60) == '2 h 5 min'
