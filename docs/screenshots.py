@@ -9,7 +9,9 @@ Writes ``docs/images/``:
 - ``widget.png``: napari after segmenting the sample (README, guide);
 - ``napari-running.png``: the same run half way, blocks filling in;
 - ``napari-advanced.png``: the widget with Advanced open;
-- ``napari-probability.png``: the probability layer shown.
+- ``napari-probability.png``: the probability layer shown;
+- ``napari-uncertainty.png``: a run with MC dropout uncertainty, after
+  **Next uncertain region**.
 """
 
 from __future__ import annotations
@@ -82,6 +84,19 @@ def main() -> None:
         viewer.layers[f'{SAMPLE_NAME} [labels]'].visible = False
         viewer.layers[f'{SAMPLE_NAME} [probability]'].visible = True
         _save_window(viewer, 'napari-probability.png')
+        viewer.layers[f'{SAMPLE_NAME} [probability]'].visible = False
+        # 3. with uncertainty
+        widget.run_finished.disconnect(second_done)
+        widget.run_finished.connect(third_done)
+        widget.uncertainty.setChecked(True)
+        widget.run_button.click()
+
+    def third_done(result) -> None:
+        labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+        labels.contour = 2
+        widget.next_button.click()
+        getattr(viewer, 'scene', viewer).camera.zoom *= 2.5
+        _save_window(viewer, 'napari-uncertainty.png')
         viewer.close()
 
     widget.run_finished.connect(first_done)

@@ -16,6 +16,11 @@ _LAZY = {
     'segment': 'segloop.api',
     'Model': 'segloop.api',
     'list_models': 'segloop.models',
+    'relabel': 'segloop.postprocess',
+    'relabel_array': 'segloop.core.relabel',
+    'measure': 'segloop.measurements',
+    'measure_objects': 'segloop.core.measure',
+    'export_tiff': 'segloop.measurements',
 }
 
 __all__ = ['__version__', *_LAZY]

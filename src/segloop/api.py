@@ -25,6 +25,7 @@ from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
 from segloop.core.tiling import tile_grid
+from segloop.core.uncertainty import MEASURES
 from segloop.engine import (
     BlockDone,
     SegmentJob,
@@ -60,7 +61,14 @@ class Prediction:
     instance_params : InstanceParams
         Settings that made ``labels`` from ``probabilities``.
     settings : dict
-        Effective tile shape, overlap, batch size, device and precision.
+        Effective tile shape, overlap, batch size, device and precision
+        (and ``mc_samples``, ``mc_seed``).
+    uncertainty : dict of str to ndarray
+        With ``mc_samples``: float32 maps with axes ``label_axes`` by
+        measure, ``'entropy'`` (predictive entropy, nats),
+        ``'mutual_information'`` (nats) and ``'variance'`` (of the
+        foreground probability); ``probabilities`` are then the mean
+        over the passes. Empty without MC dropout.
     """
 
     probabilities: np.ndarray
@@ -71,6 +79,22 @@ class Prediction:
     normalization: list[tuple[float, float]] = field(default_factory=list)
     instance_params: InstanceParams = field(default_factory=InstanceParams)
     settings: dict[str, Any] = field(default_factory=dict)
+    uncertainty: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def entropy(self) -> np.ndarray | None:
+        """Predictive entropy (nats), axes ``label_axes``; None if no MC."""
+        return self.uncertainty.get('entropy')
+
+    @property
+    def mutual_information(self) -> np.ndarray | None:
+        """Mutual information (nats), axes ``label_axes``; None if no MC."""
+        return self.uncertainty.get('mutual_information')
+
+    @property
+    def variance(self) -> np.ndarray | None:
+        """Foreground-probability variance; None if no MC."""
+        return self.uncertainty.get('variance')
 
 
 def _with_offset(
@@ -101,6 +125,8 @@ def iter_predict(
     precision: Precision = 'auto',
     instance_params: InstanceParams | None = None,
     should_stop: Callable[[], bool] | None = None,
+    mc_samples: int | None = None,
+    mc_seed: int = 0,
 ) -> Generator[Progress, None, Prediction]:
     """Predict probabilities and instance labels for an image.
 
@@ -125,6 +151,13 @@ def iter_predict(
         fp32 elsewhere.
     instance_params : InstanceParams, optional
         Default: the model's tuned settings.
+    mc_samples : int, optional
+        N > 0: Monte Carlo dropout with N stochastic passes per tile;
+        the result's ``uncertainty`` (``.entropy``,
+        ``.mutual_information``, ``.variance``) is filled and the
+        probabilities are the mean over the passes. 0/None: off.
+    mc_seed : int
+        Seed of the dropout masks (same seed, same result).
 
     Yields
     ------
@@ -135,6 +168,12 @@ def iter_predict(
     -------
     Prediction
     """
+    mc_samples = int(mc_samples or 0)
+    if mc_samples < 0:
+        raise InputError(
+            f'mc_samples must be 0 (off) or a positive number of passes, '
+            f'got {mc_samples}'
+        )
     model = load_model(model)
     source = (
         image if isinstance(image, ImageSource) else open_image(image, axes)
@@ -162,6 +201,7 @@ def iter_predict(
     total = per_input * n_inputs * times
     sampling = [source.scale.get(a, 1.0) for a in volume_axes]
     probabilities, labels, ranges = [], [], []
+    measures: list[np.ndarray] = []
     for t in range(times):
         volume = np.asarray(data[t] if 'T' in image_axes else data)
         lo, hi = percentile_range(volume)
@@ -172,13 +212,23 @@ def iter_predict(
         for index, network_input in enumerate(inputs):
             done = (t * n_inputs + index) * per_input
             output = yield from _with_offset(
-                predictor.iter_predict(network_input, tiles, should_stop),
+                predictor.iter_predict(
+                    network_input,
+                    tiles,
+                    should_stop,
+                    mc_samples,
+                    mc_seed,
+                    (t, index),
+                ),
                 done,
                 total,
                 f'time point {t}',
             )
             outputs.append(output)
         probs = np.stack(outputs, axis=1) if slice_by_slice else outputs[0]
+        if mc_samples:
+            measures.append(probs[-len(MEASURES) :])
+            probs = probs[: -len(MEASURES)]
         probabilities.append(probs)
         labels.append(probabilities_to_instances(probs, params, sampling))
     if 'T' in image_axes:
@@ -194,7 +244,15 @@ def iter_predict(
         'device': str(predictor.device),
         'mixed_precision': predictor.mixed_precision,
         'channel': channel,
+        'mc_samples': mc_samples,
+        'mc_seed': mc_seed,
     }
+    uncertainty = {}
+    if mc_samples:
+        stacked = (
+            np.stack(measures, axis=1) if 'T' in image_axes else measures[0]
+        )
+        uncertainty = dict(zip(MEASURES, stacked, strict=True))
     return Prediction(
         probs_out,
         labels_out,
@@ -204,6 +262,7 @@ def iter_predict(
         ranges,
         params,
         settings,
+        uncertainty,
     )
 
 
@@ -229,10 +288,10 @@ def iter_segment(
     :class:`segloop.engine.SegmentJob`, whose keyword arguments this
     takes: ``axes``, ``channel``, ``tile``, ``overlap``, ``block``,
     ``batch_size``, ``device``, ``precision``, ``instance_params``,
-    ``scale``). The output is checked before any work: an existing path
-    is never overwritten unless ``overwrite=True``; ``resume=True``
-    finishes an interrupted run. Yields a :class:`BlockDone` per block;
-    returns the output path.
+    ``scale``, ``mc_samples``, ``mc_seed``). The output is checked
+    before any work: an existing path is never overwritten unless
+    ``overwrite=True``; ``resume=True`` finishes an interrupted run.
+    Yields a :class:`BlockDone` per block; returns the output path.
     """
     job = SegmentJob(
         input, output, model, overwrite=overwrite, resume=resume, **kwargs

@@ -177,7 +177,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     import signal
 
     from segloop.api import iter_segment
+    from segloop.batch import batch_inputs
 
+    inputs = batch_inputs(args.input)
+    if inputs is not None:
+        return _segment_batch(args, inputs)
     stop = _StopFlag()
     previous = {
         s: signal.signal(s, stop.handle)
@@ -201,6 +205,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 device=args.device,
                 precision=args.precision,
                 scale=args.scale,
+                mc_samples=args.mc_samples,
+                live_labels=False,
+                mc_seed=args.mc_seed,
             ),
             'segment',
             unit='block',
@@ -385,6 +392,239 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``iter_segment`` from ``segment``'s options."""
+    return {
+        'axes': args.axes,
+        'channel': args.channel,
+        'tile': args.tile,
+        'overlap': args.overlap,
+        'block': args.block,
+        'batch_size': args.batch_size,
+        'device': args.device,
+        'precision': args.precision,
+        'scale': args.scale,
+        'mc_samples': args.mc_samples,
+        'live_labels': False,
+        'mc_seed': args.mc_seed,
+    }
+
+
+def _segment_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
+    """Segment a folder or glob: one output each, a summary at the end."""
+    import signal
+
+    from segloop.api import iter_segment
+    from segloop.batch import format_summary, plan_outputs, run_batch
+    from segloop.core.errors import InputError
+    from segloop.io.ome_zarr import read_segloop_metadata
+
+    folder = Path(args.output).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(
+            f'{folder} is a file; with several inputs, -o names a folder'
+        )
+    if not folder.parent.is_dir():
+        raise InputError(f'folder {folder.parent} does not exist')
+    folder.mkdir(exist_ok=True)
+    items = plan_outputs(inputs, folder)
+    stop = _StopFlag()
+
+    def segment_one(item: Any, overwrite: bool, resume: bool) -> int:
+        print(f'{item.input} -> {item.output}')
+        _run_with_bar(
+            iter_segment(
+                item.input,
+                item.output,
+                args.model,
+                overwrite=overwrite,
+                resume=resume,
+                should_stop=stop,
+                **_segment_kwargs(args),
+            ),
+            item.input.name,
+            unit='block',
+        )
+        objects = read_segloop_metadata(item.output).get('objects') or []
+        return int(sum(objects))
+
+    def report(item: Any) -> None:
+        named = str(item.input) in item.error
+        message = item.error if named else f'{item.input}: {item.error}'
+        print(f'segloop: error: {message}', file=sys.stderr)
+
+    previous = {
+        s: signal.signal(s, stop.handle)
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        run_batch(items, segment_one, args.overwrite, args.resume, report)
+    except InterruptedError:
+        print(format_summary(items))
+        print(
+            'segloop: interrupted; run the same command with --resume to '
+            'finish',
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print(format_summary(items))
+    return 1 if any(i.status == 'failed' for i in items) else 0
+
+
+def _cmd_relabel(args: argparse.Namespace) -> int:
+    from segloop.postprocess import iter_relabel
+
+    changes = {
+        key: value
+        for key, value in (
+            ('fg_threshold', args.threshold),
+            ('seed_threshold', args.seed_threshold),
+            ('min_size', args.min_size),
+            ('fill_holes', args.fill_holes),
+            ('h', args.h),
+            ('smooth', args.smooth),
+        )
+        if value is not None
+    }
+    output = _run_with_bar(
+        iter_relabel(args.output, **changes), 'relabel', unit='block'
+    )
+    from segloop.io.ome_zarr import read_segloop_metadata
+
+    meta = read_segloop_metadata(output)
+    print(
+        f'relabelled {output}: {sum(meta.get("objects") or [])} objects, '
+        f'settings {meta.get("instances")}'
+    )
+    return 0
+
+
+def _cmd_measure(args: argparse.Namespace) -> int:
+    from segloop.measurements import export_tiff, measure
+
+    table, rows = measure(
+        args.output,
+        args.image,
+        args.table,
+        overwrite=args.overwrite,
+        axes=args.axes,
+        channel=args.channel,
+    )
+    print(f'wrote {table} ({rows} objects)')
+    if args.tiff:
+        path, dtype = export_tiff(args.output, args.tiff, args.overwrite)
+        print(f'wrote {path} ({dtype})')
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from segloop.measurements import export_tiff
+
+    path, dtype = export_tiff(args.output, args.tiff, args.overwrite)
+    print(f'wrote {path} ({dtype} labels, ImageJ-compatible)')
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be >= 0, got {value}')
+    return value
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {value}')
+    return value
+
+
+def _add_postprocess_parsers(sub: Any) -> None:
+    """``relabel``, ``measure`` and ``export`` subcommands."""
+    rl = sub.add_parser(
+        'relabel',
+        help='re-make labels from stored probabilities (no network)',
+        description='Re-make the instance labels of a segloop output from '
+        'its stored probabilities with new thresholds, blockwise, without '
+        'running the network. Settings not given keep their recorded '
+        'values; the labels, their pyramid and the recorded settings are '
+        'replaced.',
+    )
+    rl.add_argument('output', help='a finished segloop output .zarr')
+    rl.add_argument(
+        '--threshold',
+        type=_unit_float,
+        help='foreground where 1 - P(background) exceeds it',
+    )
+    rl.add_argument(
+        '--seed-threshold',
+        type=_unit_float,
+        help='seeds where P(interior) exceeds it',
+    )
+    rl.add_argument(
+        '--min-size',
+        type=_non_negative_int,
+        help='drop objects with fewer pixels',
+    )
+    rl.add_argument(
+        '--fill-holes',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='fill holes inside objects (--no-fill-holes: keep them)',
+    )
+    rl.add_argument('--h', type=float, help='seed h-maxima height (pixels)')
+    rl.add_argument(
+        '--smooth', type=float, help='distance-map smoothing sigma (pixels)'
+    )
+    rl.set_defaults(func=_cmd_relabel)
+
+    me = sub.add_parser(
+        'measure',
+        help='per-object table (CSV) of a segloop output',
+        description='Write one row per object (label, t, centroid, size in '
+        'pixels and micrometres, mean intensity, mean uncertainty) as CSV '
+        'beside the output (default OUTPUT_objects.csv).',
+    )
+    me.add_argument('output', help='a finished segloop output .zarr')
+    me.add_argument(
+        '--image',
+        help='the segmented image, for mean_intensity (default: the input '
+        'recorded in the output, if still there)',
+    )
+    me.add_argument('--axes', help='axes of --image, e.g. CYX')
+    me.add_argument(
+        '--channel', type=int, help='channel of --image (default: as run)'
+    )
+    me.add_argument(
+        '-o', '--table', help='CSV to write (default OUTPUT_objects.csv)'
+    )
+    me.add_argument(
+        '--tiff',
+        help='also export the labels as an ImageJ TIFF to this path',
+    )
+    me.add_argument(
+        '--overwrite', action='store_true', help='replace existing files'
+    )
+    me.set_defaults(func=_cmd_measure)
+
+    ex = sub.add_parser(
+        'export',
+        help='export the labels of a segloop output as an ImageJ TIFF',
+        description='Write the labels as a TIFF for Fiji and CellProfiler '
+        '(uint16 ImageJ hyperstack, or uint32 above 65535 objects), with '
+        'axes and pixel size.',
+    )
+    ex.add_argument('output', help='a finished segloop output .zarr')
+    ex.add_argument('--tiff', help='file to write (default OUTPUT_labels.tif)')
+    ex.add_argument(
+        '--overwrite', action='store_true', help='replace an existing file'
+    )
+    ex.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of all subcommands."""
     parser = argparse.ArgumentParser(
@@ -447,8 +687,17 @@ def build_parser() -> argparse.ArgumentParser:
         description='Segment INPUT (TIFF, Zarr or OME-Zarr) and write '
         'probabilities + instance labels as OME-Zarr.',
     )
-    seg.add_argument('input', help='image file (.tif, .zarr, .ome.zarr)')
-    seg.add_argument('-o', '--output', required=True, help='output .zarr path')
+    seg.add_argument(
+        'input',
+        help='image file (.tif, .zarr, .ome.zarr), or a folder or a quoted '
+        "glob ('data/*.tif') of images to segment one by one",
+    )
+    seg.add_argument(
+        '-o',
+        '--output',
+        required=True,
+        help='output .zarr path; a folder for a folder or glob input',
+    )
     _add_predict_arguments(seg)
     seg.add_argument(
         '--overwrite', action='store_true', help='replace an existing output'
@@ -457,6 +706,22 @@ def build_parser() -> argparse.ArgumentParser:
         '--resume',
         action='store_true',
         help='finish an interrupted run in OUTPUT (same settings)',
+    )
+    seg.add_argument(
+        '--mc-samples',
+        type=int,
+        default=0,
+        metavar='N',
+        help='Monte Carlo dropout: N stochastic passes per tile (e.g. 8); '
+        'writes uncertainty/entropy, uncertainty/mutual_information and '
+        'uncertainty/variance into OUTPUT and stores the mean '
+        'probabilities (default 0: off)',
+    )
+    seg.add_argument(
+        '--mc-seed',
+        type=int,
+        default=0,
+        help='seed of the dropout masks (same seed, same result)',
     )
     seg.set_defaults(func=_cmd_segment)
 
@@ -507,6 +772,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument('--axes')
     info.set_defaults(func=_cmd_info)
+    _add_postprocess_parsers(sub)
     return parser
 
 

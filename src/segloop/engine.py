@@ -6,10 +6,19 @@
     read block + tile context (prefetched on a thread, mirrored at the
     volume's borders) -> normalise with the time point's percentiles ->
     tiles through the network (crop-centre stitching) -> instance labels
-    on the block and its margin -> write probabilities and per-block ids
-    -> mark the block done in the ledger -> yield BlockDone
+    on the block and its margin (``live_labels``, for viewers) -> write
+    probabilities and per-block ids -> mark the block done in the ledger
+    -> yield BlockDone
 
-then stitches ids across block faces and writes the pyramid. Peak memory
+then makes each block's final ids from the *stored* probabilities (a
+block whose stored probabilities give the masks it was labelled from
+keeps its ids; see :meth:`SegmentJob._settle`), so that
+``segloop relabel`` with the same settings gives the same labels, then
+stitches ids across block faces and writes the pyramid. With
+``mc_samples`` the network runs as Monte Carlo dropout
+(:mod:`segloop.core.uncertainty`): the stored probabilities are the mean
+over the passes and per-pixel uncertainty arrays are written beside
+them (``uncertainty/<measure>``). Peak memory
 depends on the block and tile sizes, never on the image size. T is the
 outer loop; :meth:`SegmentJob.prioritize` moves a region (the slice a
 viewer shows) to the front at any time, from any thread. An interrupted
@@ -22,7 +31,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections.abc import Callable, Generator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -34,6 +43,7 @@ from segloop.core.blocks import (
     BlockQueue,
     TileGeometry,
     block_input_ranges,
+    block_tile_starts,
     check_block_shape,
     default_block_shape,
     iter_block,
@@ -46,7 +56,14 @@ from segloop.core.events import drain
 from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
-from segloop.core.stitch import IdMerger, face_merges, id_stride, offset_ids
+from segloop.core.relabel import (
+    extended_region,
+    mask_digest,
+    ordered_map,
+    settle_block,
+)
+from segloop.core.stitch import id_stride, offset_ids, stitch_blocks
+from segloop.core.uncertainty import MEASURES, derive_seed
 from segloop.io.ome_zarr import check_output_path
 from segloop.io.readers import ImageSource, open_image
 from segloop.io.store import BlockStore
@@ -189,6 +206,26 @@ class SegmentJob:
         Continue an interrupted run in ``output``.
     overwrite : bool
         Replace an existing ``output``.
+    mc_samples : int, optional
+        0 or None: one deterministic pass per tile. N > 0: Monte Carlo
+        dropout with N stochastic passes per tile (batched); the stored
+        probabilities are then their mean, the instance labels are made
+        from that mean, and float32 arrays ``uncertainty/entropy``,
+        ``uncertainty/mutual_information`` and ``uncertainty/variance``
+        (axes of the labels, chunked by block) are written too.
+    mc_seed : int
+        Seed of the dropout masks. Each tile's masks follow from (seed,
+        time point, plane, tile position), so block size, block order
+        and resuming do not change the result.
+    live_labels : bool
+        Label each block as soon as it is predicted (from its own
+        prediction), so that a viewer shows labels while the run goes.
+        False (the command line): labels are made only before stitching.
+        The final labels are the same either way: they are always those
+        of the stored probabilities (see :meth:`_settle`).
+    instance_workers : int, optional
+        Threads of the instance step before stitching (default: the
+        cores, at most 4); a GUI may pass cores - 1.
     """
 
     def __init__(
@@ -209,7 +246,20 @@ class SegmentJob:
         scale: dict[str, float] | None = None,
         resume: bool = False,
         overwrite: bool = False,
+        mc_samples: int | None = None,
+        mc_seed: int = 0,
+        live_labels: bool = True,
+        instance_workers: int | None = None,
     ) -> None:
+        self.live_labels = bool(live_labels)
+        self.instance_workers = instance_workers
+        self.mc_samples = int(mc_samples or 0)
+        self.mc_seed = int(mc_seed)
+        if self.mc_samples < 0:
+            raise InputError(
+                f'--mc-samples must be 0 (off) or a positive number of '
+                f'passes, got {self.mc_samples}'
+            )
         input_path = Path(image) if isinstance(image, (str, Path)) else None
         source = (
             image
@@ -222,6 +272,10 @@ class SegmentJob:
         self.axes = check_image(source, self.model)
         self.params = instance_params or self.model.instance_params()
         self.predictor = Predictor(self.model.network, device, precision)
+        names = list(self.model.info.class_names)
+        self.background = (
+            names.index('background') if 'background' in names else 0
+        )
 
         self.times = self.data.shape[0] if 'T' in self.axes else 1
         self.volume_axes = self.axes.replace('T', '')
@@ -231,6 +285,10 @@ class SegmentJob:
         dims = self.model.network.config.spatial_dims
         self.batch_size = batch_size or DEFAULT_BATCH[dims]
         self.overlap_finish = self.predictor.device.type != 'cpu'
+        # Where the instance step runs: inline, or e.g. a process pool so
+        # that its C code (scipy, scikit-image), which holds the GIL for
+        # up to ~0.3 s per call, never stalls a GUI thread.
+        self.instance_executor: Executor | None = None
         # a 2D model runs plane by plane through a Z stack
         self.planewise = dims == 2 and len(self.shape) == 3
         tile = tuple(tile or DEFAULT_TILE[dims])
@@ -270,6 +328,8 @@ class SegmentJob:
             'mixed_precision': self.predictor.mixed_precision,
             'instances': self.params.to_dict(),
             'sampling': self.sampling,
+            'mc_samples': self.mc_samples,
+            'mc_seed': self.mc_seed,
             'package_version': package_version(),
         }
         out = Path(output).expanduser().absolute()
@@ -285,6 +345,7 @@ class SegmentJob:
                 self.block_shape,
                 len(self.blocks),
                 scale=self.scale,
+                uncertainty=MEASURES if self.mc_samples else (),
                 metadata={
                     'signature': signature,
                     'package_version': package_version(),
@@ -341,6 +402,30 @@ class SegmentJob:
             'device': str(self.predictor.device),
             'mixed_precision': self.predictor.mixed_precision,
             'sampling': self.sampling,
+            **(
+                {'uncertainty': self.uncertainty_info}
+                if self.mc_samples
+                else {}
+            ),
+        }
+
+    @property
+    def uncertainty_info(self) -> dict[str, Any]:
+        """How the uncertainty arrays were made (stored in the metadata)."""
+        names = self.model.info.class_names
+        return {
+            'method': 'mc_dropout',
+            'samples': self.mc_samples,
+            'seed': self.mc_seed,
+            'dropout': self.model.network.config.dropout,
+            'measures': list(MEASURES),
+            'foreground': f'1 - P({names[self.background]})',
+            'units': {'entropy': 'nats', 'mutual_information': 'nats'},
+            'max': {
+                'entropy': float(np.log(len(names))),
+                'mutual_information': float(np.log(len(names))),
+                'variance': 0.25,
+            },
         }
 
     @property
@@ -379,8 +464,39 @@ class SegmentJob:
         raw = read_reflected(self.data, self._lead(t), ranges)
         return normalize(raw, *self._range(t))
 
+    def _network_fn(
+        self, t: int, z: int, region: tuple[slice, ...]
+    ) -> Callable[[np.ndarray], np.ndarray]:
+        """``fn(batch)`` for :func:`iter_block` of one block (and plane).
+
+        With MC dropout, each tile is seeded by its place in the volume:
+        ``iter_block`` calls ``fn`` once per group of ``batch_size`` tiles,
+        in the order of :func:`block_tile_starts`, from one thread.
+        """
+        if not self.mc_samples:
+            return self.predictor.forward
+        starts = block_tile_starts(region, self.geometry)
+        size = self.batch_size
+        groups = iter(
+            [starts[i : i + size] for i in range(0, len(starts), size)]
+        )
+
+        def fn(batch: np.ndarray) -> np.ndarray:
+            group = next(groups)
+            if len(group) != len(batch):
+                raise RuntimeError('tile batches and seeds are out of step')
+            seeds = [
+                derive_seed(self.mc_seed, t, z, *start) for start in group
+            ]
+            return self.predictor.forward_mc(
+                batch, self.mc_samples, seeds, self.background
+            )
+
+        return fn
+
     def _predict(
         self,
+        t: int,
         block: Block,
         block_input: np.ndarray,
         should_stop: Callable[[], bool] | None,
@@ -389,13 +505,14 @@ class SegmentJob:
         region, shape = block.region[-dims:], self.shape[-dims:]
         planes = block_input if self.planewise else block_input[None]
         outputs = []
-        for plane in planes:
+        for index, plane in enumerate(planes):
+            z = block.region[0].start + index if self.planewise else -1
             probs, extended = yield from iter_block(
                 plane[None],
                 region,
                 shape,
                 self.geometry,
-                self.predictor.forward,
+                self._network_fn(t, z, region),
                 self.batch_size,
                 should_stop,
             )
@@ -412,23 +529,49 @@ class SegmentJob:
         extended: tuple[slice, ...],
     ) -> BlockDone:
         """Instance labels of a block; write it and record it as done."""
+        uncertainty = None
+        if self.mc_samples:
+            n_classes = probabilities.shape[0] - len(MEASURES)
+            uncertainty = probabilities[n_classes:]
+            probabilities = probabilities[:n_classes]
         # small objects are dropped after stitching, by whole size
         block_params = replace(self.params, min_size=0)
-        labels = probabilities_to_instances(
-            probabilities, block_params, self.sampling
-        )
         crop = tuple(
             slice(r.start - e.start, r.stop - e.start)
             for r, e in zip(block.region, extended, strict=True)
         )
+        raw_ids = labels = None
+        if self.live_labels:
+            if self.instance_executor is None:
+                labels = probabilities_to_instances(
+                    probabilities, block_params, self.sampling
+                )
+            else:
+                labels = self.instance_executor.submit(
+                    probabilities_to_instances,
+                    probabilities,
+                    block_params,
+                    self.sampling,
+                ).result()
+            raw_ids = offset_ids(labels[crop], block.index, self.id_stride)
         self.store.write_block(
             t,
             block.region,
             probabilities[(slice(None), *crop)],
-            offset_ids(labels[crop], block.index, self.id_stride),
+            raw_ids,
+            None
+            if uncertainty is None
+            else dict(
+                zip(MEASURES, uncertainty[(slice(None), *crop)], strict=True)
+            ),
         )
+        if self.live_labels:
+            # what these ids were made from; see _settle
+            self.store.write_digest(
+                t, block.index, mask_digest(probabilities, self.params)
+            )
         self.store.mark_done(t, block.index)
-        del probabilities, labels
+        del probabilities, labels, uncertainty
         trim_heap()
         return BlockDone(t, block.region, 0, self.total)
 
@@ -471,7 +614,7 @@ class SegmentJob:
                 block = self.blocks[job[1]]
                 try:
                     probs, extended = drain(
-                        self._predict(block, block_input, should_stop)
+                        self._predict(job[0], block, block_input, should_stop)
                     )
                 except InterruptedError:
                     self.queue.put_back(job)
@@ -498,9 +641,10 @@ class SegmentJob:
                 yield finishing.result()._replace(done=done)
         if should_stop is not None and should_stop():
             raise InterruptedError('segmentation was cancelled')
-        self._stitch()
+        objects = self._stitch()
         self.store.finish(
             {
+                'objects': objects,
                 'normalization': [
                     list(self._range(t)) for t in range(self.times)
                 ],
@@ -508,31 +652,60 @@ class SegmentJob:
         )
         return self.output
 
-    def _stitch(self) -> None:
-        """Join ids across block faces; write final ids 1..N per t."""
-        positions = {b.position for b in self.blocks}
+    def _settle(self, t: int) -> None:
+        """Make each block's final ids from the stored probabilities.
+
+        A block labelled while the run went (``live_labels``) saw its own
+        prediction, whose margin came from its edge tiles' borders; the
+        store holds the neighbouring tiles' centres there, which can
+        differ. Final ids are those of the stored probabilities, so that
+        ``segloop relabel`` with the same settings gives the same labels
+        (see :mod:`segloop.core.relabel`); a block whose stored
+        probabilities give the masks it was labelled from keeps its ids.
+        """
+        margin = (0,) * (len(self.shape) - len(self.geometry.margin)) + tuple(
+            self.geometry.margin
+        )
+        lead = self._lead(t)
+
+        def settle(block: Block) -> np.ndarray | None:
+            extended = extended_region(block.region, margin, self.shape)
+            probabilities = np.asarray(
+                self.store.probabilities[(*lead, slice(None), *extended)]
+            )
+            args = (
+                probabilities,
+                extended,
+                block,
+                self.params,
+                self.sampling,
+                self.id_stride,
+                self.store.read_digest(t, block.index),
+            )
+            if self.instance_executor is None:
+                return settle_block(*args)
+            return self.instance_executor.submit(settle_block, *args).result()
+
+        for block, ids in ordered_map(
+            settle, self.blocks, self.instance_workers
+        ):
+            if ids is not None:
+                self.store.write_raw(t, block.region, ids)
+
+    def _stitch(self) -> list[int]:
+        """Join ids across block faces; write final ids 1..N per t.
+
+        Returns the number of objects per time point.
+        """
+        objects = []
         for t in range(self.times):
-            merger = IdMerger(self.params.min_size)
-            for block in self.blocks:
-                raw = self.store.read_raw(t, block.region)
-                merger.add(*np.unique(raw, return_counts=True))
-            for block in self.blocks:
-                for axis in range(len(self.shape)):
-                    position = list(block.position)
-                    position[axis] += 1
-                    if tuple(position) not in positions:
-                        continue
-                    low_region = list(block.region)
-                    face = block.region[axis].stop
-                    low_region[axis] = slice(face - 1, face)
-                    high_region = list(block.region)
-                    high_region[axis] = slice(face, face + 1)
-                    merger.merge(
-                        face_merges(
-                            self.store.read_raw(t, tuple(low_region)),
-                            self.store.read_raw(t, tuple(high_region)),
-                        )
-                    )
-            for block in self.blocks:
-                raw = self.store.read_raw(t, block.region)
-                self.store.write_labels(t, block.region, merger.lookup(raw))
+            self._settle(t)
+            objects.append(
+                stitch_blocks(
+                    self.blocks,
+                    functools.partial(self.store.read_raw, t),
+                    functools.partial(self.store.write_labels, t),
+                    self.params.min_size,
+                )
+            )
+        return objects

@@ -9,6 +9,7 @@ import zarr
 
 pytest.importorskip('qtpy')
 
+from segloop.data.synthetic import synthetic_nuclei
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 from segloop.models import BUNDLED_DIR
 from segloop.plugin.sample import SAMPLE_NAME
@@ -17,6 +18,10 @@ from segloop.widgets import segment
 pytestmark = pytest.mark.gui
 
 RUN_TIMEOUT_MS = 120_000
+
+
+def _camera(viewer):
+    return getattr(viewer, 'scene', viewer).camera
 
 
 @pytest.fixture
@@ -203,3 +208,68 @@ def test_time_left_is_shown() -> None:
     assert segment.format_seconds(12.4) == '12 s'
     assert segment.format_seconds(600) == '10 min'
     assert segment.format_seconds(2 * 3600 + 5 * 60) == '2 h 5 min'
+
+
+def test_uncertainty_layers_and_next_region(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    widget.uncertainty.setChecked(True)
+    widget.passes.setValue(4)
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    entropy = viewer.layers[f'{SAMPLE_NAME} [entropy]']
+    assert entropy.visible
+    for hidden in ('mutual information', 'variance'):
+        assert not viewer.layers[f'{SAMPLE_NAME} [{hidden}]'].visible
+    values = np.asarray(entropy.data[...])
+    assert values.shape == viewer.layers[SAMPLE_NAME].data.shape
+    assert values.max() > 0.1
+    # objects can be sorted by their mean uncertainty
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    features = labels.features
+    assert len(features) == widget.result.objects
+    assert features['uncertainty'].between(0, 1.1).all()
+
+    assert widget.next_button.isEnabled()
+    centres = []
+    for _ in range(3):
+        widget.next_button.click()
+        centres.append(tuple(_camera(viewer).center[-2:]))
+    assert len(set(centres)) == 3
+    first = widget.regions[0]
+    np.testing.assert_allclose(centres[0], (first.y, first.x))
+    # the first region is among the most uncertain places of the map
+    window = values[
+        int(first.y) - 32 : int(first.y) + 32,
+        int(first.x) - 32 : int(first.x) + 32,
+    ]
+    assert window.mean() > values.mean()
+    assert 'region 3 of' in widget.status.text()
+
+    # unchecked, a re-run drops the uncertainty layers
+    widget.uncertainty.setChecked(False)
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    names = [layer.name for layer in viewer.layers]
+    assert f'{SAMPLE_NAME} [entropy]' not in names
+    assert not widget.next_button.isEnabled()
+
+
+def test_next_region_in_a_stack_moves_the_plane(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    image, _ = synthetic_nuclei((8, 96, 96), 12, 6.0, seed=2)
+    stack = (np.clip(image, 0, 1) * 200).astype(np.uint8)
+    viewer.add_image(stack, name='stack', scale=(2.0, 0.5, 0.5))
+    widget.image_combo.setCurrentText('stack')
+    widget.model_combo.setCurrentText('nuclei2d')  # plane by plane: fast
+    widget.uncertainty.setChecked(True)
+    widget.passes.setValue(2)
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    widget.next_button.click()
+    region = widget.regions[0]
+    assert viewer.dims.current_step[0] == region.z
+    np.testing.assert_allclose(
+        _camera(viewer).center[-2:], (region.y * 0.5, region.x * 0.5)
+    )

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tifffile
 
 from segloop.api import segment
 from segloop.core.errors import InputError
@@ -96,6 +97,28 @@ def test_writer_never_overwrites(tmp_path) -> None:
     with pytest.raises(InputError, match='never overwrites'):
         write_labels(str(out), np.zeros((8, 8), np.uint8), {})
     assert (out / 'keep.txt').read_text() == 'mine'
+
+
+def test_reader_shows_uncertainty_under_the_labels(tmp_path) -> None:
+    image = tifffile.imread(sample_path())[:128, :128]
+    out = segment(image, tmp_path / 'u.zarr', mc_samples=2)
+    layers = get_reader(str(out))(str(out))
+    names = [kwargs['name'] for _, kwargs, _ in layers]
+    assert names == [
+        'u [probability]',
+        'u [entropy]',
+        'u [mutual information]',
+        'u [variance]',
+        'u [labels]',
+    ]
+    shown = {
+        kw['name']: kw['visible'] for _, kw, kind in layers if kind == 'image'
+    }
+    assert shown['u [entropy]'] is True
+    assert shown['u [variance]'] is False
+    entropy = np.asarray(layers[1][0])
+    assert entropy.shape == image.shape
+    assert 0 < entropy.max() <= np.log(3) + 1e-6
 
 
 def test_writer_refuses_negative_ids(tmp_path) -> None:

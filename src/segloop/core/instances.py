@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
+
+from segloop.core.hmaxima import h_maxima
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,30 @@ def _seeds(
     return markers, distance
 
 
+def instance_masks(
+    probabilities: np.ndarray, params: InstanceParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """The foreground and seed-region masks of the instance step.
+
+    :func:`probabilities_to_instances` depends on the probabilities only
+    through these two masks (and on ``params`` and ``sampling``).
+
+    Parameters
+    ----------
+    probabilities : ndarray, shape (K, *spatial), float
+        Channel 0 background, 1 interior.
+    params : InstanceParams
+        ``fg_threshold`` and ``seed_threshold`` are used.
+
+    Returns
+    -------
+    foreground, interior : ndarray of bool, shape spatial
+    """
+    foreground = (1.0 - probabilities[0]) > params.fg_threshold
+    interior = (probabilities[1] > params.seed_threshold) & foreground
+    return foreground, interior
+
+
 def probabilities_to_instances(
     probabilities: np.ndarray,
     params: InstanceParams | None = None,
@@ -99,8 +124,7 @@ def probabilities_to_instances(
     params = params or InstanceParams()
     spatial = probabilities.shape[1:]
     sampling = tuple(sampling or (1.0,) * len(spatial))
-    foreground = (1.0 - probabilities[0]) > params.fg_threshold
-    interior = (probabilities[1] > params.seed_threshold) & foreground
+    foreground, interior = instance_masks(probabilities, params)
     markers, distance = _seeds(interior, params, sampling)
     labels = watershed(-distance, markers, mask=foreground)
     orphans, n_orphans = ndi.label(foreground & (labels == 0))

@@ -11,9 +11,11 @@ is the same for any run order (view-first, resumed, distributed).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+
+from segloop.core.blocks import Block
 
 ID_DTYPE = np.uint32
 ID_LIMIT = int(np.iinfo(ID_DTYPE).max)
@@ -174,8 +176,73 @@ class IdMerger:
     def lookup(self, ids: np.ndarray) -> np.ndarray:
         """Final ids for an array of block ids (0 stays 0)."""
         final = self._final_ids()
+        ids = np.asarray(ids)
+        nonzero = ids != 0
+        values = ids[nonzero]
+        if not values.size:
+            return np.zeros(ids.shape, dtype=ID_DTYPE)
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo <= 4 * values.size + 1024:
+            # a block's ids are one short range: a table beats sorting
+            table = np.array(
+                [final.get(i, 0) for i in range(lo, hi + 1)], dtype=ID_DTYPE
+            )
+            out = np.zeros(ids.shape, dtype=ID_DTYPE)
+            out[nonzero] = table[values - values.dtype.type(lo)]
+            return out
         unique, inverse = np.unique(ids, return_inverse=True)
         mapped = np.array(
             [final.get(int(u), 0) for u in unique], dtype=ID_DTYPE
         )
         return mapped[inverse].reshape(ids.shape)
+
+
+def stitch_blocks(
+    blocks: Sequence[Block],
+    read_raw: Callable[[tuple[slice, ...]], np.ndarray],
+    write: Callable[[tuple[slice, ...], np.ndarray], None],
+    min_size: int = 0,
+) -> int:
+    """Join per-block ids of one time point across faces; write 1..N.
+
+    Parameters
+    ----------
+    blocks : sequence of Block
+        All blocks of the volume, in row-major order
+        (:func:`segloop.core.blocks.plan_blocks`).
+    read_raw : callable
+        ``read_raw(region)`` returns the per-block ids (uint32, from
+        :func:`offset_ids`) of a region (one slice per spatial axis).
+    write : callable
+        ``write(region, labels)`` stores final ids (uint32) of a block.
+    min_size : int
+        Objects with fewer pixels after joining become background.
+
+    Returns
+    -------
+    int
+        Number of objects.
+    """
+    positions = {b.position for b in blocks}
+    merger = IdMerger(min_size)
+    for block in blocks:
+        merger.add(*np.unique(read_raw(block.region), return_counts=True))
+    for block in blocks:
+        for axis in range(len(block.region)):
+            position = list(block.position)
+            position[axis] += 1
+            if tuple(position) not in positions:
+                continue
+            low_region = list(block.region)
+            face = block.region[axis].stop
+            low_region[axis] = slice(face - 1, face)
+            high_region = list(block.region)
+            high_region[axis] = slice(face, face + 1)
+            merger.merge(
+                face_merges(
+                    read_raw(tuple(low_region)), read_raw(tuple(high_region))
+                )
+            )
+    for block in blocks:
+        write(block.region, merger.lookup(read_raw(block.region)))
+    return merger.count

@@ -138,16 +138,47 @@ class UNet(nn.Module):
             return checkpoint(block, x, use_reentrant=False)
         return block(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder: the part of the network before any dropout.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, in_channels, *spatial)
+
+        Returns
+        -------
+        deepest : Tensor
+            Input of the bottleneck (pooled output of the last level).
+        skips : list of Tensor
+            Output of each encoder level, finest first.
+
+        Notes
+        -----
+        Deterministic even with dropout on (the encoder has none), so
+        Monte Carlo dropout runs it once per tile and only
+        :meth:`decode` once per sample (see
+        :mod:`segloop.core.uncertainty`).
+        """
         self.check_shape(x.shape[2:])
         skips = []
         for encoder, pool in zip(self.encoders, self.pools, strict=True):
             x = self._run(encoder, x)
             skips.append(x)
             x = pool(x)
+        return x, skips
+
+    def decode(
+        self, x: torch.Tensor, skips: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """Bottleneck, decoder and head: logits from :meth:`encode`."""
         x = self._run(self.bottleneck, x)
         for up, decoder, skip in zip(
             self.ups, self.decoders, reversed(skips), strict=True
         ):
             x = self._run(decoder, torch.cat([up(x), skip], dim=1))
         return self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(*self.encode(x))

@@ -9,6 +9,18 @@ that exists only until the run completes::
       ledger      uint8 (T, blocks), one chunk (= one file) per block:
                   1 once the block's pixels are written
       raw_labels  uint32, like labels: per-block ids before stitching
+      digests     uint8 (T, blocks, 32), one chunk per block: the
+                  SHA-256 of the masks each block's ids were made from
+                  (see :func:`segloop.core.relabel.mask_digest`)
+
+With Monte Carlo dropout on, per-pixel uncertainty images sit beside the
+probabilities, each an NGFF multiscale image with the labels' axes,
+float32, chunked like the labels (see :mod:`segloop.io.uncertainty`)::
+
+    out.zarr/uncertainty/     attrs {'measures': [...]}
+      entropy/ 0/ 1/ ...      predictive entropy (nats)
+      mutual_information/     mutual information (nats)
+      variance/               variance of the foreground probability
 
 ``attrs['segloop']['complete']`` is False until the stitched labels and
 the pyramid are written and the state is removed. Resuming checks
@@ -43,6 +55,8 @@ from segloop.io.ome_zarr import (
 )
 
 STATE = 'segloop_state'
+DIGEST_BYTES = 32
+UNCERTAINTY = 'uncertainty'
 _V2_KEYS = {'name': 'v2', 'separator': '/'}
 
 
@@ -61,6 +75,9 @@ class BlockStore:
         Axes of the probabilities, ``label_axes`` with ``C``.
     metadata : dict
         ``attrs['segloop']`` of the root.
+    uncertainty : dict of str to zarr.Array
+        Level 0 of each uncertainty image (axes ``label_axes``), by
+        measure name; empty when the run has none.
     """
 
     def __init__(self, path: Path, root: zarr.Group) -> None:
@@ -73,6 +90,12 @@ class BlockStore:
         self.labels = root['labels/labels/0']
         self.ledger = root[f'{STATE}/ledger']
         self.raw_labels = root[f'{STATE}/raw_labels']
+        state = root[STATE]
+        self.digests = state['digests'] if 'digests' in state else None
+        self.uncertainty: dict[str, zarr.Array] = {}
+        if UNCERTAINTY in root:
+            for name in root[UNCERTAINTY].attrs.get('measures', []):
+                self.uncertainty[name] = root[f'{UNCERTAINTY}/{name}/0']
 
     # -- opening
 
@@ -87,6 +110,7 @@ class BlockStore:
         n_blocks: int,
         scale: dict[str, float] | None = None,
         metadata: dict[str, Any] | None = None,
+        uncertainty: Sequence[str] = (),
     ) -> BlockStore:
         """Create an empty store, marked incomplete.
 
@@ -109,6 +133,9 @@ class BlockStore:
             Pixel size per axis (micrometres, seconds).
         metadata : dict, optional
             Run metadata; must hold a ``'signature'`` for resuming.
+        uncertainty : sequence of str
+            Names of per-pixel uncertainty images to create (e.g.
+            :data:`segloop.core.uncertainty.MEASURES`); none by default.
         """
         prob_axes = _probability_axes(label_axes)
         scale = _normalise_scale(scale, label_axes)
@@ -153,10 +180,29 @@ class BlockStore:
             'version': '0.4',
             'source': {'image': '../../'},
         }
+        if uncertainty:
+            group = root.create_group(UNCERTAINTY)
+            group.attrs['measures'] = [str(n) for n in uncertainty]
+            for name in uncertainty:
+                image = group.create_group(str(name))
+                _level_array(image, '0', label_shape, np.float32, label_chunks)
+                image.attrs['multiscales'] = multiscales_attrs(
+                    label_axes,
+                    scale,
+                    [dataset_entry(0, label_axes, scale, False)],
+                    str(name),
+                )
         state = root.create_group(STATE)
         times = label_shape[0] if label_axes.startswith('T') else 1
         _level_array(state, 'ledger', (times, n_blocks), np.uint8, (1, 1))
         _level_array(state, 'raw_labels', label_shape, np.uint32, label_chunks)
+        _level_array(
+            state,
+            'digests',
+            (times, n_blocks, DIGEST_BYTES),
+            np.uint8,
+            (1, 1, DIGEST_BYTES),
+        )
         return cls(path, root)
 
     @classmethod
@@ -221,13 +267,40 @@ class BlockStore:
         t: int,
         region: tuple[slice, ...],
         probabilities: np.ndarray,
-        raw_labels: np.ndarray,
+        raw_labels: np.ndarray | None,
+        uncertainty: dict[str, np.ndarray] | None = None,
     ) -> None:
-        """Write one block's probabilities ``(K, *spatial)`` and ids."""
+        """Write one block's probabilities ``(K, *spatial)`` and ids.
+
+        ``uncertainty`` maps each measure of :attr:`uncertainty` to its
+        ``(*spatial)`` float32 values over the block. ``raw_labels`` None:
+        no ids yet (they are made before stitching).
+        """
         lead = self._lead(t)
         self.probabilities[(*lead, slice(None), *region)] = probabilities
-        self.raw_labels[(*lead, *region)] = raw_labels
-        self.labels[(*lead, *region)] = raw_labels
+        for name, values in (uncertainty or {}).items():
+            self.uncertainty[name][(*lead, *region)] = values
+        if raw_labels is not None:
+            self.raw_labels[(*lead, *region)] = raw_labels
+            self.labels[(*lead, *region)] = raw_labels
+
+    def write_digest(self, t: int, index: int, digest: bytes) -> None:
+        """Record what block ``index`` of time point ``t`` was made from."""
+        if self.digests is not None:
+            self.digests[t, index] = np.frombuffer(digest, dtype=np.uint8)
+
+    def read_digest(self, t: int, index: int) -> bytes | None:
+        """The recorded digest of a block; None if there is none."""
+        if self.digests is None:
+            return None
+        value = np.asarray(self.digests[t, index], dtype=np.uint8)
+        return value.tobytes() if value.any() else None
+
+    def write_raw(
+        self, t: int, region: tuple[slice, ...], raw_labels: np.ndarray
+    ) -> None:
+        """Replace the per-block ids of a region (before stitching)."""
+        self.raw_labels[(*self._lead(t), *region)] = raw_labels
 
     def read_raw(self, t: int, region: tuple[slice, ...]) -> np.ndarray:
         """Per-block ids (before stitching) of a region."""
@@ -259,6 +332,14 @@ class BlockStore:
         label_group.attrs['multiscales'] = multiscales_attrs(
             self.label_axes, scale, datasets, 'labels'
         )
+        for name in self.uncertainty:
+            group = self.root[f'{UNCERTAINTY}/{name}']
+            datasets = _write_pyramid(
+                group, self.label_axes, scale, labels=False
+            )
+            group.attrs['multiscales'] = multiscales_attrs(
+                self.label_axes, scale, datasets, name
+            )
         del self.root[STATE]
         meta.update(plain_metadata(extra_metadata))
         meta['complete'] = True

@@ -16,9 +16,17 @@ import zarr
 from segloop.core.errors import SegloopError
 from segloop.io.ome_zarr import read_segloop_metadata
 from segloop.io.readers import ImageSource, open_image
+from segloop.io.uncertainty import open_uncertainty, uncertainty_measures
 
 LayerData = tuple[Any, dict[str, Any], str]
 INTERIOR = 'interior'
+# How uncertainty images are shown (DESIGN.md): layer name suffix, shown,
+# colormap, contrast limits (nats for entropy and mutual information).
+UNCERTAINTY_LAYERS = {
+    'entropy': ('entropy', True, 'inferno', (0.0, 1.1)),
+    'mutual_information': ('mutual information', False, 'inferno', (0, 0.05)),
+    'variance': ('variance', False, 'viridis', (0.0, 0.01)),
+}
 
 
 def _is_segloop_store(path: Path) -> bool:
@@ -70,10 +78,12 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
     Returns
     -------
     list of (data, kwargs, layer_type)
-        The instance labels (Labels, axes e.g. ``ZYX``) and the
-        probability of class 'interior' (Image, hidden), both as dask
-        arrays with the store's pixel sizes as ``scale``; only the labels
-        for a labels store saved by :mod:`segloop.plugin.writer`.
+        The instance labels (Labels, axes e.g. ``ZYX``), the probability
+        of class 'interior' (Image, hidden) and, for a run with MC dropout,
+        its uncertainty images (entropy shown; mutual information and
+        variance hidden), all as dask arrays with the store's pixel sizes
+        as ``scale``; only the labels for a labels store saved by
+        :mod:`segloop.plugin.writer`.
     """
     if isinstance(path, list):
         path = path[0]
@@ -118,4 +128,26 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
                 'image',
             )
         )
-    return layers
+    measures = uncertainty_measures(store)
+    opened = open_uncertainty(store, measures) if measures else {}
+    for measure, image in opened.items():
+        suffix, shown, colormap, limits = UNCERTAINTY_LAYERS.get(
+            measure, (measure, False, 'inferno', None)
+        )
+        layers.append(
+            (
+                image.data,
+                {
+                    'name': f'{name} [{suffix}]',
+                    'scale': _scale(image, image.axes),
+                    'visible': shown,
+                    'colormap': colormap,
+                    'contrast_limits': limits,
+                    'blending': 'additive',
+                    'metadata': {'path': str(store)},
+                },
+                'image',
+            )
+        )
+    # labels on top of the images
+    return [*layers[1:], layers[0]]

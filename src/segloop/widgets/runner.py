@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import functools
 import multiprocessing
+import os
 from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from segloop.core.errors import SegloopError
 # Final labels up to this size are loaded into memory (editable); larger
 # ones stay a view on the store.
 MAX_IN_MEMORY_BYTES = 1 << 30
+# torch threads of a widget run: one core stays free for napari (DESIGN.md)
+GUI_TORCH_THREADS = max(1, (os.cpu_count() or 2) - 1)
 OUT_OF_MEMORY = (
     'out of memory: open Advanced and choose a smaller tile (e.g. 256,256 '
     'or 16,128,128) or a smaller block, then Segment again; the blocks '
@@ -65,6 +68,13 @@ class RunResult:
         a finished run whose labels fit in :data:`MAX_IN_MEMORY_BYTES`.
     objects : int or None
         Objects found (summed over time points), when ``labels`` is set.
+    features : dict or None
+        Per-object table (mean entropy ``'uncertainty'``, ...) of a run
+        with uncertainty, when ``labels`` is set; see
+        :func:`segloop.core.uncertainty.object_uncertainty`.
+    regions : list of Region or None
+        The most uncertain windows, most uncertain first, of a run with
+        uncertainty whose labels are in memory.
     """
 
     status: str
@@ -72,6 +82,8 @@ class RunResult:
     message: str = ''
     labels: np.ndarray | None = None
     objects: int | None = None
+    features: dict | None = None
+    regions: list | None = None
 
 
 def error_message(err: BaseException, action: str = 'segmentation') -> str:
@@ -98,6 +110,18 @@ def count_objects(labels: np.ndarray, axes: str) -> int:
     if 'T' in axes:
         return int(sum(int(frame.max()) for frame in labels))
     return int(labels.max())
+
+
+def add_uncertainty_summary(result: RunResult, job: Any) -> None:
+    """Per-object mean entropy and the most uncertain windows of a run."""
+    from segloop.core.regions import uncertain_regions
+    from segloop.core.uncertainty import object_uncertainty
+
+    entropy = np.asarray(job.store.uncertainty['entropy'][...])
+    result.regions = uncertain_regions(entropy, job.axes)
+    result.features = object_uncertainty(
+        result.labels, entropy, time_axis='T' in job.axes
+    )
 
 
 def run_segmentation(
@@ -134,7 +158,11 @@ def run_segmentation(
     """
     try:
         # imported here: loads torch, which the GUI thread must not wait for
+        import torch
+
         from segloop.engine import SegmentJob
+
+        torch.set_num_threads(GUI_TORCH_THREADS)
 
         kwargs = {k: v for k, v in options.items() if v is not None}
         job = SegmentJob(data, output, model, **kwargs)
@@ -147,8 +175,15 @@ def run_segmentation(
         if stored.nbytes > MAX_IN_MEMORY_BYTES:
             return RunResult('finished', path)
         labels = np.asarray(stored[...])
-        objects = count_objects(labels, job.axes)
-        return RunResult('finished', path, labels=labels, objects=objects)
+        result = RunResult(
+            'finished',
+            path,
+            labels=labels,
+            objects=count_objects(labels, job.axes),
+        )
+        if 'entropy' in job.store.uncertainty:
+            add_uncertainty_summary(result, job)
+        return result
     except InterruptedError:
         return RunResult('cancelled', output)
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised

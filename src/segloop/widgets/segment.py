@@ -44,12 +44,14 @@ from qtpy.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from segloop.core.errors import InputError
 from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
+from segloop.plugin.reader import UNCERTAINTY_LAYERS
 from segloop.widgets.runner import RunResult, export_labels, run_segmentation
 from segloop.widgets.settings import AdvancedSettings
 from segloop.widgets.views import LiveView
@@ -60,6 +62,7 @@ LOAD_MODEL = 'Load model folder...'
 RGB_MESSAGE = 'RGB images are not supported yet; split the channels'
 # output layers are refreshed at most this often while a run writes
 REFRESH_MS = 200
+DEFAULT_PASSES = 8  # segloop.core.uncertainty.DEFAULT_SAMPLES (no torch here)
 
 # The run folders this process made; removed when it exits.
 _RUN_FOLDERS: set[Path] = set()
@@ -172,6 +175,23 @@ class SegmentWidget(QWidget):
             'Axes of the image: YX, ZYX, TYX, TZYX, or with C (e.g. CZYX) '
             'and the channel chosen under Advanced'
         )
+        self.uncertainty = QCheckBox('uncertainty (MC dropout)')
+        self.uncertainty.setToolTip(
+            'Run the network several times with dropout on and show where '
+            'its answers disagree (slower)'
+        )
+        self.passes = QSpinBox()
+        self.passes.setRange(2, 64)
+        self.passes.setValue(DEFAULT_PASSES)
+        self.passes.setSuffix(' passes')
+        self.passes.setMinimumWidth(90)
+        self.next_button = QPushButton('Next uncertain region')
+        self.next_button.setEnabled(False)
+        self.next_button.setToolTip(
+            'Show the most uncertain place not visited yet, to correct it'
+        )
+        self.regions: list = []
+        self.region_index = -1
         self.advanced = AdvancedSettings()
         self.run_button = QPushButton('Segment')
         self.progress = QProgressBar()
@@ -190,6 +210,10 @@ class SegmentWidget(QWidget):
         form.addRow('image', self.image_combo)
         form.addRow('model', self.model_combo)
         form.addRow('axes', self.axes)
+        uncertainty_row = QHBoxLayout()
+        uncertainty_row.addWidget(self.uncertainty)
+        uncertainty_row.addWidget(self.passes)
+        form.addRow(uncertainty_row)
         export_row = QHBoxLayout()
         export_row.addWidget(self.export_button)
         export_row.addWidget(self.export_probabilities)
@@ -199,11 +223,13 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.run_button)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.next_button)
         layout.addLayout(export_row)
         layout.addStretch()
 
         self.run_button.clicked.connect(self._on_run_clicked)
         self.export_button.clicked.connect(self.export)
+        self.next_button.clicked.connect(self.next_uncertain_region)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         self.model_combo.activated.connect(self._on_model_activated)
         events = self.viewer.layers.events
@@ -334,9 +360,11 @@ class SegmentWidget(QWidget):
         }
         if all(s == 1.0 for s in scale.values()):
             scale = {}
+        passes = self.passes.value() if self.uncertainty.isChecked() else None
         return {
             'axes': axes,
             'scale': scale or None,
+            'mc_samples': passes,
             **self.advanced.options(),
         }
 
@@ -385,7 +413,10 @@ class SegmentWidget(QWidget):
             for a, n in zip(options['axes'], data.shape, strict=True)
             if a != 'C'
         )
-        self._show_output_layers(layer, shape)
+        measures = tuple(UNCERTAINTY_LAYERS) if options['mc_samples'] else ()
+        self._show_output_layers(layer, shape, measures)
+        self.regions, self.region_index = [], -1
+        self.next_button.setEnabled(False)
         if previous != self.output:
             _forget_run(previous)  # no layer shows it any more
         worker = thread_worker(
@@ -480,23 +511,30 @@ class SegmentWidget(QWidget):
             self.job.prioritize(*view)
 
     def _show_output_layers(
-        self, source: napari.layers.Image, shape: tuple[int, ...]
+        self,
+        source: napari.layers.Image,
+        shape: tuple[int, ...],
+        measures: tuple[str, ...] = (),
     ) -> None:
         """Show empty output layers of ``shape`` for a run on ``source``.
 
-        The previous run's layers are reused (new data) when they belong
-        to the same source and are still in the viewer, else replaced.
+        ``measures`` are the uncertainty images the run writes. The
+        previous run's layers are reused (new data) when they belong to
+        the same source, are the same kinds and are still in the viewer;
+        else they are replaced.
         """
-        views = {
-            'probability': LiveView(shape, np.float32),
-            'labels': LiveView(shape, np.uint32),
-        }
-        reusable = self._outputs_source is source and all(
-            layer in self.viewer.layers for layer in self._outputs.values()
+        kinds = ('probability', *measures, 'labels')  # labels on top
+        reusable = (
+            self._outputs_source is source
+            and tuple(self._outputs) == kinds
+            and all(
+                layer in self.viewer.layers for layer in self._outputs.values()
+            )
         )
-        if reusable and len(self._outputs) == len(views):
+        if reusable:
             for kind, layer in self._outputs.items():
-                layer.data = views[kind]
+                dtype = np.uint32 if kind == 'labels' else np.float32
+                layer.data = LiveView(shape, dtype)
                 layer.metadata['path'] = str(self.output)
             return
         self._remove_output_layers()
@@ -506,16 +544,30 @@ class SegmentWidget(QWidget):
             'translate': np.asarray(source.translate)[keep],
             'metadata': {'path': str(self.output)},
         }
+        probability = LiveView(shape, np.float32)
         self._outputs['probability'] = self.viewer.add_image(
-            views['probability'],
+            probability,
             name=f'{source.name} [probability]',
             visible=False,
             colormap='magma',
             contrast_limits=(0.0, 1.0),
             **common,
         )
+        for measure in measures:
+            suffix, shown, colormap, limits = UNCERTAINTY_LAYERS[measure]
+            self._outputs[measure] = self.viewer.add_image(
+                LiveView(shape, np.float32),
+                name=f'{source.name} [{suffix}]',
+                visible=shown,
+                colormap=colormap,
+                contrast_limits=limits,
+                blending='additive',
+                **common,
+            )
         self._outputs['labels'] = self.viewer.add_labels(
-            views['labels'], name=f'{source.name} [labels]', **common
+            LiveView(shape, np.uint32),
+            name=f'{source.name} [labels]',
+            **common,
         )
         self._outputs_source = source
 
@@ -531,9 +583,11 @@ class SegmentWidget(QWidget):
         for kind, layer in self._outputs.items():
             if kind == 'labels':
                 layer.data.attach(store.labels)
-            else:
+            elif kind == 'probability':
                 axis = store.prob_axes.index('C')
                 layer.data.attach(store.probabilities, axis, channel)
+            else:
+                layer.data.attach(store.uncertainty[kind])
         self._refresh_outputs()
 
     def _remove_output_layers(self) -> None:
@@ -577,9 +631,12 @@ class SegmentWidget(QWidget):
         final = result.labels
         labels.data = self.job.store.labels if final is None else final
         result.labels = None  # the layer holds them now
-        probability = self._outputs.get('probability')
-        if probability is not None:
-            probability.refresh()
+        if result.features is not None and 'T' not in self._run_axes:
+            # ids restart per time point: a table per layer fits one only
+            labels.features = result.features
+        self.regions = result.regions or []
+        self.next_button.setEnabled(bool(self.regions))
+        self._refresh_outputs()
 
     def _on_finished(self) -> None:
         self._running = False
@@ -587,6 +644,41 @@ class SegmentWidget(QWidget):
         finished = self.result is not None and self.result.status == 'finished'
         self.export_button.setEnabled(finished)
         self.run_finished.emit(self.result)
+
+    # -- uncertainty
+
+    def next_uncertain_region(self) -> None:
+        """Move the view to the most uncertain region not visited yet.
+
+        Sets the time point and plane sliders and centres the camera on
+        the region (a window of :data:`segloop.core.regions.WINDOW`
+        pixels); after the last region, starts again from the first.
+        """
+        labels = self._outputs.get('labels')
+        if not self.regions or labels is None:
+            show_error('Segment with "uncertainty (MC dropout)" on first')
+            return
+        self.region_index = (self.region_index + 1) % len(self.regions)
+        region = self.regions[self.region_index]
+        spatial = [a for a in self._run_axes if a != 'C']
+        data_point = {
+            'T': region.t,
+            'Z': region.z,
+            'Y': region.y,
+            'X': region.x,
+        }
+        point = [data_point[a] for a in spatial]
+        world = np.asarray(point) * labels.scale + labels.translate
+        offset = self.viewer.dims.ndim - len(world)
+        for axis in range(len(world) - 2):  # T and Z: the sliders
+            self.viewer.dims.set_point(offset + axis, world[axis])
+        # napari >= 0.9 keeps the camera on viewer.scene
+        camera = getattr(self.viewer, 'scene', self.viewer).camera
+        camera.center = tuple(world[-2:])
+        self.status.setText(
+            f'Uncertain region {self.region_index + 1} of '
+            f'{len(self.regions)}: mean entropy {region.score:.2f}'
+        )
 
     # -- export
 

@@ -1,0 +1,271 @@
+"""Hand results on: a per-object CSV table and a labels TIFF.
+
+>>> from segloop.measurements import measure, export_tiff
+>>> measure('cells.zarr')            # -> cells_objects.csv beside it
+>>> export_tiff('cells.zarr')        # -> cells_labels.tif beside it
+
+Both read a finished output store one time point at a time, so memory is
+bounded by one time point's labels (plus the image's), not the movie.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from segloop.core.errors import InputError
+from segloop.core.measure import SPATIAL_AXES, measure_objects, size_column
+from segloop.io.label_tiff import check_new_file, write_labels_tiff
+from segloop.io.readers import ImageSource, open_image
+from segloop.io.relabel_store import label_axes_of, open_output, store_scale
+
+# Stores may hold a per-pixel uncertainty map (MC dropout runs); the
+# first one found is averaged per object.
+UNCERTAINTY_KEYS = ('uncertainty/entropy', 'entropy', 'uncertainty')
+
+
+def default_path(output: str | Path, suffix: str) -> Path:
+    """``cells.zarr`` -> ``cells<suffix>`` in the same folder."""
+    output = Path(output).expanduser().absolute()
+    stem = output.name.removesuffix('.zarr').removesuffix('.ome')
+    return output.with_name(stem + suffix)
+
+
+def _level0(node: Any) -> Any:
+    if isinstance(node, zarr.Array):
+        return node
+    multiscales = node.attrs.asdict().get('multiscales')
+    if multiscales:
+        return node[multiscales[0]['datasets'][0]['path']]
+    return node['0']
+
+
+def uncertainty_array(root: zarr.Group, shape: tuple[int, ...]) -> Any:
+    """The store's uncertainty map shaped like the labels, or None."""
+    for key in UNCERTAINTY_KEYS:
+        try:
+            array = _level0(root[key])
+        except (KeyError, TypeError, zarr.errors.BaseZarrError):
+            continue
+        if tuple(array.shape) == tuple(shape):
+            return array
+    return None
+
+
+def _image_data(
+    image: str | Path | ImageSource | np.ndarray | None,
+    metadata: dict[str, Any],
+    shape: tuple[int, ...],
+    axes: str | None,
+    channel: int | None,
+) -> Any:
+    """The segmented channel of the image, shaped like the labels."""
+    recorded = metadata.get('input') or {}
+    if image is None:
+        path = recorded.get('path')
+        if not path or not Path(path).exists():
+            return None
+        image, axes = path, axes or recorded.get('axes')
+    source = (
+        image if isinstance(image, ImageSource) else open_image(image, axes)
+    )
+    data = source.data
+    if 'C' in source.axes:
+        c_axis = source.axes.index('C')
+        n = data.shape[c_axis]
+        if channel is None:
+            channel = (metadata.get('signature') or {}).get('channel')
+        if channel is None and n == 1:
+            channel = 0
+        if channel is None or not 0 <= channel < n:
+            raise InputError(
+                f'the image has {n} channels; choose the one to measure '
+                f'with --channel N (0 to {n - 1})'
+            )
+        index = [slice(None)] * data.ndim
+        index[c_axis] = channel
+        data = data[tuple(index)]
+    if tuple(data.shape) != tuple(shape):
+        raise InputError(
+            f'the image has shape {tuple(data.shape)} (without channels) '
+            f'but the labels {tuple(shape)}; pass the image that was '
+            'segmented'
+        )
+    return data
+
+
+def iter_tables(
+    output: str | Path,
+    image: str | Path | ImageSource | np.ndarray | None = None,
+    axes: str | None = None,
+    channel: int | None = None,
+) -> Generator[dict[str, np.ndarray], None, None]:
+    """Per-object tables of a finished output, one per time point.
+
+    Parameters
+    ----------
+    output : str or Path
+        A complete segloop output store.
+    image : path, ImageSource or array, optional
+        The segmented image, for ``mean_intensity``; default the input
+        recorded in the store, when it is still readable.
+    axes : str, optional
+        Axes of ``image`` when its file does not say (e.g. ``'CYX'``).
+    channel : int, optional
+        Channel of a multichannel ``image``; default the one segmented.
+
+    Yields
+    ------
+    dict of str to ndarray
+        :func:`segloop.core.measure.measure_objects` columns with ``t``.
+    """
+    root = open_output(output)
+    metadata = root.attrs.asdict().get('segloop') or {}
+    labels = root['labels/labels/0']
+    label_axes = label_axes_of(root)
+    scale = store_scale(root)
+    data = _image_data(image, metadata, labels.shape, axes, channel)
+    uncertainty = uncertainty_array(root, labels.shape)
+    timed = label_axes.startswith('T')
+    for t in range(labels.shape[0] if timed else 1):
+        lead = (t,) if timed else ()
+        yield measure_objects(
+            np.asarray(labels[lead]),
+            None if data is None else np.asarray(data[lead]),
+            scale,
+            None if uncertainty is None else np.asarray(uncertainty[lead]),
+            t=t,
+        )
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f'{float(value):.6g}'
+    return str(value)
+
+
+def measure(
+    output: str | Path,
+    image: str | Path | ImageSource | np.ndarray | None = None,
+    table: str | Path | None = None,
+    overwrite: bool = False,
+    axes: str | None = None,
+    channel: int | None = None,
+) -> tuple[Path, int]:
+    """Write the per-object table of an output store as CSV.
+
+    Parameters
+    ----------
+    output : str or Path
+        A complete segloop output store.
+    image, axes, channel : optional
+        See :func:`iter_tables`.
+    table : str or Path, optional
+        The CSV to write; default ``<output stem>_objects.csv`` beside
+        the output.
+    overwrite : bool
+        Replace an existing ``table``.
+
+    Returns
+    -------
+    (Path, int)
+        The CSV written and its number of objects (rows). Columns as in
+        :func:`segloop.core.measure.measure_objects`: ``label, t,
+        centroid_z?, centroid_y, centroid_x, area_px|volume_px,
+        area_um2|volume_um3?, mean_intensity?, mean_uncertainty?``.
+    """
+    path = check_new_file(
+        table or default_path(output, '_objects.csv'), overwrite
+    )
+    tables = iter_tables(output, image, axes, channel)
+    rows = 0
+    partial = path.with_name(f'.{path.name}.partial')
+    try:
+        with partial.open('w', newline='') as handle:
+            writer = csv.writer(handle)
+            header: list[str] | None = None
+            for columns in tables:
+                if header is None:
+                    header = list(columns)
+                    writer.writerow(header)
+                for row in zip(*(columns[k] for k in header), strict=True):
+                    writer.writerow([_format(v) for v in row])
+                    rows += 1
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path, rows
+
+
+def _planes(labels: Any, n_lead: int) -> Iterator[np.ndarray]:
+    lead_shape = labels.shape[:n_lead]
+    for index in np.ndindex(*lead_shape):
+        yield np.asarray(labels[index])
+
+
+def export_tiff(
+    output: str | Path,
+    tiff: str | Path | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, np.dtype]:
+    """Write the labels of an output store as an ImageJ-compatible TIFF.
+
+    Parameters
+    ----------
+    output : str or Path
+        A complete segloop output store.
+    tiff : str or Path, optional
+        The file to write; default ``<output stem>_labels.tif`` beside
+        the output.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    (Path, numpy.dtype)
+        The file, with the labels' shape and axes (e.g. ``TZYX``), and
+        its dtype: uint16 (ImageJ hyperstack) up to 65,535 objects per
+        time point, else uint32 (see :mod:`segloop.io.label_tiff`).
+    """
+    path = check_new_file(
+        tiff or default_path(output, '_labels.tif'), overwrite
+    )
+    root = open_output(output)
+    labels = root['labels/labels/0']
+    axes = label_axes_of(root)
+    n_lead = labels.ndim - 2
+    # the largest id picks the dtype (read plane by plane: bounded memory)
+    max_label = max(
+        (int(p.max(initial=0)) for p in _planes(labels, n_lead)), default=0
+    )
+    partial = path.with_name(f'.{path.name}.partial.tif')
+    try:
+        dtype = write_labels_tiff(
+            partial,
+            _planes(labels, n_lead),
+            labels.shape,
+            axes,
+            max_label,
+            store_scale(root),
+        )
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path, dtype
+
+
+__all__ = [
+    'SPATIAL_AXES',
+    'default_path',
+    'export_tiff',
+    'iter_tables',
+    'measure',
+    'measure_objects',
+    'size_column',
+    'uncertainty_array',
+]
