@@ -9,6 +9,7 @@ Writes ``docs/images/``:
 - ``widget.png``: napari after segmenting the sample (README, guide);
 - ``napari-running.png``: the same run half way, blocks filling in;
 - ``napari-advanced.png``: the widget with Advanced open;
+- ``napari-labels.png``: the widget with the Labels settings open;
 - ``napari-probability.png``: the probability layer shown;
 - ``napari-uncertainty.png``: a run with MC dropout uncertainty, after
   **Next uncertain region**.
@@ -81,6 +82,13 @@ def main() -> None:
         shot.save(str(IMAGES / 'napari-advanced.png'))
         print(IMAGES / 'napari-advanced.png')
         widget.advanced.toggle.click()
+        widget.label_settings.toggle.click()
+        _settle()
+        height = widget.sizeHint().height()
+        shot = widget.grab().copy(0, 0, widget.width(), height)
+        shot.save(str(IMAGES / 'napari-labels.png'))
+        print(IMAGES / 'napari-labels.png')
+        widget.label_settings.toggle.click()
         viewer.layers[f'{SAMPLE_NAME} [labels]'].visible = False
         viewer.layers[f'{SAMPLE_NAME} [probability]'].visible = True
         _save_window(viewer, 'napari-probability.png')

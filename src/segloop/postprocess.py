@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Generator
+from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -102,6 +103,7 @@ def iter_relabel(
     params: InstanceParams | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int | None = None,
+    instance_executor: Executor | None = None,
     **changes: Any,
 ) -> Generator[RelabelDone, None, Path]:
     """Re-make the labels of an output store from its probabilities.
@@ -119,6 +121,10 @@ def iter_relabel(
         Threads running blocks' instance steps at once (default: the
         number of CPU cores, at most 4); the result does not depend on
         it. A GUI may pass ``cores - 1`` to keep a core free.
+    instance_executor : Executor, optional
+        Where the blocks' instance steps run (e.g. a process pool, so that
+        their C code, which holds the GIL, never stalls a GUI thread);
+        default: the worker threads themselves.
     **changes
         Fields of :class:`InstanceParams` to change, e.g.
         ``fg_threshold=0.4, seed_threshold=0.7, min_size=30,
@@ -168,9 +174,10 @@ def iter_relabel(
                 probabilities[(*lead, slice(None), *extended)],
                 dtype=np.float32,
             )
-            return block_raw_ids(
-                probs, extended, block, params, sampling, stride
-            )
+            args = (probs, extended, block, params, sampling, stride)
+            if instance_executor is None:
+                return block_raw_ids(*args)
+            return instance_executor.submit(block_raw_ids, *args).result()
 
         try:
             results = ordered_map(compute, jobs, workers, should_stop)

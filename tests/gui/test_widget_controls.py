@@ -228,7 +228,7 @@ def test_uncertainty_layers_and_next_region(viewer_widget, qtbot) -> None:
     labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
     features = labels.features
     assert len(features) == widget.result.objects
-    assert features['uncertainty'].between(0, 1.1).all()
+    assert features['mean_uncertainty'].between(0, 1.1).all()
 
     assert widget.next_button.isEnabled()
     centres = []
@@ -273,3 +273,54 @@ def test_next_region_in_a_stack_moves_the_plane(viewer_widget, qtbot) -> None:
     np.testing.assert_allclose(
         _camera(viewer).center[-2:], (region.y * 0.5, region.x * 0.5)
     )
+
+
+def test_objects_are_measured(segmented) -> None:
+    viewer, widget = segmented
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    image = viewer.layers[SAMPLE_NAME].data
+    features = labels.features
+    assert len(features) == widget.result.objects
+    ids = features['index'].to_numpy()
+    np.testing.assert_array_equal(ids, np.arange(1, len(ids) + 1))
+    counts = np.bincount(labels.data.ravel())
+    np.testing.assert_array_equal(features['area_px'], counts[ids])
+    first = labels.data == ids[0]
+    assert features['mean_intensity'][0] == pytest.approx(image[first].mean())
+
+
+def test_update_labels_whole_image_and_preview(segmented, qtbot) -> None:
+    viewer, widget = segmented
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    settings = widget.label_settings
+    params = widget.job.params
+    assert settings.threshold.value() == pytest.approx(params.fg_threshold)
+    assert settings.min_size.value() == params.min_size
+    assert settings.update_button.isEnabled()
+    before = labels.data.copy()
+    stored_before = read_labels(widget.output)
+    np.testing.assert_array_equal(stored_before, before)
+
+    # a preview changes the layer only, in memory
+    settings.preview.setChecked(True)
+    settings.min_size.setValue(400)
+    with qtbot.waitSignal(widget.labels_updated, timeout=RUN_TIMEOUT_MS):
+        settings.update_button.click()
+    assert widget.last_update.status == 'preview'
+    preview_count = len(np.unique(labels.data)) - 1
+    assert 0 < preview_count < widget.result.objects
+    np.testing.assert_array_equal(read_labels(widget.output), stored_before)
+
+    # the whole image: the store is rewritten, the layer and table follow
+    settings.preview.setChecked(False)
+    with qtbot.waitSignal(widget.labels_updated, timeout=RUN_TIMEOUT_MS):
+        settings.update_button.click()
+    result = widget.last_update
+    assert result.status == 'finished', result.message
+    stored = read_labels(widget.output)
+    np.testing.assert_array_equal(labels.data, stored)
+    assert result.objects == preview_count
+    assert np.bincount(stored.ravel())[1:].min() >= 400
+    assert len(labels.features) == result.objects
+    assert read_segloop_metadata(widget.output)['complete'] is True
+    assert widget.export_button.isEnabled()

@@ -14,7 +14,7 @@ import multiprocessing
 import os
 from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ def instance_pool() -> ProcessPoolExecutor:
     napari exits.
     """
     pool = ProcessPoolExecutor(
-        max_workers=1, mp_context=multiprocessing.get_context('spawn')
+        max_workers=GUI_TORCH_THREADS,
+        mp_context=multiprocessing.get_context('spawn'),
     )
     atexit.register(pool.shutdown, cancel_futures=True)
     return pool
@@ -58,7 +59,8 @@ class RunResult:
     Attributes
     ----------
     status : str
-        ``'finished'``, ``'cancelled'`` or ``'error'``.
+        ``'finished'``, ``'cancelled'``, ``'error'`` or (a relabel
+        preview) ``'preview'``.
     output : Path or None
         The output store.
     message : str
@@ -69,12 +71,12 @@ class RunResult:
     objects : int or None
         Objects found (summed over time points), when ``labels`` is set.
     features : dict or None
-        Per-object table (mean entropy ``'uncertainty'``, ...) of a run
-        with uncertainty, when ``labels`` is set; see
-        :func:`segloop.core.uncertainty.object_uncertainty`.
+        Per-object table when ``labels`` is set (see :func:`summarize`).
     regions : list of Region or None
         The most uncertain windows, most uncertain first, of a run with
         uncertainty whose labels are in memory.
+    index : tuple of int or None
+        For a preview: where ``labels`` go in the labels layer's data.
     """
 
     status: str
@@ -84,6 +86,7 @@ class RunResult:
     objects: int | None = None
     features: dict | None = None
     regions: list | None = None
+    index: tuple | None = None
 
 
 def error_message(err: BaseException, action: str = 'segmentation') -> str:
@@ -112,16 +115,109 @@ def count_objects(labels: np.ndarray, axes: str) -> int:
     return int(labels.max())
 
 
-def add_uncertainty_summary(result: RunResult, job: Any) -> None:
-    """Per-object mean entropy and the most uncertain windows of a run."""
-    from segloop.core.regions import uncertain_regions
-    from segloop.core.uncertainty import object_uncertainty
+def summarize(result: RunResult, job: Any) -> None:
+    """Add the object table and the uncertain regions to a finished result.
 
-    entropy = np.asarray(job.store.uncertainty['entropy'][...])
-    result.regions = uncertain_regions(entropy, job.axes)
-    result.features = object_uncertainty(
-        result.labels, entropy, time_axis='T' in job.axes
+    ``result.labels`` (in memory) are measured against the job's image,
+    pixel size and, when the run has them, entropy values: see
+    :func:`segloop.core.measure.measure_objects`. The table gets an
+    ``'index'`` column (the label) so that napari can show a row per
+    object.
+    """
+    from segloop.core.measure import concat_tables, measure_objects
+    from segloop.core.regions import uncertain_regions
+
+    labels = result.labels
+    image = np.asarray(job.data[...])
+    stored = job.store.uncertainty.get('entropy')
+    entropy = None if stored is None else np.asarray(stored[...])
+    if 'T' in job.axes:
+        table = concat_tables(
+            [
+                measure_objects(
+                    labels[t],
+                    image[t],
+                    job.scale,
+                    None if entropy is None else entropy[t],
+                    t=t,
+                )
+                for t in range(labels.shape[0])
+            ]
+        )
+    else:
+        table = measure_objects(labels, image, job.scale, entropy)
+    result.features = {'index': table['label'], **table}
+    if entropy is not None:
+        result.regions = uncertain_regions(entropy, job.axes)
+
+
+def _finished(job: Any, path: Path) -> RunResult:
+    """A finished result, with the labels in memory when they fit."""
+    from segloop.io.ome_zarr import read_labels
+
+    if job.store.labels.nbytes > MAX_IN_MEMORY_BYTES:
+        return RunResult('finished', path)
+    labels = read_labels(path)
+    result = RunResult(
+        'finished',
+        path,
+        labels=labels,
+        objects=count_objects(labels, job.axes),
     )
+    summarize(result, job)
+    return result
+
+
+def run_relabel(
+    job: Any,
+    changes: dict[str, Any],
+    should_stop: Any,
+    preview: tuple[int, int | None] | None = None,
+) -> Generator[Any, None, RunResult]:
+    """Re-make a finished run's labels from its stored probabilities.
+
+    Parameters
+    ----------
+    job : SegmentJob
+        The finished run.
+    changes : dict
+        Fields of :class:`segloop.core.instances.InstanceParams`.
+    should_stop : callable
+        Returns True once the user cancelled (the store keeps its labels).
+    preview : (t, z) or None
+        Only this time point (and, for a 2D model run plane by plane, this
+        plane; ``z`` None otherwise), in memory: a ``'preview'`` result
+        whose ``labels`` go at ``index`` in the layer's data. None: the
+        whole store, blockwise (yields
+        :class:`segloop.postprocess.RelabelDone` per block).
+    """
+    try:
+        from segloop.core.relabel import relabel_array
+        from segloop.postprocess import iter_relabel
+
+        params = replace(job.params, **changes)
+        if preview is None:
+            path = yield from iter_relabel(
+                job.output,
+                params,
+                should_stop,
+                instance_executor=instance_pool(),
+            )
+            return _finished(job, path)
+        t, z = preview
+        lead = (t,) if 'T' in job.axes else ()
+        plane = () if z is None else (z,)
+        where = (*lead, slice(None), *plane)
+        probabilities = np.asarray(job.store.probabilities[where])
+        sampling = job.sampling[len(plane) :]
+        labels = relabel_array(probabilities, params, sampling=sampling)
+        return RunResult(
+            'preview', job.output, labels=labels, index=(*lead, *plane)
+        )
+    except InterruptedError:
+        return RunResult('cancelled', job.output)
+    except Exception as err:  # noqa: BLE001 - shown to the user, not raised
+        return RunResult('error', job.output, error_message(err, 'update'))
 
 
 def run_segmentation(
@@ -171,19 +267,7 @@ def run_segmentation(
             job.prioritize(*focus)
         yield job
         path = yield from job.iter_run(should_stop)
-        stored = job.store.labels
-        if stored.nbytes > MAX_IN_MEMORY_BYTES:
-            return RunResult('finished', path)
-        labels = np.asarray(stored[...])
-        result = RunResult(
-            'finished',
-            path,
-            labels=labels,
-            objects=count_objects(labels, job.axes),
-        )
-        if 'entropy' in job.store.uncertainty:
-            add_uncertainty_summary(result, job)
-        return result
+        return _finished(job, path)
     except InterruptedError:
         return RunResult('cancelled', output)
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised

@@ -52,7 +52,13 @@ from qtpy.QtWidgets import (
 from segloop.core.errors import InputError
 from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
-from segloop.widgets.runner import RunResult, export_labels, run_segmentation
+from segloop.widgets.label_settings import LabelSettings
+from segloop.widgets.runner import (
+    RunResult,
+    export_labels,
+    run_relabel,
+    run_segmentation,
+)
 from segloop.widgets.settings import AdvancedSettings
 from segloop.widgets.views import LiveView
 
@@ -138,11 +144,16 @@ class SegmentWidget(QWidget):
         are shown.
     export_finished : Signal(RunResult)
         Emitted on the GUI thread when an export has ended.
+    label_settings : LabelSettings
+        Thresholds, minimum size, hole filling and **Update labels**.
+    labels_updated : Signal(RunResult)
+        Emitted on the GUI thread when an Update labels has ended.
     """
 
     block_done = Signal(object)
     run_finished = Signal(object)
     export_finished = Signal(object)
+    labels_updated = Signal(object)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
@@ -152,6 +163,7 @@ class SegmentWidget(QWidget):
         self.output: Path | None = None
         self.result: RunResult | None = None
         self.exported: RunResult | None = None
+        self.last_update: RunResult | None = None
         self._stop = threading.Event()
         self._running = False
         self._exporting = False
@@ -193,6 +205,7 @@ class SegmentWidget(QWidget):
         self.regions: list = []
         self.region_index = -1
         self.advanced = AdvancedSettings()
+        self.label_settings = LabelSettings()
         self.run_button = QPushButton('Segment')
         self.progress = QProgressBar()
         self.progress.setValue(0)
@@ -224,12 +237,14 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.next_button)
+        layout.addWidget(self.label_settings)
         layout.addLayout(export_row)
         layout.addStretch()
 
         self.run_button.clicked.connect(self._on_run_clicked)
         self.export_button.clicked.connect(self.export)
         self.next_button.clicked.connect(self.next_uncertain_region)
+        self.label_settings.update_button.clicked.connect(self.update_labels)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         self.model_combo.activated.connect(self._on_model_activated)
         events = self.viewer.layers.events
@@ -631,19 +646,111 @@ class SegmentWidget(QWidget):
         final = result.labels
         labels.data = self.job.store.labels if final is None else final
         result.labels = None  # the layer holds them now
-        if result.features is not None and 'T' not in self._run_axes:
-            # ids restart per time point: a table per layer fits one only
-            labels.features = result.features
+        self._show_table(labels, result.features)
         self.regions = result.regions or []
         self.next_button.setEnabled(bool(self.regions))
+        self.label_settings.set_params(self.job.params.to_dict())
         self._refresh_outputs()
+
+    def _show_table(self, labels: napari.layers.Labels, table: Any) -> None:
+        """The per-object table: layer features, or metadata with time.
+
+        Ids restart at 1 in each time point, so a time series' table (with
+        a ``t`` column) goes to ``metadata['objects']``, not ``features``.
+        """
+        if table is None:
+            return
+        if 'T' in self._run_axes:
+            labels.metadata['objects'] = table
+        else:
+            labels.features = table
 
     def _on_finished(self) -> None:
         self._running = False
         self.run_button.setText('Segment')
         finished = self.result is not None and self.result.status == 'finished'
         self.export_button.setEnabled(finished)
+        self.label_settings.update_button.setEnabled(finished)
         self.run_finished.emit(self.result)
+
+    # -- update labels
+
+    def update_labels(self) -> None:
+        """Re-make the labels from the stored probabilities (no network).
+
+        With "this slice / time point only" the plane or time point on
+        screen is redone in memory (a preview); otherwise the whole store,
+        blockwise, in a worker. :attr:`labels_updated` tells the end.
+        """
+        finished = self.result is not None and self.result.status == 'finished'
+        if self.running or not finished or self.job is None:
+            show_error('Segment an image first; then update its labels')
+            return
+        preview = None
+        if self.label_settings.preview.isChecked():
+            t, region = self.view_region() or (0, None)
+            plane = self.job.planewise and region is not None
+            preview = (t, region[0].start if plane else None)
+        worker = thread_worker(
+            run_relabel,
+            start_thread=False,
+            connect={
+                'yielded': self._on_relabel_progress,
+                'returned': self._on_relabelled,
+                'finished': self._on_relabel_finished,
+            },
+        )(self.job, self.label_settings.changes(), self._stop.is_set, preview)
+        self._stop.clear()
+        self._running = True
+        self.run_button.setText('Cancel')
+        self.label_settings.update_button.setEnabled(False)
+        self.export_button.setEnabled(False)
+        self.status.setText('Updating labels...')
+        worker.start()
+
+    def _on_relabel_progress(self, event: Any) -> None:
+        self.progress.setRange(0, event.total)
+        self.progress.setValue(event.done)
+        self.status.setText(f'Updating labels: {event.done} / {event.total}')
+
+    def _on_relabelled(self, result: RunResult) -> None:
+        labels = self._outputs.get('labels')
+        if labels is None:
+            return
+        if result.status == 'preview':
+            labels.data[result.index] = result.labels
+            labels.refresh()
+            count = int(result.labels.max(initial=0))
+            self.status.setText(
+                f'Preview: {count} objects here; untick "this slice / time '
+                'point only" and Update labels for the whole image'
+            )
+        elif result.status == 'finished':
+            self.result = result
+            labels.data = (
+                self.job.store.labels
+                if result.labels is None
+                else result.labels
+            )
+            self._show_table(labels, result.features)
+            self.regions = result.regions or self.regions
+            found = (
+                '' if result.objects is None else f': {result.objects} objects'
+            )
+            self.status.setText(f'Labels updated{found}')
+        elif result.status == 'cancelled':
+            self.status.setText('Update cancelled; the labels are unchanged')
+        else:
+            self.status.setText(result.message)
+            show_error(result.message)
+        self.last_update = result
+
+    def _on_relabel_finished(self) -> None:
+        self._running = False
+        self.run_button.setText('Segment')
+        self.export_button.setEnabled(True)
+        self.label_settings.update_button.setEnabled(True)
+        self.labels_updated.emit(self.last_update)
 
     # -- uncertainty
 

@@ -1,0 +1,119 @@
+"""The Segment widget's "Labels" settings: re-make labels from stored
+probabilities with other thresholds, without running the network again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def _probability_box(tooltip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(0.0, 0.99)
+    box.setSingleStep(0.05)
+    box.setDecimals(2)
+    box.setToolTip(tooltip)
+    return box
+
+
+class LabelSettings(QWidget):
+    """A toggle button and, below it, the instance-step settings.
+
+    Attributes
+    ----------
+    toggle : QToolButton
+        Shows or hides the form.
+    threshold, seed_threshold : QDoubleSpinBox
+        Foreground threshold (on 1 - P(background)) and seed threshold
+        (on P(interior)).
+    min_size : QSpinBox
+        Smallest object kept, in pixels (voxels).
+    fill_holes : QCheckBox
+        Fill holes inside objects.
+    preview : QCheckBox
+        Only the plane / time point on screen, in memory, for a fast try.
+    update_button : QPushButton
+        'Update labels'; enabled once a run has finished.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.toggle = QToolButton()
+        self.toggle.setText('Labels')
+        self.toggle.setCheckable(True)
+        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.toggle.setToolButtonStyle(
+            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
+        )
+        self.threshold = _probability_box(
+            'A pixel is foreground when 1 - P(background) is above this; '
+            'lower finds fainter objects'
+        )
+        self.seed_threshold = _probability_box(
+            'Seeds grow from pixels with P(interior) above this; higher '
+            'separates touching nuclei better but may miss faint ones'
+        )
+        self.min_size = QSpinBox()
+        self.min_size.setRange(0, 1_000_000)
+        self.min_size.setSuffix(' px')
+        self.min_size.setToolTip('Objects smaller than this are removed')
+        self.fill_holes = QCheckBox('fill holes')
+        self.preview = QCheckBox('this slice / time point only')
+        self.preview.setToolTip(
+            'Try the settings on what is on screen (in memory, seconds); '
+            'untick to update the whole image'
+        )
+        self.update_button = QPushButton('Update labels')
+        self.update_button.setEnabled(False)
+        self.update_button.setToolTip(
+            'Re-make the labels from the stored probabilities (no network)'
+        )
+
+        self.form = QWidget()
+        form = QFormLayout(self.form)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.addRow('threshold', self.threshold)
+        form.addRow('seed threshold', self.seed_threshold)
+        form.addRow('min size', self.min_size)
+        form.addRow(self.fill_holes)
+        form.addRow(self.preview)
+        form.addRow(self.update_button)
+        self.form.setVisible(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.toggle)
+        layout.addWidget(self.form)
+        self.toggle.toggled.connect(self._show)
+
+    def _show(self, shown: bool) -> None:
+        self.form.setVisible(shown)
+        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        self.toggle.setArrowType(arrow)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        """Show a run's settings (an ``InstanceParams.to_dict()``)."""
+        self.threshold.setValue(float(params['fg_threshold']))
+        self.seed_threshold.setValue(float(params['seed_threshold']))
+        self.min_size.setValue(int(params['min_size']))
+        self.fill_holes.setChecked(bool(params['fill_holes']))
+
+    def changes(self) -> dict[str, Any]:
+        """The settings as ``InstanceParams`` fields."""
+        return {
+            'fg_threshold': round(self.threshold.value(), 4),
+            'seed_threshold': round(self.seed_threshold.value(), 4),
+            'min_size': int(self.min_size.value()),
+            'fill_holes': self.fill_holes.isChecked(),
+        }
