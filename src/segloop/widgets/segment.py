@@ -187,7 +187,7 @@ class SegmentWidget(QWidget):
             'Axes of the image: YX, ZYX, TYX, TZYX, or with C (e.g. CZYX) '
             'and the channel chosen under Advanced'
         )
-        self.uncertainty = QCheckBox('uncertainty (MC dropout)')
+        self.uncertainty = QCheckBox('uncertainty (MC dropout), passes:')
         self.uncertainty.setToolTip(
             'Run the network several times with dropout on and show where '
             'its answers disagree (slower)'
@@ -195,8 +195,7 @@ class SegmentWidget(QWidget):
         self.passes = QSpinBox()
         self.passes.setRange(2, 64)
         self.passes.setValue(DEFAULT_PASSES)
-        self.passes.setSuffix(' passes')
-        self.passes.setMinimumWidth(90)
+        self.passes.setToolTip('Stochastic passes per tile (8: measured best)')
         self.next_button = QPushButton('Next uncertain region')
         self.next_button.setEnabled(False)
         self.next_button.setToolTip(
