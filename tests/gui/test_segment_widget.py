@@ -68,7 +68,7 @@ def test_cancel_keeps_a_store_that_segment_resumes(
 
     assert widget.result.status == 'cancelled'
     assert widget.run_button.text() == 'Segment'
-    assert not widget.export_button.isEnabled()
+    assert not widget.export_panel.button.isEnabled()
     assert texts[0].startswith('1 / 12 blocks')
     assert read_segloop_metadata(widget.output)['complete'] is False
     ledger = zarr.open_array(
@@ -92,7 +92,7 @@ def test_cancel_keeps_a_store_that_segment_resumes(
     assert blocks[0] == done_before + 1
     assert len(blocks) == ledger.size - done_before
     assert read_segloop_metadata(widget.output)['complete'] is True
-    assert widget.export_button.isEnabled()
+    assert widget.export_panel.button.isEnabled()
 
 
 def test_rerun_replaces_only_its_own_layers(viewer_widget, qtbot) -> None:

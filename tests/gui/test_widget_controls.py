@@ -44,22 +44,25 @@ def segmented(viewer_widget, qtbot):
 
 def _export(widget, qtbot, monkeypatch, path, confirm=None) -> None:
     """Click Export..., answering the dialogs with ``path`` and ``confirm``."""
-    monkeypatch.setattr(widget, 'ask_export_path', lambda: str(path))
+    panel = widget.export_panel
+    monkeypatch.setattr(panel, 'ask_path', lambda suggestion: str(path))
     asked: list = []
 
     def answer(target):
         asked.append(target)
         return confirm
 
-    monkeypatch.setattr(widget, 'confirm_overwrite', answer)
+    monkeypatch.setattr(panel, 'confirm_overwrite', answer)
     if confirm is False:
-        before = widget.exported
-        widget.export_button.click()
+        before = widget.export_panel.exported
+        widget.export_panel.button.click()
         assert asked
-        assert widget.exported is before  # nothing was started
+        assert widget.export_panel.exported is before  # nothing was started
         return
-    with qtbot.waitSignal(widget.export_finished, timeout=RUN_TIMEOUT_MS):
-        widget.export_button.click()
+    with qtbot.waitSignal(
+        widget.export_panel.finished, timeout=RUN_TIMEOUT_MS
+    ):
+        widget.export_panel.button.click()
     assert bool(asked) == (confirm is not None)
 
 
@@ -68,13 +71,15 @@ def test_export_writes_the_edited_labels(
 ) -> None:
     viewer, widget = segmented
     layer = viewer.layers[f'{SAMPLE_NAME} [labels]']
-    assert widget.export_button.isEnabled()
+    assert widget.export_panel.button.isEnabled()
 
     target = tmp_path / 'exported'  # '.zarr' is added
     _export(widget, qtbot, monkeypatch, target)
     written = tmp_path / 'exported.zarr'
-    assert widget.exported.status == 'finished', widget.exported.message
-    assert widget.exported.output == written
+    assert widget.export_panel.exported.status == 'finished', (
+        widget.export_panel.exported.message
+    )
+    assert widget.export_panel.exported.output == written
     np.testing.assert_array_equal(read_labels(written), layer.data)
     assert read_segloop_metadata(written)['complete'] is True
     probabilities = zarr.open_array(str(written / '0'), mode='r')
@@ -94,7 +99,7 @@ def test_export_writes_the_edited_labels(
 
 def test_export_labels_only(segmented, qtbot, monkeypatch, tmp_path) -> None:
     viewer, widget = segmented
-    widget.export_probabilities.setChecked(False)
+    widget.export_panel.probabilities.setChecked(False)
     _export(widget, qtbot, monkeypatch, tmp_path / 'only.zarr')
     written = tmp_path / 'only.zarr'
     # an image-label at the root, without probabilities
@@ -110,7 +115,7 @@ def test_export_labels_only(segmented, qtbot, monkeypatch, tmp_path) -> None:
 
 def test_export_before_segmenting_is_refused(viewer_widget, errors) -> None:
     _, widget = viewer_widget
-    assert not widget.export_button.isEnabled()
+    assert not widget.export_panel.button.isEnabled()
     widget.export()
     assert len(errors) == 1
     assert 'Segment' in errors[0]
@@ -323,4 +328,4 @@ def test_update_labels_whole_image_and_preview(segmented, qtbot) -> None:
     assert np.bincount(stored.ravel())[1:].min() >= 400
     assert len(labels.features) == result.objects
     assert read_segloop_metadata(widget.output)['complete'] is True
-    assert widget.export_button.isEnabled()
+    assert widget.export_panel.button.isEnabled()

@@ -41,7 +41,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -52,10 +51,10 @@ from qtpy.QtWidgets import (
 from segloop.core.errors import InputError
 from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
+from segloop.widgets.export_panel import ExportPanel
 from segloop.widgets.label_settings import LabelSettings
 from segloop.widgets.runner import (
     RunResult,
-    export_labels,
     run_relabel,
     run_segmentation,
 )
@@ -123,10 +122,8 @@ class SegmentWidget(QWidget):
         Blocks done / total.
     status : QLabel
         Blocks done, time left; how the run ended.
-    export_button : QPushButton
-        Export the latest finished run as OME-Zarr.
-    export_probabilities : QCheckBox
-        Whether the export includes the class probabilities.
+    export_panel : ExportPanel
+        **Export...** the latest finished run as OME-Zarr.
     worker : GeneratorWorker or None
         The latest run's worker.
     job : SegmentJob or None
@@ -135,15 +132,11 @@ class SegmentWidget(QWidget):
         The latest run's output store.
     result : RunResult or None
         How the latest run ended.
-    exported : RunResult or None
-        How the latest export ended.
     block_done : Signal(BlockDone)
         Emitted on the GUI thread after a newly written block arrived.
     run_finished : Signal(RunResult)
         Emitted on the GUI thread when a run has ended and its outputs
         are shown.
-    export_finished : Signal(RunResult)
-        Emitted on the GUI thread when an export has ended.
     label_settings : LabelSettings
         Thresholds, minimum size, hole filling and **Update labels**.
     labels_updated : Signal(RunResult)
@@ -152,7 +145,6 @@ class SegmentWidget(QWidget):
 
     block_done = Signal(object)
     run_finished = Signal(object)
-    export_finished = Signal(object)
     labels_updated = Signal(object)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
@@ -162,11 +154,9 @@ class SegmentWidget(QWidget):
         self.job: Any = None
         self.output: Path | None = None
         self.result: RunResult | None = None
-        self.exported: RunResult | None = None
         self.last_update: RunResult | None = None
         self._stop = threading.Event()
         self._running = False
-        self._exporting = False
         self._source: napari.layers.Image | None = None
         self._outputs: dict[str, napari.layers.Layer] = {}
         self._outputs_source: napari.layers.Image | None = None
@@ -210,13 +200,7 @@ class SegmentWidget(QWidget):
         self.progress.setValue(0)
         self.status = QLabel('')
         self.status.setWordWrap(True)
-        self.export_button = QPushButton('Export...')
-        self.export_button.setEnabled(False)
-        self.export_button.setToolTip(
-            'Save the labels (as edited) as OME-Zarr'
-        )
-        self.export_probabilities = QCheckBox('with probabilities')
-        self.export_probabilities.setChecked(True)
+        self.export_panel = ExportPanel()
 
         form = QFormLayout()
         form.addRow('image', self.image_combo)
@@ -226,9 +210,6 @@ class SegmentWidget(QWidget):
         uncertainty_row.addWidget(self.uncertainty)
         uncertainty_row.addWidget(self.passes)
         form.addRow(uncertainty_row)
-        export_row = QHBoxLayout()
-        export_row.addWidget(self.export_button)
-        export_row.addWidget(self.export_probabilities)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.advanced)
@@ -237,11 +218,12 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.next_button)
         layout.addWidget(self.label_settings)
-        layout.addLayout(export_row)
+        layout.addWidget(self.export_panel)
         layout.addStretch()
 
         self.run_button.clicked.connect(self._on_run_clicked)
-        self.export_button.clicked.connect(self.export)
+        self.export_panel.button.clicked.connect(self.export)
+        self.export_panel.message.connect(self.status.setText)
         self.next_button.clicked.connect(self.next_uncertain_region)
         self.label_settings.update_button.clicked.connect(self.update_labels)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
@@ -453,7 +435,7 @@ class SegmentWidget(QWidget):
         self._running = True  # from now: the worker may not have started
         self.progress.setValue(0)
         self.run_button.setText('Cancel')
-        self.export_button.setEnabled(False)
+        self.export_panel.button.setEnabled(False)
         verb = 'Resuming' if resume else 'Starting'
         self.status.setText(f'{verb} on {layer.name!r}...')
         worker.start()
@@ -668,7 +650,7 @@ class SegmentWidget(QWidget):
         self._running = False
         self.run_button.setText('Segment')
         finished = self.result is not None and self.result.status == 'finished'
-        self.export_button.setEnabled(finished)
+        self.export_panel.button.setEnabled(finished)
         self.label_settings.update_button.setEnabled(finished)
         self.run_finished.emit(self.result)
 
@@ -703,7 +685,7 @@ class SegmentWidget(QWidget):
         self._running = True
         self.run_button.setText('Cancel')
         self.label_settings.update_button.setEnabled(False)
-        self.export_button.setEnabled(False)
+        self.export_panel.button.setEnabled(False)
         self.status.setText('Updating labels...')
         worker.start()
 
@@ -747,7 +729,7 @@ class SegmentWidget(QWidget):
     def _on_relabel_finished(self) -> None:
         self._running = False
         self.run_button.setText('Segment')
-        self.export_button.setEnabled(True)
+        self.export_panel.button.setEnabled(True)
         self.label_settings.update_button.setEnabled(True)
         self.labels_updated.emit(self.last_update)
 
@@ -788,84 +770,23 @@ class SegmentWidget(QWidget):
 
     # -- export
 
-    def ask_export_path(self) -> str:
-        """Ask where to export (a dialog); ``''`` when cancelled."""
-        suggestion = Path.home() / (self.output.name if self.output else '')
-        path, _ = QFileDialog.getSaveFileName(
-            self,
-            'Export labels as OME-Zarr',
-            str(suggestion),
-            'OME-Zarr (*.zarr)',
-            options=QFileDialog.Option.DontConfirmOverwrite,
-        )
-        return path
-
-    def confirm_overwrite(self, path: Path) -> bool:
-        """Ask whether ``path``, which exists, may be replaced."""
-        answer = QMessageBox.question(
-            self,
-            'Replace?',
-            f'{path} exists. Replace it with this export?',
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
-        )
-        return answer == QMessageBox.StandardButton.Yes
-
     def export(self, path: str | Path | None = None) -> None:
         """Export the latest finished run to ``path`` (asked when None).
 
-        The labels are taken from the labels layer as it is now (edits
-        included). An existing path is replaced only after the user
-        confirms. Runs in a worker; :attr:`export_finished` tells the end.
+        See :meth:`ExportPanel.export`; ``export_panel.finished`` tells
+        the end.
         """
         labels_layer = self._outputs.get('labels')
+        finished = self.result is not None and self.result.status == 'finished'
         if (
-            self.result is None
-            or self.result.status != 'finished'
+            not finished
             or labels_layer is None
             or self.running
-            or self._exporting
+            or self.export_panel.busy
         ):
             show_error('Segment an image first; then export its labels')
             return
-        chosen = str(path) if path else self.ask_export_path()
-        if not chosen:
-            return
-        target = Path(chosen).expanduser()
-        if target.suffix != '.zarr':
-            target = target.with_name(target.name + '.zarr')
-        overwrite = target.exists()
-        if overwrite and not self.confirm_overwrite(target):
-            return
-        data = labels_layer.data
-        labels = np.array(data) if isinstance(data, np.ndarray) else None
-        worker = thread_worker(
-            export_labels,
-            start_thread=False,
-            connect={'returned': self._on_exported},
-        )(
-            self.result.output,
-            target,
-            labels,
-            self.export_probabilities.isChecked(),
-            overwrite,
-        )
-        self._exporting = True
-        self.export_button.setEnabled(False)
-        self.status.setText(f'Exporting to {target}...')
-        worker.start()
-
-    def _on_exported(self, result: RunResult) -> None:
-        self._exporting = False
-        self.exported = result
-        self.export_button.setEnabled(True)
-        if result.status == 'finished':
-            self.status.setText(f'Exported to {result.output}')
-            show_info(f'segloop: exported to {result.output}')
-        else:
-            self.status.setText(result.message)
-            show_error(result.message)
-        self.export_finished.emit(result)
+        self.export_panel.export(self.result.output, labels_layer, path)
 
 
 def _file_name(name: str) -> str:
