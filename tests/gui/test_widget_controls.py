@@ -13,7 +13,8 @@ from segloop.data.synthetic import synthetic_nuclei
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 from segloop.models import BUNDLED_DIR
 from segloop.plugin.sample import SAMPLE_NAME
-from segloop.widgets import segment
+from segloop.widgets import export_panel, model_picker, segment
+from segloop.widgets.model_picker import LOAD_MODEL
 
 pytestmark = pytest.mark.gui
 
@@ -28,7 +29,8 @@ def _camera(viewer):
 def errors(monkeypatch) -> list[str]:
     """The messages the widget shows as error notifications."""
     shown: list[str] = []
-    monkeypatch.setattr(segment, 'show_error', shown.append)
+    for module in (segment, model_picker, export_panel):
+        monkeypatch.setattr(module, 'show_error', shown.append)
     return shown
 
 
@@ -124,19 +126,19 @@ def test_export_before_segmenting_is_refused(viewer_widget, errors) -> None:
 def test_load_model_folder(viewer_widget, monkeypatch, tmp_path, errors):
     _, widget = viewer_widget
     combo = widget.model_combo
-    load_index = combo.findText(segment.LOAD_MODEL)
+    load_index = combo.findText(LOAD_MODEL)
     assert load_index == combo.count() - 1
 
     folder = BUNDLED_DIR / 'nuclei2d'
-    monkeypatch.setattr(widget, 'ask_model_folder', lambda: str(folder))
+    monkeypatch.setattr(combo, 'ask_folder', lambda: str(folder))
     combo.setCurrentIndex(load_index)
     combo.activated.emit(load_index)
     assert combo.currentText() == str(folder)
-    assert combo.findText(segment.LOAD_MODEL) == combo.count() - 1
+    assert combo.findText(LOAD_MODEL) == combo.count() - 1
 
     # a folder without a model is refused; the choice stays
-    monkeypatch.setattr(widget, 'ask_model_folder', lambda: str(tmp_path))
-    load_index = combo.findText(segment.LOAD_MODEL)
+    monkeypatch.setattr(combo, 'ask_folder', lambda: str(tmp_path))
+    load_index = combo.findText(LOAD_MODEL)
     combo.setCurrentIndex(load_index)
     combo.activated.emit(load_index)
     assert combo.currentText() == str(folder)
@@ -146,7 +148,7 @@ def test_load_model_folder(viewer_widget, monkeypatch, tmp_path, errors):
 
 def test_loaded_model_folder_segments(viewer_widget, qtbot) -> None:
     _, widget = viewer_widget
-    assert widget.add_model_folder(BUNDLED_DIR / 'nuclei2d')
+    assert widget.model_combo.add_folder(BUNDLED_DIR / 'nuclei2d')
     widget.advanced.toggle.click()
     assert not widget.advanced.form.isHidden()
     widget.advanced.tile.setText('256,256')

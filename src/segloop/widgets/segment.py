@@ -36,7 +36,6 @@ from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -49,10 +48,10 @@ from qtpy.QtWidgets import (
 )
 
 from segloop.core.errors import InputError
-from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
 from segloop.widgets.export_panel import ExportPanel
 from segloop.widgets.label_settings import LabelSettings
+from segloop.widgets.model_picker import ModelPicker
 from segloop.widgets.runner import (
     RunResult,
     run_relabel,
@@ -63,7 +62,6 @@ from segloop.widgets.views import LiveView
 
 AXES_BY_NDIM = {2: 'YX', 3: 'ZYX', 4: 'TZYX', 5: 'TCZYX'}
 INTERIOR = 'interior'
-LOAD_MODEL = 'Load model folder...'
 RGB_MESSAGE = 'RGB images are not supported yet; split the channels'
 # output layers are refreshed at most this often while a run writes
 REFRESH_MS = 200
@@ -108,9 +106,10 @@ class SegmentWidget(QWidget):
 
     Attributes
     ----------
-    image_combo, model_combo : QComboBox
-        The image layer and the model (bundled names, model folders and
-        'Load model folder...').
+    image_combo : QComboBox
+        The image layer.
+    model_combo : ModelPicker
+        The model (bundled names, model folders, 'Load model folder...').
     axes : QLineEdit
         The image's axes, inferred from the layer (e.g. ``ZYX``); editable
         (``TYX``, ``CYX`` with a channel under Advanced, ...).
@@ -169,9 +168,7 @@ class SegmentWidget(QWidget):
         self._refresh_timer.timeout.connect(self._refresh_outputs)
 
         self.image_combo = QComboBox()
-        self.model_combo = QComboBox()
-        self.model_combo.addItems([*list_models(), LOAD_MODEL])
-        self._model = self.model_combo.currentText()
+        self.model_combo = ModelPicker()
         self.axes = QLineEdit()
         self.axes.setToolTip(
             'Axes of the image: YX, ZYX, TYX, TZYX, or with C (e.g. CZYX) '
@@ -227,7 +224,6 @@ class SegmentWidget(QWidget):
         self.next_button.clicked.connect(self.next_uncertain_region)
         self.label_settings.update_button.clicked.connect(self.update_labels)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
-        self.model_combo.activated.connect(self._on_model_activated)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
         events.removed.connect(self._on_layers_changed)
@@ -275,45 +271,7 @@ class SegmentWidget(QWidget):
         if layer is None:
             return
         self.axes.setText(AXES_BY_NDIM.get(layer.ndim, ''))
-        # switch between the bundled defaults, never away from a choice
-        if self.model_combo.currentText() in (DEFAULT_MODEL, DEFAULT_MODEL_3D):
-            default = DEFAULT_MODEL if layer.ndim == 2 else DEFAULT_MODEL_3D
-            if default in list_models():
-                self.model_combo.setCurrentText(default)
-                self._model = default
-
-    def _on_model_activated(self, index: int) -> None:
-        if self.model_combo.itemText(index) != LOAD_MODEL:
-            self._model = self.model_combo.currentText()
-            return
-        folder = self.ask_model_folder()
-        self.model_combo.setCurrentText(self._model)  # until it is valid
-        if folder:
-            self.add_model_folder(folder)
-
-    def ask_model_folder(self) -> str:
-        """Ask for a model folder (a dialog); ``''`` when cancelled."""
-        return QFileDialog.getExistingDirectory(self, 'Choose a model folder')
-
-    def add_model_folder(self, folder: str | Path) -> bool:
-        """Add a model folder to the model list and choose it.
-
-        Returns False (after telling the user) when it holds no model.
-        """
-        path = Path(folder).expanduser().absolute()
-        if not (path / 'config.json').is_file():
-            show_error(
-                f'{path} holds no config.json; choose a folder written by '
-                '"segloop train" or "Save model"'
-            )
-            return False
-        if self.model_combo.findText(str(path)) < 0:
-            self.model_combo.insertItem(
-                self.model_combo.count() - 1, str(path)
-            )
-        self.model_combo.setCurrentText(str(path))
-        self._model = str(path)
-        return True
+        self.model_combo.suit(layer.ndim)
 
     # -- running
 

@@ -1,0 +1,70 @@
+"""The Segment widget's model list: bundled models, model folders the
+user loaded, and "Load model folder..." (a folder dialog)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QComboBox, QFileDialog
+
+from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
+
+LOAD_MODEL = 'Load model folder...'
+
+
+class ModelPicker(QComboBox):
+    """A combo box of models; its current text is a name or a folder.
+
+    Choosing :data:`LOAD_MODEL` asks for a folder; a folder without
+    ``config.json`` is refused (a notification) and the choice stays.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.addItems([*list_models(), LOAD_MODEL])
+        self._chosen = self.currentText()
+        self.activated.connect(self._on_activated)
+
+    def _on_activated(self, index: int) -> None:
+        if self.itemText(index) != LOAD_MODEL:
+            self._chosen = self.currentText()
+            return
+        folder = self.ask_folder()
+        self.setCurrentText(self._chosen)  # until it is valid
+        if folder:
+            self.add_folder(folder)
+
+    def ask_folder(self) -> str:
+        """Ask for a model folder (a dialog); ``''`` when cancelled."""
+        return QFileDialog.getExistingDirectory(self, 'Choose a model folder')
+
+    def add_folder(self, folder: str | Path) -> bool:
+        """Add a model folder to the list and choose it.
+
+        Returns False (after telling the user) when it holds no model.
+        """
+        path = Path(folder).expanduser().absolute()
+        if not (path / 'config.json').is_file():
+            show_error(
+                f'{path} holds no config.json; choose a folder written by '
+                '"segloop train" or "Save model"'
+            )
+            return False
+        if self.findText(str(path)) < 0:
+            self.insertItem(self.count() - 1, str(path))  # before 'Load...'
+        self.setCurrentText(str(path))
+        self._chosen = str(path)
+        return True
+
+    def suit(self, ndim: int) -> None:
+        """Switch between the bundled defaults for a layer of ``ndim``.
+
+        A model the user chose (not a bundled default) is kept.
+        """
+        if self.currentText() not in (DEFAULT_MODEL, DEFAULT_MODEL_3D):
+            return
+        default = DEFAULT_MODEL if ndim == 2 else DEFAULT_MODEL_3D
+        if self.findText(default) >= 0:
+            self.setCurrentText(default)
+            self._chosen = default
