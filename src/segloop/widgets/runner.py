@@ -12,6 +12,7 @@ import atexit
 import functools
 import multiprocessing
 import os
+import threading
 from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -50,6 +51,29 @@ def instance_pool() -> ProcessPoolExecutor:
     )
     atexit.register(pool.shutdown, cancel_futures=True)
     return pool
+
+
+def warm_up() -> threading.Thread:
+    """Load what the first run needs, on a background thread.
+
+    Importing torch (its C library, ~2 s here) and pandas (napari's
+    Labels layers use it) holds the GIL in long stretches: done when the
+    user clicks Segment, it would stall napari for a second. The widget
+    calls this when it is created; the thread never touches Qt.
+    """
+
+    def load() -> None:
+        import pandas  # noqa: F401
+        import torch
+
+        from segloop import engine  # noqa: F401
+
+        torch.set_num_threads(GUI_TORCH_THREADS)
+        instance_pool()
+
+    thread = threading.Thread(target=load, name='segloop-warm-up', daemon=True)
+    thread.start()
+    return thread
 
 
 @dataclass

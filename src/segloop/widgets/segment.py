@@ -15,7 +15,9 @@ with the labels as they are in the layer, to a path the user picks.
 
 The GUI thread never computes: torch, the network and stitching run on the
 worker thread, the instance step in a helper process. This module does not
-import torch (nor :mod:`segloop.engine`) at import time.
+import torch (nor :mod:`segloop.engine`): the widget loads them on a
+background thread when it is created, so that the first Segment does not
+wait for them.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from segloop.widgets.runner import (
     RunResult,
     run_relabel,
     run_segmentation,
+    warm_up,
 )
 from segloop.widgets.settings import AdvancedSettings
 from segloop.widgets.views import LiveView
@@ -140,6 +143,10 @@ class SegmentWidget(QWidget):
         Thresholds, minimum size, hole filling and **Update labels**.
     labels_updated : Signal(RunResult)
         Emitted on the GUI thread when an Update labels has ended.
+    warm_up : threading.Thread
+        Loads torch, pandas and the instance-step process in the
+        background once the widget exists (see
+        :func:`segloop.widgets.runner.warm_up`).
     """
 
     block_done = Signal(object)
@@ -231,6 +238,7 @@ class SegmentWidget(QWidget):
         self._on_layers_changed()
         self.viewer.dims.events.current_step.connect(self._follow_view)
         self.viewer.dims.events.ndisplay.connect(self._follow_view)
+        self.warm_up = warm_up()
 
     # -- layer list and models
 
