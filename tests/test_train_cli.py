@@ -64,6 +64,8 @@ def test_train_writes_a_loadable_model_with_provenance(tmp_path, labelled):
     assert len(val) == 2
     assert info.provenance['n_train_images'] == 4
     assert model.config.depth == 2
+    # radius-5 blobs: a median diameter near 10 px, for --diameter
+    assert 7 < info.object_size['median_diameter'][0] < 12
 
     child = tmp_path / 'child'
     argv = [

@@ -23,15 +23,13 @@ from segloop.core.errors import InputError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
+from segloop.core.objsize import scaled_instance_params
 from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
+from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.tiling import tile_grid
 from segloop.core.uncertainty import MEASURES
-from segloop.engine import (
-    BlockDone,
-    SegmentJob,
-    check_image,
-    select_channel,
-)
+from segloop.engine import BlockDone, SegmentJob, check_image
+from segloop.inputs import plan_zoom, prepare_input
 from segloop.io.readers import ImageSource, open_image
 from segloop.models.loaded import Model, load_model
 
@@ -127,6 +125,9 @@ def iter_predict(
     should_stop: Callable[[], bool] | None = None,
     mc_samples: int | None = None,
     mc_seed: int = 0,
+    diameter: float | tuple[float, ...] | str | None = None,
+    invert: bool | None = None,
+    rgb: str = 'auto',
 ) -> Generator[Progress, None, Prediction]:
     """Predict probabilities and instance labels for an image.
 
@@ -158,6 +159,23 @@ def iter_predict(
         probabilities are the mean over the passes. 0/None: off.
     mc_seed : int
         Seed of the dropout masks (same seed, same result).
+    diameter : float, sequence of float, 'auto' or None
+        Typical object diameter in ``image`` (pixels): the image is
+        zoomed linearly by the model's training diameter / ``diameter``
+        (one value: Y and X; a 3D model also takes Z, Y, X values),
+        predicted, and the probabilities are resampled linearly back to
+        the image's grid, where the labels are made (instance sizes
+        scaled to match). ``'auto'`` estimates it from a first pass (see
+        :class:`segloop.engine.SegmentJob`). The outputs always have the
+        image's shape; ``settings['diameter']`` records what was done.
+    invert : bool, optional
+        Negate intensities (brightfield, dark nuclei); None: automatic
+        for RGB images, off otherwise.
+    rgb : {'auto', 'luminance', 'hematoxylin'}
+        Conversion of RGB(A) images to one channel (when no ``channel``
+        is chosen); 'auto': hematoxylin for brightfield (bright
+        background), luminance otherwise; see
+        :func:`segloop.engine.select_channel`.
 
     Yields
     ------
@@ -178,7 +196,7 @@ def iter_predict(
     source = (
         image if isinstance(image, ImageSource) else open_image(image, axes)
     )
-    data = select_channel(source, channel)
+    data, conversion = prepare_input(source, channel, invert=invert, rgb=rgb)
     image_axes = check_image(source, model)
     params = instance_params or model.instance_params()
     predictor = Predictor(model.network, device, precision)
@@ -194,12 +212,26 @@ def iter_predict(
     volume_axes = image_axes.replace('T', '')
     slice_by_slice = dims == 2 and 'Z' in volume_axes
     n_inputs = data.shape[-3] if slice_by_slice else 1
+    sampling = [source.scale.get(a, 1.0) for a in volume_axes]
+    net_shape = tuple(int(n) for n in data.shape[-dims:])
+    zoom, diameter_info = plan_zoom(
+        model,
+        diameter,
+        data,
+        image_axes,
+        predictor,
+        params,
+        sampling,
+        TileConfig(tile, overlap, batch_size, 'center'),
+    )
+    zoom_shape = zoomed_shape(net_shape, zoom) if zoom else net_shape
+    if zoom is not None and instance_params is None:
+        params = scaled_instance_params(params, zoom)
     _, valid_tile, starts = tile_grid(
-        data.shape[-dims:], tile_shape, overlap, predictor.divisor
+        zoom_shape, tile_shape, overlap, predictor.divisor
     )
     per_input = len(starts)
     total = per_input * n_inputs * times
-    sampling = [source.scale.get(a, 1.0) for a in volume_axes]
     probabilities, labels, ranges = [], [], []
     measures: list[np.ndarray] = []
     for t in range(times):
@@ -207,6 +239,11 @@ def iter_predict(
         lo, hi = percentile_range(volume)
         ranges.append((lo, hi))
         normed = normalize(volume, lo, hi)
+        if zoom is not None:
+            lead = (1.0,) * (normed.ndim - dims)
+            normed = ZoomedView(normed, (*lead, *zoom))[
+                (slice(None),) * normed.ndim
+            ]
         inputs = normed[:, None] if slice_by_slice else normed[None, None]
         outputs = []
         for index, network_input in enumerate(inputs):
@@ -226,6 +263,16 @@ def iter_predict(
             )
             outputs.append(output)
         probs = np.stack(outputs, axis=1) if slice_by_slice else outputs[0]
+        if zoom is not None:
+            spatial = volume.shape
+            lead = spatial[: len(spatial) - dims]
+            probs = unzoom(
+                probs,
+                (0,) * len(spatial),
+                tuple(slice(0, n) for n in spatial),
+                (*lead, *zoom_shape),
+                (*(1.0,) * len(lead), *zoom),
+            )
         if mc_samples:
             measures.append(probs[-len(MEASURES) :])
             probs = probs[: -len(MEASURES)]
@@ -246,6 +293,8 @@ def iter_predict(
         'channel': channel,
         'mc_samples': mc_samples,
         'mc_seed': mc_seed,
+        'diameter': diameter_info,
+        'conversion': conversion,
     }
     uncertainty = {}
     if mc_samples:
@@ -288,7 +337,9 @@ def iter_segment(
     :class:`segloop.engine.SegmentJob`, whose keyword arguments this
     takes: ``axes``, ``channel``, ``tile``, ``overlap``, ``block``,
     ``batch_size``, ``device``, ``precision``, ``instance_params``,
-    ``scale``, ``mc_samples``, ``mc_seed``). The output is checked
+    ``scale``, ``mc_samples``, ``mc_seed``, ``diameter``, ``invert``,
+    ``rgb``; see :func:`iter_predict` for the last three). The output
+    is checked
     before any work: an existing path is never overwritten unless
     ``overwrite=True``; ``resume=True`` finishes an interrupted run.
     Yields a :class:`BlockDone` per block; returns the output path.

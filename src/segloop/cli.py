@@ -208,6 +208,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 mc_samples=args.mc_samples,
                 live_labels=False,
                 mc_seed=args.mc_seed,
+                diameter=args.diameter,
+                invert=args.invert,
+                rgb=args.rgb,
             ),
             'segment',
             unit='block',
@@ -222,8 +225,31 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+    _print_object_size(output)
     print(f'wrote {output}')
     return 0
+
+
+def _print_object_size(output: Path) -> None:
+    """Print the diameter used (and the auto estimate) of a run."""
+    from segloop.io.ome_zarr import read_segloop_metadata
+
+    size = read_segloop_metadata(output).get('object_size') or {}
+    if size.get('given') is None:
+        return
+    training = size.get('training')
+    zoom = size.get('zoom')
+    if size.get('given') == 'auto':
+        estimate = size.get('estimated')
+        text = (
+            f'estimated object diameter: {estimate} px'
+            if estimate is not None
+            else 'estimated object diameter: no objects found'
+        )
+    else:
+        text = f'object diameter: {size.get("given")} px'
+    zoomed = f'zoom {zoom}' if zoom else 'no rescaling needed'
+    print(f'{text} (model trained on {training} px; {zoomed})')
 
 
 def _next_free(path: Path) -> Path:
@@ -372,6 +398,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(
         f'{path}: axes {source.axes}, shape {tuple(source.shape)}, '
         f'dtype {source.dtype}, scale {source.scale or "unknown"}'
+        + (' (C = RGB colour samples)' if source.rgb else '')
     )
     if path.is_dir():
         metadata = read_segloop_metadata(path)
@@ -407,6 +434,9 @@ def _segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         'mc_samples': args.mc_samples,
         'live_labels': False,
         'mc_seed': args.mc_seed,
+        'diameter': args.diameter,
+        'invert': args.invert,
+        'rgb': args.rgb,
     }
 
 
@@ -625,6 +655,141 @@ def _add_postprocess_parsers(sub: Any) -> None:
     ex.set_defaults(func=_cmd_export)
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segloop.core.errors import SegloopError
+    from segloop.core.finetune import FinetuneConfig
+    from segloop.finetuner import iter_finetune_files
+
+    if args.time_limit <= 0 or args.lr <= 0:
+        raise SegloopError(
+            '--time-limit (seconds) and --lr must be positive, got '
+            f'{args.time_limit} and {args.lr}'
+        )
+    patch = None
+    if args.patch is not None:
+        patch = tuple(args.patch)
+    config = FinetuneConfig(
+        steps=args.steps,
+        time_limit_s=args.time_limit,
+        batch_size=args.batch_size,
+        patch_shape=patch,
+        learning_rate=args.lr,
+        freeze_encoder=args.freeze_encoder,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        bf16=not args.fp32,
+    )
+    events = iter_finetune_files(
+        args.image,
+        args.corrections,
+        args.output,
+        args.model,
+        config,
+        axes=args.axes,
+        channel=args.channel,
+        invert=args.invert,
+        from_instances=args.instances,
+        original=args.original,
+        overwrite=args.overwrite,
+        name=args.name,
+        device=None if args.device == 'auto' else args.device,
+    )
+    bar = None
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                folder, result = stop.value
+                break
+            if bar is None:
+                bar = tqdm(total=args.steps, unit='step', desc='finetune')
+            bar.update(1)
+            postfix = {'loss': f'{event.loss:.4f}'}
+            if event.val_loss is not None:
+                postfix['val'] = f'{event.val_loss:.4f}'
+            bar.set_postfix(postfix)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(
+        f'model written to {folder} ({result.steps} steps, '
+        f'{result.elapsed_s:.0f} s, stopped: {result.stopped}, '
+        f'{result.painted_pixels["total"]} painted pixels)'
+    )
+    return 0
+
+
+def _add_finetune_parser(sub: Any) -> None:
+    ft = sub.add_parser(
+        'finetune',
+        help='fine-tune a model on painted corrections',
+        description='Fine-tune a copy of --model on CORRECTIONS painted '
+        'over IMAGE (0 unpainted, 1 background, 2 object, 3 boundary) '
+        'and write it as a new model folder.',
+    )
+    ft.add_argument('image', help='image file (.tif, .zarr), YX or ZYX')
+    ft.add_argument(
+        'corrections',
+        help='label image of the same shape: 0 unpainted, 1 background, '
+        '2 object, 3 boundary (or corrected instance labels with '
+        '--instances)',
+    )
+    ft.add_argument(
+        '--model', default='nuclei2d', help='model name or folder to start'
+    )
+    ft.add_argument(
+        '-o', '--output', required=True, help='new model folder to write'
+    )
+    ft.add_argument('--name', help='model name (default: <parent>-finetuned)')
+    ft.add_argument('--steps', type=_positive_int, default=300)
+    ft.add_argument(
+        '--time-limit',
+        type=float,
+        default=120.0,
+        help='seconds (default 120)',
+    )
+    ft.add_argument('--lr', type=float, default=2e-3)
+    ft.add_argument('--batch-size', type=_positive_int, default=8)
+    ft.add_argument(
+        '--patch', type=_shape, help='patch size (default 128 or 8,96,96)'
+    )
+    ft.add_argument('--freeze-encoder', action='store_true')
+    ft.add_argument(
+        '--val-fraction',
+        type=_fraction,
+        default=0.2,
+        help='painted regions held back for early stopping (0: none)',
+    )
+    ft.add_argument('--seed', type=int, default=0)
+    ft.add_argument(
+        '--instances',
+        action='store_true',
+        help='CORRECTIONS are corrected instance labels (0 background)',
+    )
+    ft.add_argument(
+        '--original',
+        help='with --instances: the labels before editing; only the '
+        'objects that changed are trained on',
+    )
+    ft.add_argument('--axes', help="axes of the files, e.g. 'ZYX'")
+    ft.add_argument('--channel', type=int)
+    ft.add_argument(
+        '--invert',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='invert intensities (brightfield: dark nuclei); use the same '
+        'setting when segmenting with the new model; default: automatic '
+        'for RGB images, off otherwise',
+    )
+    ft.add_argument('--device', default='auto')
+    ft.add_argument('--fp32', action='store_true', help='no bf16 autocast')
+    ft.add_argument('--overwrite', action='store_true')
+    ft.set_defaults(func=_cmd_finetune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of all subcommands."""
     parser = argparse.ArgumentParser(
@@ -773,6 +938,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument('--axes')
     info.set_defaults(func=_cmd_info)
     _add_postprocess_parsers(sub)
+    _add_finetune_parser(sub)
     return parser
 
 
@@ -785,7 +951,33 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument('--axes', help='e.g. YX, ZYX, TZYX, CYX')
     parser.add_argument(
-        '--channel', type=int, help='channel to segment (0-based)'
+        '--channel',
+        type=int,
+        help='channel to segment (0-based); for RGB(A) images, one colour '
+        'sample instead of the grey conversion',
+    )
+    parser.add_argument(
+        '--diameter',
+        help='typical object diameter in pixels: the image is rescaled so '
+        "that objects match the model's training size and the results are "
+        'mapped back; one value (Y and X), or Z,Y,X for a 3D model '
+        "(e.g. 8,20,20), or 'auto' to estimate it (default: no rescaling)",
+    )
+    parser.add_argument(
+        '--invert',
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help='invert intensities (brightfield: nuclei darker than the '
+        'background); default: automatic for RGB images, off otherwise',
+    )
+    parser.add_argument(
+        '--rgb',
+        default='auto',
+        choices=('auto', 'luminance', 'hematoxylin'),
+        help='grey conversion of RGB(A) images: hematoxylin (colour '
+        'deconvolution, for H&E) or luminance; auto (default) takes '
+        'hematoxylin when the background is bright (brightfield), else '
+        'luminance',
     )
     parser.add_argument('--tile', type=_shape, help='tile size, e.g. 512,512')
     parser.add_argument('--overlap', type=_fraction, default=0.125)

@@ -24,12 +24,33 @@ outer loop; :meth:`SegmentJob.prioritize` moves a region (the slice a
 viewer shows) to the front at any time, from any thread. An interrupted
 run resumes from the ledger (``resume=True``) and ends with the same
 arrays as an uninterrupted one.
+
+Object size (``diameter``): blocks stay on the *original* grid; the
+network runs on a lazy, linearly zoomed view of the input
+(:class:`segloop.core.rescale.ZoomedView`) whose tile grid is anchored to
+the whole zoomed volume. Block sizes and the zoom are matched so that
+each block's zoomed extent is whole tile strides
+(:meth:`SegmentJob._zoomed_block`; the zoom moves by < 0.2 %): a block
+runs exactly its own tiles (no tile runs twice), and its probabilities
+are resampled linearly back to the original grid
+(:func:`segloop.core.rescale.unzoom`) before the instance step; the one
+zoomed pixel past a block face that its border pixels interpolate from,
+and its label margin, come from its edge tiles' outer margins, as the
+label context does without zoom. Chosen over "zoom the whole input, run
+into a zoomed store, zoom the outputs back" because (1) nothing the size
+of the image is held or written twice (memory follows the block, as
+without zoom); (2) the stored probabilities are on the input's grid, so
+the output has the input's shape and labels made from them agree with
+``segloop relabel``; (3) resumed and view-first runs give the same
+arrays (the result depends on the block size only along block faces,
+and the block size is part of the run's signature).
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import math
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -51,10 +72,12 @@ from segloop.core.blocks import (
     read_reflected,
 )
 from segloop.core.checkpoint import package_version, weights_hash
+from segloop.core.config import TileConfig
 from segloop.core.errors import InputError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
+from segloop.core.objsize import scaled_instance_params
 from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
 from segloop.core.relabel import (
     extended_region,
@@ -62,8 +85,11 @@ from segloop.core.relabel import (
     ordered_map,
     settle_block,
 )
+from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.stitch import id_stride, offset_ids, stitch_blocks
 from segloop.core.uncertainty import MEASURES, derive_seed
+from segloop.inputs import plan_zoom, prepare_input
+from segloop.inputs import select_channel as select_channel  # re-exported
 from segloop.io.ome_zarr import check_output_path
 from segloop.io.readers import ImageSource, open_image
 from segloop.io.store import BlockStore
@@ -113,35 +139,6 @@ class BlockDone(NamedTuple):
     region: tuple[slice, ...]
     done: int
     total: int
-
-
-def select_channel(source: ImageSource, channel: int | None) -> Any:
-    """Lazy data without the C axis (the chosen channel)."""
-    data, axes = source.data, source.axes
-    if 'C' not in axes:
-        if channel not in (None, 0):
-            raise InputError(
-                f'--channel {channel} was given but the image has no channel '
-                f'axis (axes {axes}); leave --channel out'
-            )
-        return data
-    c_axis = axes.index('C')
-    n_channels = data.shape[c_axis]
-    if channel is None:
-        if n_channels != 1:
-            raise InputError(
-                f'the image has {n_channels} channels (axes {axes}); choose '
-                f'the nuclear one with --channel N (0 to {n_channels - 1})'
-            )
-        channel = 0
-    if not 0 <= channel < n_channels:
-        raise InputError(
-            f'channel {channel} does not exist: the image has {n_channels} '
-            f'channels, numbered 0 to {n_channels - 1}'
-        )
-    index = [slice(None)] * data.ndim
-    index[c_axis] = channel
-    return data[tuple(index)]
 
 
 def check_image(source: ImageSource, model: Model) -> str:
@@ -226,6 +223,18 @@ class SegmentJob:
     instance_workers : int, optional
         Threads of the instance step before stitching (default: the
         cores, at most 4); a GUI may pass cores - 1.
+    diameter : float, sequence of float, str or None
+        Typical object diameter in the input, pixels. The input is
+        zoomed by ``training_diameter / diameter`` (the model's
+        ``object_size``) so that objects have the size the model was
+        trained on. One value zooms Y and X only (Z keeps its scale);
+        a 3D model also takes one value per axis (Z, Y, X), e.g.
+        ``(8, 20, 20)`` or ``'8,20,20'``, for anisotropic data.
+        ``'auto'`` estimates it first (:func:`plan_zoom`). None: no
+        rescaling. See :meth:`_predict` for how it runs blockwise.
+    invert, rgb : optional
+        Brightfield inversion and RGB(A) conversion; see
+        :func:`select_channel`.
     """
 
     def __init__(
@@ -250,6 +259,9 @@ class SegmentJob:
         mc_seed: int = 0,
         live_labels: bool = True,
         instance_workers: int | None = None,
+        diameter: float | tuple[float, ...] | str | None = None,
+        invert: bool | None = None,
+        rgb: str = 'auto',
     ) -> None:
         self.live_labels = bool(live_labels)
         self.instance_workers = instance_workers
@@ -268,7 +280,9 @@ class SegmentJob:
         )
         self.source = source
         self.model = load_model(choose_model(model, source.axes))
-        self.data = select_channel(source, channel)
+        self.data, self.input_info = prepare_input(
+            source, channel, invert=invert, rgb=rgb
+        )
         self.axes = check_image(source, self.model)
         self.params = instance_params or self.model.instance_params()
         self.predictor = Predictor(self.model.network, device, precision)
@@ -298,16 +312,37 @@ class SegmentJob:
             )
         divisor = self.predictor.divisor
         net_shape = self.shape[-dims:]
-        self.geometry = TileGeometry.from_overlap(
-            tile, overlap, divisor
-        ).fitted(net_shape, divisor)
-        self.block_shape = self._block_shape(block)
-        self.blocks = plan_blocks(self.shape, self.block_shape)
-        self.id_stride = id_stride(len(self.blocks))
         given = {k.upper(): float(v) for k, v in (scale or {}).items()}
         self.scale = {**source.scale, **given}
         self.sampling = [self.scale.get(a, 1.0) for a in self.volume_axes]
         self._ranges: dict[int, tuple[float, float]] = {}
+        self.zoom, self.diameter_info = plan_zoom(
+            self.model,
+            diameter,
+            self.data,
+            self.axes,
+            self.predictor,
+            self.params,
+            self.sampling,
+            TileConfig(tile, overlap, self.batch_size, 'center'),
+        )
+        self.zoom_shape = (
+            zoomed_shape(net_shape, self.zoom) if self.zoom else net_shape
+        )
+        self.geometry = TileGeometry.from_overlap(
+            tile, overlap, divisor
+        ).fitted(self.zoom_shape, divisor)
+        # with zoom, this also aligns the zoom to whole tiles per block
+        self.block_shape = self._block_shape(block)
+        if self.zoom is not None:
+            self.zoom_shape = zoomed_shape(net_shape, self.zoom)
+            self.diameter_info['zoom'] = [round(z, 6) for z in self.zoom]
+            lead = (1.0,) * (self.data.ndim - dims)
+            self.zoomed = ZoomedView(self.data, (*lead, *self.zoom))
+            if instance_params is None:
+                self.params = scaled_instance_params(self.params, self.zoom)
+        self.blocks = plan_blocks(self.shape, self.block_shape)
+        self.id_stride = id_stride(len(self.blocks))
 
         label_shape = (
             (self.times, *self.shape) if 'T' in self.axes else self.shape
@@ -330,6 +365,8 @@ class SegmentJob:
             'sampling': self.sampling,
             'mc_samples': self.mc_samples,
             'mc_seed': self.mc_seed,
+            'diameter': self.diameter_info,
+            'conversion': self.input_info,
             'package_version': package_version(),
         }
         out = Path(output).expanduser().absolute()
@@ -358,11 +395,15 @@ class SegmentJob:
                     },
                     'input': {
                         'path': signature['input'],
+                        # as given (file order; None: from the file)
+                        'axes_given': axes,
                         'axes': source.axes,
                         'shape': list(source.shape),
                     },
                     'instances': self.params.to_dict(),
                     'settings': self.settings,
+                    'object_size': self.diameter_info,
+                    'conversion': self.input_info,
                 },
             )
         self.output = out
@@ -381,6 +422,8 @@ class SegmentJob:
 
     def _net_block(self, block: tuple[int, ...] | None) -> tuple[int, ...]:
         net_shape = self.shape[-len(self.geometry.tile) :]
+        if self.zoom is not None:
+            return self._zoomed_block(block, net_shape)
         if block is None:
             return default_block_shape(self.geometry, net_shape)
         if len(block) != len(net_shape):
@@ -389,6 +432,59 @@ class SegmentJob:
                 f'(axes {self.volume_axes}), got {tuple(block)}'
             )
         return check_block_shape(block, self.geometry)
+
+    def _zoomed_block(
+        self, block: tuple[int, ...] | None, net_shape: tuple[int, ...]
+    ) -> tuple[int, ...]:
+        """Original-grid block whose zoomed extent is whole tile strides.
+
+        The zoomed block is ``B`` = whole strides (default: near the
+        default block size; ``block``, in original pixels, rounded like
+        without zoom); the original block is ``b = round(B / zoom)``,
+        and the zoom becomes ``B / b`` (a change below ``zoom / 2B``,
+        < 0.2 % with the default tiles), so that every block boundary
+        falls on a tile boundary of the zoomed grid and no tile is run
+        for two blocks. Axes that fit in one block keep their zoom.
+        Sets ``self.zoom``.
+        """
+        assert self.zoom is not None
+        stride = self.geometry.stride
+        if block is None:
+            zoomed = default_block_shape(self.geometry, self.zoom_shape)
+        else:
+            if len(block) != len(net_shape):
+                raise InputError(
+                    f'--block needs {len(self.shape)} sizes for this image '
+                    f'(axes {self.volume_axes}), got {tuple(block)}'
+                )
+            zoomed = tuple(
+                max(s, round(int(b) * z / s) * s)
+                for b, z, s in zip(block, self.zoom, stride, strict=True)
+            )
+        sizes, zoom = [], []
+        for big, z, n, m in zip(
+            zoomed, self.zoom, net_shape, self.zoom_shape, strict=True
+        ):
+            if big >= m or z == 1.0:
+                sizes.append(n if big >= m else max(1, round(big / z)))
+                zoom.append(z)
+            else:
+                size = max(1, round(big / z))
+                sizes.append(size)
+                zoom.append(big / size)
+        self.zoom = tuple(zoom)
+        return tuple(sizes)
+
+    @property
+    def label_margin(self) -> tuple[int, ...]:
+        """Context (original-grid pixels) around a block for its labels."""
+        if self.zoom is None:
+            return tuple(self.geometry.margin)
+        # what the edge tiles' outer margins cover, in original pixels
+        return tuple(
+            max(0, math.floor((m - 2) / z))
+            for m, z in zip(self.geometry.margin, self.zoom, strict=True)
+        )
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -402,6 +498,7 @@ class SegmentJob:
             'device': str(self.predictor.device),
             'mixed_precision': self.predictor.mixed_precision,
             'sampling': self.sampling,
+            'diameter': self.diameter_info,
             **(
                 {'uncertainty': self.uncertainty_info}
                 if self.mc_samples
@@ -456,13 +553,35 @@ class SegmentJob:
         """Normalised input of a block with its tiles' context."""
         t, index = job
         block = self.blocks[index]
-        dims = len(self.geometry.tile)
-        ranges = block_input_ranges(block.region[-dims:], self.geometry)
+        region, source = self._net_region(block), self.data
+        if self.zoom is not None:
+            source = self.zoomed
+        ranges = block_input_ranges(region, self.geometry)
         if self.planewise:
             z = block.region[0]
             ranges = [(z.start, z.stop), *ranges]
-        raw = read_reflected(self.data, self._lead(t), ranges)
+        raw = read_reflected(source, self._lead(t), ranges)
         return normalize(raw, *self._range(t))
+
+    def _net_region(self, block: Block) -> tuple[slice, ...]:
+        """The pixels a block's tiles own, in the network's grid.
+
+        Without zoom: the block's own (Y, X) or (Z, Y, X) pixels. With
+        zoom: the block's zoomed extent, whole tile strides (see
+        :meth:`_zoomed_block`), so each zoomed pixel is owned by one
+        tile of one block. The zoomed pixels just outside it that the
+        block's border pixels and label margin are interpolated from
+        come from its edge tiles' outer margins (as the label margin
+        does without zoom).
+        """
+        dims = len(self.geometry.tile)
+        region = block.region[-dims:]
+        if self.zoom is None:
+            return region
+        return tuple(
+            slice(min(m, round(r.start * z)), min(m, round(r.stop * z)))
+            for r, z, m in zip(region, self.zoom, self.zoom_shape, strict=True)
+        )
 
     def _network_fn(
         self, t: int, z: int, region: tuple[slice, ...]
@@ -502,7 +621,8 @@ class SegmentJob:
         should_stop: Callable[[], bool] | None,
     ) -> Generator[int, None, tuple[np.ndarray, tuple[slice, ...]]]:
         dims = len(self.geometry.tile)
-        region, shape = block.region[-dims:], self.shape[-dims:]
+        shape = self.shape[-dims:]
+        region = self._net_region(block)
         planes = block_input if self.planewise else block_input[None]
         outputs = []
         for index, plane in enumerate(planes):
@@ -510,12 +630,25 @@ class SegmentJob:
             probs, extended = yield from iter_block(
                 plane[None],
                 region,
-                shape,
+                self.zoom_shape,
                 self.geometry,
                 self._network_fn(t, z, region),
                 self.batch_size,
                 should_stop,
             )
+            if self.zoom is not None:
+                # back to the original grid: the block and its margin
+                target = extended_region(
+                    block.region[-dims:], self.label_margin, shape
+                )
+                probs = unzoom(
+                    probs,
+                    [e.start for e in extended],
+                    target,
+                    self.zoom_shape,
+                    self.zoom,
+                )
+                extended = target
             outputs.append(probs)
         if self.planewise:
             return np.stack(outputs, axis=1), (block.region[0], *extended)
@@ -663,8 +796,8 @@ class SegmentJob:
         (see :mod:`segloop.core.relabel`); a block whose stored
         probabilities give the masks it was labelled from keeps its ids.
         """
-        margin = (0,) * (len(self.shape) - len(self.geometry.margin)) + tuple(
-            self.geometry.margin
+        margin = (0,) * (len(self.shape) - len(self.label_margin)) + tuple(
+            self.label_margin
         )
         lead = self._lead(t)
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from segloop.core.colour import RGB_METHODS, GreyView
 from segloop.core.errors import InputError
 from segloop.core.measure import SPATIAL_AXES, measure_objects, size_column
 from segloop.io.label_tiff import check_new_file, write_labels_tiff
@@ -70,7 +71,9 @@ def _image_data(
         path = recorded.get('path')
         if not path or not Path(path).exists():
             return None
-        image, axes = path, axes or recorded.get('axes')
+        # the axes the run was given (file order), else as then guessed
+        given = recorded.get('axes_given', recorded.get('axes'))
+        image, axes = path, axes or given
     source = (
         image if isinstance(image, ImageSource) else open_image(image, axes)
     )
@@ -80,16 +83,23 @@ def _image_data(
         n = data.shape[c_axis]
         if channel is None:
             channel = (metadata.get('signature') or {}).get('channel')
-        if channel is None and n == 1:
+        conversion = (metadata.get('conversion') or {}).get('rgb')
+        if channel is None and source.rgb:
+            # the grey conversion that was segmented, not inverted
+            method = conversion if conversion in RGB_METHODS else 'luminance'
+            data = GreyView(data, c_axis, method)
+            n = 0
+        elif channel is None and n == 1:
             channel = 0
-        if channel is None or not 0 <= channel < n:
+        if n and (channel is None or not 0 <= channel < n):
             raise InputError(
                 f'the image has {n} channels; choose the one to measure '
                 f'with --channel N (0 to {n - 1})'
             )
-        index = [slice(None)] * data.ndim
-        index[c_axis] = channel
-        data = data[tuple(index)]
+        if n:
+            index = [slice(None)] * data.ndim
+            index[c_axis] = channel
+            data = data[tuple(index)]
     if tuple(data.shape) != tuple(shape):
         raise InputError(
             f'the image has shape {tuple(data.shape)} (without channels) '

@@ -28,6 +28,7 @@ from segloop.core.normalize import (
     normalize,
     percentile_range,
 )
+from segloop.core.objsize import median_diameter
 from segloop.core.targets import CLASS_NAMES, instances_to_classes
 from segloop.core.training import PatchSampler, TrainEvent, iter_train
 from segloop.core.unet import UNet
@@ -57,9 +58,14 @@ def split_folders(
 
 
 def make_sampler(
-    names_per_folder: dict[str, list[str]], patch_shape: Sequence[int]
+    names_per_folder: dict[str, list[str]],
+    patch_shape: Sequence[int],
+    sizes: list[np.ndarray] | None = None,
 ) -> tuple[PatchSampler, int]:
-    """Load, normalise and turn masks into classes; return (sampler, n)."""
+    """Load, normalise and turn masks into classes; return (sampler, n).
+
+    ``sizes``, when given, receives each mask (for the object size).
+    """
     images, targets = [], []
     lo_pct, hi_pct = DEFAULT_PERCENTILES
     for folder, names in names_per_folder.items():
@@ -67,6 +73,8 @@ def make_sampler(
             lo, hi = percentile_range(item.image, lo_pct, hi_pct)
             images.append(normalize(item.image, lo, hi)[None])
             targets.append(instances_to_classes(item.labels).astype(np.int8))
+            if sizes is not None:
+                sizes.append(item.labels)
     if not images:
         raise SegloopError(
             'no training images left after the validation split'
@@ -97,7 +105,10 @@ def iter_train_folders(
     training seed, so a continued run keeps the same held-out images.
     """
     train_names, val_names = split_folders(folders, val_fraction, split_seed)
-    sampler, n_train = make_sampler(train_names, config.patch_shape)
+    masks: list[np.ndarray] = []
+    sampler, n_train = make_sampler(train_names, config.patch_shape, masks)
+    diameters, n_objects = median_diameter(masks)
+    del masks
     if init is not None:
         model, parent = load_model(init)
         network = parent.network
@@ -131,6 +142,15 @@ def iter_train_folders(
             class_names=list(CLASS_NAMES[: network.out_channels]),
             provenance=provenance,
             name=name,
+            object_size={
+                'median_diameter': [round(d, 2) for d in diameters],
+                'axes': axes,
+                'pixel_size': None,
+                'unit': 'pixel',
+                'method': 'equivalent-circle diameter (2D) / '
+                'moment-ellipsoid diameter per axis (3D), median',
+                'n_objects': n_objects,
+            },
         )
 
     losses: list[float] = []

@@ -319,9 +319,16 @@ def test_missing_path_is_refused(tmp_path):
 
 
 def test_unsupported_file_is_refused(tmp_path):
+    path = tmp_path / 'image.gif'
+    path.write_bytes(b'GIF89a')
+    with pytest.raises(InputError, match='not a supported image'):
+        open_image(path)
+
+
+def test_broken_png_is_refused(tmp_path):
     path = tmp_path / 'image.png'
     path.write_bytes(b'\x89PNG')
-    with pytest.raises(InputError, match='not a supported image'):
+    with pytest.raises(InputError, match='cannot be read as an image'):
         open_image(path)
 
 

@@ -41,3 +41,62 @@ def augment_intensity(
     if rng.random() < 0.3:
         image = image + rng.normal(0, rng.uniform(0, 0.05), image.shape)
     return image.astype(np.float32, copy=False)
+
+
+def augment_elastic(
+    image: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator,
+    alpha: float = 8.0,
+    sigma: float = 8.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one smooth random deformation of Y and X to both arrays.
+
+    Parameters
+    ----------
+    image : ndarray, shape (C, *spatial), float
+        Interpolated linearly (mirrored at the patch borders).
+    target : ndarray of int, shape spatial
+        Class indices (``IGNORE`` included), resampled by nearest
+        neighbour so no new values appear.
+    rng : numpy.random.Generator
+        Source of the displacement field.
+    alpha : float
+        Largest typical displacement, in pixels.
+    sigma : float
+        Smoothness of the field (gaussian sigma, pixels).
+
+    Returns
+    -------
+    (ndarray, ndarray)
+        Deformed image (float32, same shape) and target (same dtype and
+        shape). For 3D (Z, Y, X) patches every Z-plane gets the same
+        in-plane field (Z is usually coarse).
+    """
+    from scipy.ndimage import gaussian_filter, map_coordinates
+
+    plane = target.shape[-2:]
+    fields = []
+    for _ in range(2):
+        noise = rng.uniform(-1.0, 1.0, plane)
+        field = gaussian_filter(noise, sigma, mode='reflect')
+        peak = float(np.abs(field).max()) or 1.0
+        fields.append(field * (alpha / peak))
+    grid_y, grid_x = np.meshgrid(
+        np.arange(plane[0], dtype=np.float32),
+        np.arange(plane[1], dtype=np.float32),
+        indexing='ij',
+    )
+    coords_yx = (grid_y + fields[0], grid_x + fields[1])
+    lead = target.shape[:-2]
+    out_image = np.empty(image.shape, np.float32)
+    out_target = np.empty_like(target)
+    for index in np.ndindex(*lead):
+        out_target[index] = map_coordinates(
+            target[index], coords_yx, order=0, mode='mirror'
+        )
+        for c in range(image.shape[0]):
+            out_image[(c, *index)] = map_coordinates(
+                image[(c, *index)], coords_yx, order=1, mode='mirror'
+            )
+    return out_image, out_target

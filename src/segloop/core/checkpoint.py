@@ -19,6 +19,11 @@ instances : dict
     Defaults of ``segloop.core.instances.probabilities_to_instances``.
 provenance : dict
     Training data, steps, date, package version, parent model, scores.
+object_size : dict, optional
+    The training data's object size: ``median_diameter`` (pixels, one
+    per spatial axis of ``axes``), ``pixel_size`` (per axis, or null when
+    unknown) and how it was measured; ``--diameter`` rescales inputs to
+    it (see :mod:`segloop.core.objsize`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class ModelInfo:
     instances: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     name: str = 'model'
+    object_size: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,6 +94,7 @@ class ModelInfo:
             'class_names': list(self.class_names),
             'instances': self.instances,
             'provenance': self.provenance,
+            **({'object_size': self.object_size} if self.object_size else {}),
         }
 
     @classmethod
@@ -113,6 +120,7 @@ class ModelInfo:
                 provenance=dict(data.get('provenance', {})),
                 name=str(data.get('name', 'model')),
                 format_version=version,
+                object_size=dict(data.get('object_size') or {}),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f'config.json is invalid: {error}') from None

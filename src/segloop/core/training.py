@@ -9,6 +9,7 @@ user's painted corrections (fine-tuning).
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -29,13 +30,27 @@ Batch = tuple[np.ndarray, np.ndarray]
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """Progress of one optimisation step."""
+    """Progress of one optimisation step.
+
+    ``val_loss`` and ``val_accuracy`` (masked loss and pixel accuracy on
+    held-back labelled pixels) are set on the steps where a ``validate``
+    callback ran, else None. ``stopped`` is set on the last event of a
+    run that ended before ``total_steps`` by the time limit ('time') or
+    early stopping ('early_stop'); a ``should_stop`` request is seen
+    after the event was handled, so it is not marked.
+    """
 
     step: int
     total_steps: int
     loss: float
     learning_rate: float
     elapsed_s: float
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    stopped: str | None = None
+
+
+Validate = Callable[[UNet], tuple[float, float]]
 
 
 class PatchSampler:
@@ -137,13 +152,20 @@ def masked_loss(
 def _learning_rate(step: int, elapsed_s: float, config: TrainConfig) -> float:
     """Linear warm-up, then cosine decay to 0 by the step or time limit.
 
+    Warm-up lasts ``steps // 20`` steps (at most 100), or 5 % of the time
+    limit if that comes first.
+
     Progress is the larger of the step and time fractions, so a run cut
     short by ``time_limit_s`` still ends with an annealed learning rate.
     """
     warmup = min(100, max(1, config.steps // 20))
-    if step < warmup:
-        return config.learning_rate * (step + 1) / warmup
-    progress = (step - warmup) / max(1, config.steps - warmup)
+    warm = (step + 1) / warmup
+    if config.time_limit_s:
+        # a slow machine must not spend the whole time budget warming up
+        warm = max(warm, elapsed_s / (0.05 * config.time_limit_s))
+    if warm < 1:
+        return config.learning_rate * warm
+    progress = max(0, step - warmup) / max(1, config.steps - warmup)
     if config.time_limit_s:
         progress = max(progress, elapsed_s / config.time_limit_s)
     return (
@@ -159,6 +181,10 @@ def iter_train(
     config: TrainConfig,
     device: str | torch.device | None = None,
     should_stop: Callable[[], bool] | None = None,
+    validate: Validate | None = None,
+    val_every: int = 10,
+    patience: int | None = None,
+    train_mode: Callable[[UNet], None] | None = None,
 ) -> Generator[TrainEvent, None, UNet]:
     """Train ``model`` in place, yielding one event per step.
 
@@ -174,6 +200,19 @@ def iter_train(
         Default: best available.
     should_stop : callable, optional
         Checked every step; training ends early when it returns True.
+    validate : callable, optional
+        ``validate(model) -> (val_loss, val_accuracy)``, called in eval
+        mode every ``val_every`` steps and after the last step. With it,
+        the weights of the best validation loss are restored at the end.
+    val_every : int
+        Steps between validations.
+    patience : int, optional
+        Stop after this many validations without a better loss (early
+        stopping); None: never stop early.
+    train_mode : callable, optional
+        ``train_mode(model)`` puts the model in training mode (default
+        ``model.train()``); e.g. keeps frozen parts in eval mode. Only
+        parameters with ``requires_grad`` are optimised.
 
     Returns
     -------
@@ -187,15 +226,31 @@ def iter_train(
     rng = np.random.default_rng(config.seed)
     model.to(device=device, memory_format=model.memory_format)
     model.gradient_checkpointing = config.checkpointing
-    model.train()
+
+    def set_train() -> None:
+        if train_mode is None:
+            model.train()
+        else:
+            train_mode(model)
+
+    def run_validation() -> tuple[float, float]:
+        model.eval()
+        try:
+            return validate(model)
+        finally:
+            set_train()
+
+    set_train()
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
     weights = torch.ones(model.config.out_channels, device=device)
     if model.config.out_channels > 2:
         weights[2] = config.boundary_weight
+    best: tuple[float, dict[str, torch.Tensor]] | None = None
+    bad = 0
     start = time.perf_counter()
     try:
         for step in range(config.steps):
@@ -216,16 +271,43 @@ def iter_train(
             loss.backward()
             optimizer.step()
             elapsed = time.perf_counter() - start
-            yield TrainEvent(
-                step + 1, config.steps, float(loss.detach()), lr, elapsed
-            )
-            if should_stop is not None and should_stop():
-                break
+            stopped = None
             if (
                 config.time_limit_s is not None
                 and elapsed > config.time_limit_s
             ):
+                stopped = 'time'
+            last = stopped is not None or step + 1 == config.steps
+            val_loss = val_accuracy = None
+            if validate is not None and (
+                last or (step + 1) % max(1, val_every) == 0
+            ):
+                val_loss, val_accuracy = run_validation()
+                if best is None or val_loss < best[0]:
+                    best = (val_loss, copy.deepcopy(model.state_dict()))
+                    bad = 0
+                else:
+                    bad += 1
+                    if patience is not None and bad >= patience and not last:
+                        stopped = stopped or 'early_stop'
+            yield TrainEvent(
+                step + 1,
+                config.steps,
+                float(loss.detach()),
+                lr,
+                elapsed,
+                val_loss,
+                val_accuracy,
+                stopped,
+            )
+            if stopped is not None:
                 break
+            # checked right after the consumer saw the event: a Stop
+            # pressed while handling step N ends training after step N
+            if should_stop is not None and should_stop():
+                break
+        if best is not None:
+            model.load_state_dict(best[1])
     finally:
         model.gradient_checkpointing = False
         model.eval()

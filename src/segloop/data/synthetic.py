@@ -44,3 +44,30 @@ def synthetic_nuclei(
         labels[(dist2 < radius**2) & (labels == 0)] = index
     image = (labels > 0).astype(np.float32) + rng.normal(0, noise, shape)
     return image.astype(np.float32), labels
+
+
+# H&E-like palette of :func:`he_colour`: hematoxylin purple, eosin-pink white.
+HE_NUCLEUS = (0.33, 0.18, 0.52)
+HE_BACKGROUND = (0.96, 0.86, 0.92)
+
+
+def he_colour(grey: np.ndarray) -> np.ndarray:
+    """Colour a grey brightfield image with an H&E-like palette.
+
+    For tests and benchmarks of the RGB path where only grey H&E images
+    are at hand: dark pixels become hematoxylin purple, bright ones
+    pinkish white, linearly in between. Not a model of real staining.
+
+    Parameters
+    ----------
+    grey : ndarray of uint8, shape (Y, X)
+        Brightfield image (nuclei dark).
+
+    Returns
+    -------
+    ndarray of uint8, shape (Y, X, 3)
+        RGB.
+    """
+    g = grey.astype(np.float32)[..., None] / 255.0
+    rgb = (1.0 - g) * np.array(HE_NUCLEUS) + g * np.array(HE_BACKGROUND)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)

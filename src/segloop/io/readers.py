@@ -63,6 +63,12 @@ class ImageSource:
     scale : dict of str to float
         Physical size per axis where known: micrometres for ``Z/Y/X``,
         seconds for ``T``; ``{}`` when unknown.
+    rgb : bool
+        The ``C`` axis holds colour samples (RGB or RGBA: a TIFF's ``S``
+        axis, a PNG/JPEG, axes given with ``S``, or a uint8 array whose
+        last axis has 3 or 4 samples), not separate channels; the engine
+        then turns it into one grey channel unless a channel is chosen
+        (see :mod:`segloop.core.colour`).
     """
 
     data: Any
@@ -70,6 +76,7 @@ class ImageSource:
     path: str | None = None
     name: str = 'image'
     scale: dict[str, float] = field(default_factory=dict)
+    rgb: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -193,10 +200,19 @@ def _finish(
     path: str | None,
     name: str,
     scale: dict[str, float],
+    rgb: bool = False,
 ) -> ImageSource:
     data, axes = _to_canonical(data, axes)
     scale = {a: float(v) for a, v in scale.items() if a in axes and a != 'C'}
-    return ImageSource(data=data, axes=axes, path=path, name=name, scale=scale)
+    rgb = rgb and 'C' in axes and data.shape[axes.index('C')] in (3, 4)
+    return ImageSource(
+        data=data, axes=axes, path=path, name=name, scale=scale, rgb=rgb
+    )
+
+
+def _is_rgb_guess(shape: tuple[int, ...], dtype: Any, axes: str) -> bool:
+    """Whether :func:`guess_axes` took the last axis as RGB(A) samples."""
+    return axes.endswith('C') and shape[-1] in (3, 4) and len(axes) in (3, 4)
 
 
 def _stem(path: Path) -> str:
@@ -216,19 +232,52 @@ def _stem(path: Path) -> str:
 # -- arrays -------------------------------------------------------------------
 
 
-def _open_array(data: Any, axes: str | None) -> ImageSource:
+def _open_array(
+    data: Any,
+    axes: str | None,
+    path: str | None = None,
+    name: str = 'image',
+    rgb: bool = False,
+) -> ImageSource:
     if not isinstance(data, (np.ndarray, da.Array)):
         raise InputError(
             f'cannot open a {type(data).__name__}: pass a file path, a '
             'numpy array or a dask array'
         )
-    check_array(data.shape, data.dtype, 'the array')
-    axes = (
-        parse_axes(axes, data.ndim)
-        if axes is not None
-        else guess_axes(data.shape, data.dtype)
-    )
-    return _finish(data, axes, None, 'image', {})
+    check_array(data.shape, data.dtype, name if path else 'the array')
+    if axes is not None:
+        rgb = 'S' in axes.upper()
+        axes = parse_axes(axes, data.ndim)
+    else:
+        axes = guess_axes(data.shape, data.dtype)
+        rgb = rgb or _is_rgb_guess(data.shape, data.dtype, axes)
+    return _finish(data, axes, path, name, {}, rgb)
+
+
+# -- PNG / JPEG ---------------------------------------------------------------
+
+PICTURE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
+
+
+def _open_picture(path: Path, axes: str | None) -> ImageSource:
+    """A PNG/JPEG/BMP image (read whole: these formats are not tiled)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as picture:
+            if picture.mode in ('P', 'PA', 'CMYK', 'YCbCr', 'LAB', 'HSV'):
+                picture = picture.convert(
+                    'RGBA' if 'A' in picture.mode else 'RGB'
+                )
+            rgb = picture.mode in ('RGB', 'RGBA')
+            data = np.asarray(picture)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise InputError(
+            f'{path} cannot be read as an image ({exc}); check the file'
+        ) from None
+    if rgb and axes is None:
+        axes = 'YXS'
+    return _open_array(data, axes, str(path), _stem(path), rgb)
 
 
 # -- TIFF ---------------------------------------------------------------------
@@ -239,12 +288,14 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
     with closed_on_error(tif, path):
         if axes is not None:
             file_axes = parse_axes(axes, len(series.shape))
+            rgb = 'S' in axes.upper()
         else:
             file_axes = tiff_axes(series.axes, path)
+            rgb = 'S' in series.axes
         scale = tiff_scale(tif, file_axes)
         data = tiff_dask(tif)
     # The zarr store keeps ``tif`` open for lazy reads.
-    return _finish(data, file_axes, str(path), _stem(path), scale)
+    return _finish(data, file_axes, str(path), _stem(path), scale, rgb)
 
 
 # -- Zarr / OME-Zarr ----------------------------------------------------------
@@ -316,14 +367,7 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
         ) from None
     if isinstance(node, zarr.Array):
         check_array(node.shape, node.dtype, path.name)
-        file_axes = (
-            parse_axes(axes, node.ndim)
-            if axes is not None
-            else guess_axes(node.shape, node.dtype)
-        )
-        return _finish(
-            da.from_zarr(node), file_axes, str(path), _stem(path), {}
-        )
+        return _open_array(da.from_zarr(node), axes, str(path), _stem(path))
     multiscales = find_multiscales(node.attrs.asdict())
     if not multiscales:
         arrays = sorted(name for name, _ in node.arrays())
@@ -353,9 +397,10 @@ def open_image(
     Parameters
     ----------
     source : str, Path, numpy.ndarray or dask.array.Array
-        A ``.tif``/``.tiff`` file (series 0, pyramid level 0), a ``.zarr``
-        store (OME-Zarr image: dataset 0; or a plain Zarr array), or an
-        array.
+        A ``.tif``/``.tiff`` file (series 0, pyramid level 0), a
+        ``.png``/``.jpg``/``.bmp`` picture (grey or RGB(A), read whole), a
+        ``.zarr`` store (OME-Zarr image: dataset 0; or a plain Zarr
+        array), or an array.
     axes : str, optional
         Axes of the source in its own order (e.g. ``'ZYX'``, ``'YXS'``);
         overrides the file's metadata. Guessed when not given and the
@@ -384,9 +429,11 @@ def open_image(
     suffix = path.suffix.lower()
     if path.is_file() and suffix in TIFF_SUFFIXES:
         return _open_tiff(path, axes)
+    if path.is_file() and suffix in PICTURE_SUFFIXES:
+        return _open_picture(path, axes)
     if suffix == '.zarr' or (path.is_dir() and _is_zarr_dir(path)):
         return _open_zarr(path, axes)
     raise InputError(
-        f'{path} is not a supported image: open a .tif/.tiff file or a '
-        '.zarr store (convert other formats to TIFF first)'
+        f'{path} is not a supported image: open a .tif/.tiff, .png or '
+        '.jpg file or a .zarr store (convert other formats to TIFF first)'
     )

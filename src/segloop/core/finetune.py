@@ -1,0 +1,514 @@
+"""Fine-tuning on a user's corrections (sparse scribbles or edited labels).
+
+Corrections are a label image the size of the image: 0 = unpainted
+(ignored), ``k + 1`` = the model's class ``k`` (1 background, 2 object
+interior, 3 boundary for the bundled models). Edited instance labels are
+turned into the same targets with :func:`instances_to_targets`.
+
+:func:`iter_finetune` trains a *copy* of the model with the one training
+loop of :mod:`segloop.core.training` (``IGNORE`` on unpainted pixels):
+patches centred on painted pixels, flips / rot90 / elastic / intensity
+augmentation, masked cross-entropy + Dice, early stopping on held-back
+painted pixels. The model passed in is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from segloop.core.checkpoint import ModelInfo, package_version, utc_now
+from segloop.core.config import TrainConfig
+from segloop.core.corrections import (
+    corrections_to_targets,
+    count_painted,
+    instances_to_targets,
+    targets_to_corrections,
+    touched_mask,
+)
+from segloop.core.device import autocast, pick_device
+from segloop.core.errors import InputError
+from segloop.core.normalize import (
+    DEFAULT_PERCENTILES,
+    normalize,
+    percentile_range,
+)
+from segloop.core.painted import (
+    PaintedPatchSampler,
+    mix_samplers,
+    split_painted,
+    validation_patches,
+)
+from segloop.core.targets import IGNORE
+from segloop.core.training import (
+    Batch,
+    TrainEvent,
+    iter_train,
+    masked_loss,
+)
+from segloop.core.unet import UNet
+
+UNPAINTED = 0
+
+__all__ = [
+    'FinetuneConfig',
+    'FinetuneResult',
+    'PaintedPatchSampler',
+    'corrections_to_targets',
+    'count_painted',
+    'finetuned_info',
+    'instances_to_targets',
+    'iter_finetune',
+    'mix_samplers',
+    'split_painted',
+    'targets_to_corrections',
+    'touched_mask',
+]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of a fine-tuning run.
+
+    Attributes
+    ----------
+    steps : int
+        Step budget.
+    time_limit_s : float, optional
+        Time budget in seconds (the learning rate anneals to 0 by it).
+    batch_size : int
+        Patches per step.
+    patch_shape : tuple of int, optional
+        Spatial patch size; default 128² (2D) or (Z≤8)×96² (3D), rounded
+        to the network's divisor.
+    learning_rate, weight_decay : float
+        AdamW settings (2e-3 scored best in benchmarks/bench_finetune.py).
+    freeze_encoder : bool
+        Train only the bottleneck, decoder and head.
+    freeze_norm : bool, optional
+        Keep the batch-norm statistics of the parent model (the affine
+        weights are still trained). None (default): keep them when
+        ``batch_size < 4`` (too few patches for reliable statistics),
+        else adapt them to the new images (better under a domain shift,
+        measured in docs/performance.md).
+    val_fraction : float
+        Share of the painted objects (connected regions) held back for
+        early stopping; 0 disables validation.
+    val_every, patience : int
+        Steps between validations; validations without improvement
+        before stopping.
+    elastic : float
+        Probability of an elastic deformation per patch.
+    replay_fraction : float
+        Share of each batch drawn from ``replay`` patches (original
+        training data) to prevent forgetting.
+    dice_weight, boundary_weight : float
+        Loss settings, as in :class:`~segloop.core.config.TrainConfig`.
+    seed : int
+        Seeds patch choice, augmentation, dropout and the validation split.
+    bf16 : bool
+        bf16 autocast where supported.
+    """
+
+    steps: int = 300
+    time_limit_s: float | None = 120.0
+    batch_size: int = 8
+    patch_shape: tuple[int, ...] | None = None
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    freeze_encoder: bool = False
+    freeze_norm: bool | None = None
+    val_fraction: float = 0.2
+    val_every: int = 20
+    patience: int | None = 5
+    elastic: float = 0.3
+    replay_fraction: float = 0.0
+    dice_weight: float = 1.0
+    boundary_weight: float = 2.0
+    seed: int = 0
+    bf16: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict."""
+        out = asdict(self)
+        if self.patch_shape is not None:
+            out['patch_shape'] = list(self.patch_shape)
+        return out
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`iter_finetune` returns.
+
+    Attributes
+    ----------
+    model : UNet
+        The fine-tuned copy (eval mode); the best validated weights.
+    steps : int
+        Optimisation steps run.
+    final_loss : float
+        Mean training loss of the last (up to 20) steps.
+    best_val_loss, best_val_accuracy : float or None
+        On the held-back painted pixels (None without validation).
+    stopped : str
+        'steps', 'time', 'early_stop' or 'user'.
+    elapsed_s : float
+        Training time in seconds.
+    painted_pixels : dict of str to int
+        Painted pixels per class name ('total' for all).
+    painted_objects : int
+        Connected painted regions of the object classes.
+    config : FinetuneConfig
+    losses : list of float
+        Training loss per step.
+    """
+
+    model: UNet
+    steps: int
+    final_loss: float
+    best_val_loss: float | None
+    best_val_accuracy: float | None
+    stopped: str
+    elapsed_s: float
+    painted_pixels: dict[str, int]
+    painted_objects: int
+    config: FinetuneConfig
+    losses: list[float] = field(default_factory=list)
+
+    def provenance(self) -> dict[str, Any]:
+        """The fine-tuning part of a model's ``config.json`` provenance."""
+        return {
+            'finetune': {
+                'steps': self.steps,
+                'final_loss': round(self.final_loss, 5),
+                'best_val_loss': _round(self.best_val_loss),
+                'best_val_accuracy': _round(self.best_val_accuracy),
+                'stopped': self.stopped,
+                'elapsed_s': round(self.elapsed_s, 1),
+                'painted_pixels': dict(self.painted_pixels),
+                'painted_objects': self.painted_objects,
+                'config': self.config.to_dict(),
+            },
+            'steps': self.steps,
+            'final_loss': round(self.final_loss, 5),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 5)
+
+
+def _default_patch(model: UNet, spatial: Sequence[int]) -> tuple[int, ...]:
+    divisor = model.config.divisor()
+    if model.config.spatial_dims == 2:
+        wanted = (128, 128)
+    else:
+        wanted = (min(8, int(spatial[0])), 96, 96)
+    return tuple(
+        max(d, -(-w // d) * d) for w, d in zip(wanted, divisor, strict=True)
+    )
+
+
+def _as_list(value: Any) -> list[np.ndarray]:
+    if isinstance(value, np.ndarray):
+        return [value]
+    return [np.asarray(v) for v in value]
+
+
+def _prepare(
+    model: UNet,
+    images: list[np.ndarray],
+    targets: list[np.ndarray],
+    percentiles: tuple[float, float],
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normalise; split 3D volumes into painted planes for a 2D model."""
+    dims = model.config.spatial_dims
+    out_images, out_targets = [], []
+    for image, target in zip(images, targets, strict=True):
+        if image.shape != target.shape:
+            raise InputError(
+                f'corrections shape {target.shape} differs from the image '
+                f'shape {image.shape}; paint on a layer the size of the image'
+            )
+        if image.ndim not in (2, 3) or image.ndim < dims:
+            raise InputError(
+                f'a {dims}D model fine-tunes on '
+                f'{"YX or ZYX" if dims == 2 else "ZYX"} images, got '
+                f'{image.ndim} axes'
+            )
+        lo, hi = percentile_range(image, *percentiles)
+        norm = normalize(image, lo, hi)
+        if dims == 2 and image.ndim == 3:
+            for plane, plane_target in zip(norm, target, strict=True):
+                if (plane_target != IGNORE).any():
+                    out_images.append(plane[None])
+                    out_targets.append(plane_target)
+        else:
+            out_images.append(norm[None])
+            out_targets.append(target)
+    return out_images, out_targets
+
+
+def _train_mode(
+    freeze_encoder: bool, freeze_norm: bool
+) -> Callable[[UNet], None]:
+    def set_mode(model: UNet) -> None:
+        model.train()
+        if freeze_encoder:
+            model.encoders.eval()
+        if freeze_norm:
+            for module in model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    return set_mode
+
+
+def iter_finetune(
+    model: UNet,
+    image: np.ndarray | Sequence[np.ndarray],
+    corrections: np.ndarray | Sequence[np.ndarray] | None = None,
+    config: FinetuneConfig | None = None,
+    *,
+    targets: np.ndarray | Sequence[np.ndarray] | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    replay: Callable[[np.random.Generator, int], Batch] | None = None,
+    device: str | torch.device | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[TrainEvent, None, FinetuneResult]:
+    """Fine-tune a copy of ``model`` on painted corrections.
+
+    Parameters
+    ----------
+    model : UNet
+        The current model. Never modified: a deep copy is trained.
+    image : ndarray or sequence of ndarray
+        Raw image(s), (Y, X) or (Z, Y, X), any real dtype; normalised with
+        ``percentiles`` of the whole image, as prediction does. A 2D model
+        trains on the painted Z-planes of a 3D image.
+    corrections : ndarray or sequence of ndarray, optional
+        Same shape(s) as ``image``: 0 unpainted, ``k + 1`` for class ``k``
+        (see :func:`corrections_to_targets`).
+    config : FinetuneConfig, optional
+        Budgets and settings (default: 300 steps or 120 s).
+    targets : ndarray or sequence of ndarray, optional
+        Instead of ``corrections``: class targets with ``IGNORE`` (-1)
+        where unpainted, e.g. from :func:`instances_to_targets`.
+    percentiles : (float, float)
+        Normalisation percentiles of the model (its config.json).
+    replay : callable, optional
+        ``replay(rng, n) -> (x, y)`` patches of the original training data
+        (e.g. a :class:`~segloop.core.training.PatchSampler`), mixed in
+        at ``config.replay_fraction``.
+    device : str or torch.device, optional
+        Default: best available.
+    should_stop : callable, optional
+        Checked every step; True ends training (the GUI's Stop).
+
+    Yields
+    ------
+    TrainEvent
+        One per step; ``val_loss``/``val_accuracy`` on validation steps.
+
+    Returns
+    -------
+    FinetuneResult
+        With the fine-tuned copy of the model.
+    """
+    config = config or FinetuneConfig()
+    if (corrections is None) == (targets is None):
+        raise InputError('pass either corrections or targets')
+    images = _as_list(image)
+    n_classes = model.config.out_channels
+    if targets is None:
+        raw_targets = [
+            corrections_to_targets(c, n_classes) for c in _as_list(corrections)
+        ]
+    else:
+        raw_targets = [
+            np.asarray(t).astype(np.int8) for t in _as_list(targets)
+        ]
+    if len(images) != len(raw_targets):
+        raise InputError(
+            f'{len(images)} images but {len(raw_targets)} corrections'
+        )
+    norm_images, all_targets = _prepare(
+        model, images, raw_targets, percentiles
+    )
+    class_names = [f'class {k}' for k in range(n_classes)]
+    if n_classes == 3:
+        class_names = ['background', 'interior', 'boundary']
+    painted, objects = count_painted(all_targets, class_names)
+    if painted['total'] == 0:
+        raise InputError(
+            'nothing is painted: paint corrections (1 background, 2 '
+            'object, 3 boundary) before retraining'
+        )
+    rng = np.random.default_rng(config.seed)
+    train_targets, val_targets = [], []
+    for target in all_targets:
+        train, val = split_painted(target, config.val_fraction, rng)
+        train_targets.append(train)
+        val_targets.append(val)
+    dims = model.config.spatial_dims
+    patch = tuple(config.patch_shape or ()) or _default_patch(
+        model, norm_images[0].shape[1:]
+    )
+    if len(patch) == 1:
+        patch = patch * dims
+    try:
+        model.check_shape(patch)
+    except ValueError as error:
+        raise InputError(f'patch: {error}') from None
+    sampler = PaintedPatchSampler(
+        norm_images, train_targets, patch, config.elastic
+    )
+    sample = mix_samplers(sampler, replay, config.replay_fraction)
+    dev = (
+        pick_device(device) if not isinstance(device, torch.device) else device
+    )
+    val_batch = validation_patches(norm_images, val_targets, patch, rng)
+    weights = torch.ones(n_classes, device=dev)
+    if n_classes > 2:
+        weights[2] = config.boundary_weight
+
+    def validate(net: UNet) -> tuple[float, float]:
+        assert val_batch is not None
+        x = torch.from_numpy(val_batch[0]).to(dev)
+        y = torch.from_numpy(val_batch[1]).to(dev)
+        with torch.inference_mode(), autocast(dev, config.bf16):
+            logits = net(x.contiguous(memory_format=net.memory_format))
+        loss = masked_loss(logits.float(), y, weights, config.dice_weight)
+        valid = y != IGNORE
+        correct = (logits.argmax(1) == y) & valid
+        accuracy = float(correct.sum()) / max(1, int(valid.sum()))
+        return float(loss), accuracy
+
+    trainee = copy.deepcopy(model)
+    if config.freeze_encoder:
+        for parameter in trainee.encoders.parameters():
+            parameter.requires_grad_(False)
+    train_config = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        patch_shape=tuple(patch),
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        dice_weight=config.dice_weight,
+        boundary_weight=config.boundary_weight,
+        seed=config.seed,
+        time_limit_s=config.time_limit_s,
+        bf16=config.bf16,
+    )
+    losses: list[float] = []
+    best_val: tuple[float, float] | None = None
+    stopped = 'steps'
+    user_stopped: list[bool] = []
+
+    def stop_requested() -> bool:
+        if should_stop is not None and should_stop():
+            user_stopped.append(True)
+            return True
+        return False
+
+    elapsed = 0.0
+    events = iter_train(
+        trainee,
+        sample,
+        train_config,
+        dev,
+        stop_requested,
+        validate=validate if val_batch is not None else None,
+        val_every=config.val_every,
+        patience=config.patience,
+        train_mode=_train_mode(
+            config.freeze_encoder,
+            config.freeze_norm
+            if config.freeze_norm is not None
+            else config.batch_size < 4,
+        ),
+    )
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            trained = stop.value
+            break
+        losses.append(event.loss)
+        elapsed = event.elapsed_s
+        if event.val_loss is not None and (
+            best_val is None or event.val_loss < best_val[0]
+        ):
+            best_val = (event.val_loss, float(event.val_accuracy or 0.0))
+        if event.stopped is not None:
+            stopped = event.stopped
+        yield event
+    if user_stopped:
+        stopped = 'user'
+    for parameter in trained.parameters():
+        parameter.requires_grad_(True)
+    return FinetuneResult(
+        model=trained,
+        steps=len(losses),
+        final_loss=float(np.mean(losses[-20:])) if losses else float('nan'),
+        best_val_loss=best_val[0] if best_val else None,
+        best_val_accuracy=best_val[1] if best_val else None,
+        stopped=stopped,
+        elapsed_s=elapsed,
+        painted_pixels=painted,
+        painted_objects=objects,
+        config=config,
+        losses=losses,
+    )
+
+
+def finetuned_info(
+    parent: ModelInfo,
+    result: FinetuneResult,
+    parent_model: str | None,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ModelInfo:
+    """The ``config.json`` description of a fine-tuned model.
+
+    Network, axes, normalisation, classes and instance settings come from
+    the parent; provenance records the parent model, painted pixels and
+    objects, steps, loss, date, package version (and ``extra``), and
+    keeps the parent's provenance under ``parent_provenance``.
+    """
+    provenance: dict[str, Any] = {
+        'created': utc_now(),
+        'package_version': package_version(),
+        'parent_model': parent_model,
+        'parent_name': parent.name,
+        **result.provenance(),
+        **(extra or {}),
+        'parent_provenance': {
+            k: v
+            for k, v in parent.provenance.items()
+            if k not in ('validation_names', 'parent_provenance')
+        },
+    }
+    if 'validation_names' in parent.provenance:
+        provenance['validation_names'] = parent.provenance['validation_names']
+    return ModelInfo(
+        network=parent.network,
+        axes=parent.axes,
+        normalization=dict(parent.normalization),
+        class_names=list(parent.class_names),
+        instances=dict(parent.instances),
+        provenance=provenance,
+        name=name or f'{parent.name}-finetuned',
+        **_object_size(parent),
+    )
+
+
+def _object_size(parent: ModelInfo) -> dict[str, Any]:
+    """The parent's training object size, where this segloop records it."""
+    size = getattr(parent, 'object_size', None)
+    return {'object_size': dict(size)} if size else {}

@@ -1,0 +1,226 @@
+"""Fine-tune a model on corrections painted over image files.
+
+What ``segloop finetune IMAGE CORRECTIONS --model M -o NEWMODEL`` runs,
+and what a GUI's "Save model…" calls: read the image and the
+corrections (or edited instance labels), fine-tune a copy of the model
+with :func:`segloop.core.finetune.iter_finetune`, and write a model
+folder whose ``config.json`` records the provenance.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segloop.core.checkpoint import save_model
+from segloop.core.errors import InputError, SegloopError
+from segloop.core.finetune import (
+    FinetuneConfig,
+    FinetuneResult,
+    corrections_to_targets,
+    finetuned_info,
+    instances_to_targets,
+    iter_finetune,
+    touched_mask,
+)
+from segloop.core.training import TrainEvent
+from segloop.inputs import select_channel
+from segloop.io.readers import open_image
+from segloop.models import BUNDLED_DIR
+from segloop.models.loaded import Model, load_model
+
+
+def read_volume(
+    path: str | Path,
+    axes: str | None = None,
+    channel: int | None = None,
+    invert: bool | None = False,
+) -> np.ndarray:
+    """Read a 2D (YX) or 3D (ZYX) image file into memory.
+
+    Parameters
+    ----------
+    path : str or Path
+        TIFF, Zarr or OME-Zarr.
+    axes : str, optional
+        Axes of the file, when its metadata or the guess is wrong.
+    channel : int, optional
+        Channel to use when the file has a C axis.
+    invert : bool, optional
+        Negate intensities (brightfield); None: automatic for RGB images
+        (see :func:`segloop.inputs.select_channel`).
+
+    Returns
+    -------
+    ndarray, shape (Y, X) or (Z, Y, X), the file's dtype
+    """
+    source = open_image(path, axes)
+    if 'T' in source.axes:
+        raise InputError(
+            f'{path} has a time axis (axes {source.axes}); fine-tune on one '
+            'time point: save it as its own file first'
+        )
+    return np.asarray(select_channel(source, channel, invert=invert))
+
+
+def load_targets(
+    image: np.ndarray,
+    corrections: np.ndarray,
+    n_classes: int,
+    from_instances: bool = False,
+    original: np.ndarray | None = None,
+) -> np.ndarray:
+    """Class targets (``IGNORE`` = unpainted) from corrections or labels.
+
+    Parameters
+    ----------
+    image : ndarray, shape (Y, X) or (Z, Y, X)
+        Only its shape is used, to check the corrections.
+    corrections : ndarray of int, same shape
+        Painted corrections (0 unpainted, class + 1), or edited instance
+        labels when ``from_instances``.
+    n_classes : int
+        Model output classes.
+    from_instances : bool
+        Treat ``corrections`` as corrected instance labels (0 background).
+    original : ndarray of int, optional
+        The instance labels before editing: only the objects the user
+        changed (plus a 2-pixel margin) are trained on. Without it every
+        pixel counts (dense labels).
+
+    Returns
+    -------
+    ndarray of int8, same shape
+    """
+    if corrections.shape != image.shape:
+        raise InputError(
+            f'corrections shape {corrections.shape} differs from the image '
+            f'shape {image.shape}; paint on a layer the size of the image'
+        )
+    if not from_instances:
+        return corrections_to_targets(corrections, n_classes)
+    if corrections.dtype.kind not in 'iu':
+        raise InputError('instance labels must be an integer image')
+    touched = None
+    if original is not None:
+        if original.shape != corrections.shape:
+            raise InputError(
+                f'--original shape {original.shape} differs from the '
+                f'labels {corrections.shape}'
+            )
+        touched = touched_mask(original, corrections)
+    return instances_to_targets(corrections, touched)
+
+
+def iter_finetune_files(
+    image: str | Path,
+    corrections: str | Path,
+    output: str | Path,
+    model: str | Path | Model | None = None,
+    config: FinetuneConfig | None = None,
+    *,
+    axes: str | None = None,
+    channel: int | None = None,
+    invert: bool | None = None,
+    from_instances: bool = False,
+    original: str | Path | None = None,
+    overwrite: bool = False,
+    name: str | None = None,
+    device: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[TrainEvent, None, tuple[Path, FinetuneResult]]:
+    """Fine-tune ``model`` on painted files and save the new model folder.
+
+    Yields the training events; returns ``(folder, result)``. Refuses an
+    existing, non-empty ``output`` unless ``overwrite`` (checked before any
+    work). ``invert`` (brightfield) applies to the image only; segment
+    with the same setting. The parent model is never modified.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise SegloopError(f'{output} exists and is not a folder')
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise SegloopError(
+            f'{output} exists; choose another -o or pass --overwrite'
+        )
+    parent = load_model(model)
+    pixels = read_volume(image, axes, channel, invert)
+    painted = read_volume(corrections, axes)
+    before = read_volume(original, axes) if original is not None else None
+    targets = load_targets(
+        pixels,
+        painted,
+        parent.network.config.out_channels,
+        from_instances,
+        before,
+    )
+    norm = parent.info.normalization
+    percentiles = (float(norm.get('low', 1.0)), float(norm.get('high', 99.8)))
+    result = yield from iter_finetune(
+        parent.network,
+        pixels,
+        targets=targets,
+        config=config,
+        percentiles=percentiles,
+        device=device,
+        should_stop=should_stop,
+    )
+    folder = save_finetuned(
+        output,
+        result,
+        parent,
+        name=name,
+        extra={
+            'command': ' '.join(['segloop', *sys.argv[1:]]),
+            'training_data': [str(image)],
+            'corrections': str(corrections),
+            'invert': invert,
+        },
+    )
+    return folder, result
+
+
+def _parent_ref(parent: Model) -> str | None:
+    if parent.path is None:
+        return parent.info.name
+    if parent.path.parent == BUNDLED_DIR:
+        return parent.path.name  # a bundled model: its name
+    return str(parent.path)
+
+
+def finetuned_model(
+    result: FinetuneResult,
+    parent: Model,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Model:
+    """The fine-tuned network as a usable, unsaved :class:`Model`.
+
+    Ready for :func:`segloop.predict` (e.g. to re-segment after Retrain,
+    keeping ``parent`` for undo); ``path`` is None until saved.
+    """
+    info = finetuned_info(
+        parent.info, result, _parent_ref(parent), name, extra
+    )
+    return Model(result.model, info, None)
+
+
+def save_finetuned(
+    folder: str | Path,
+    result: FinetuneResult,
+    parent: Model,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a fine-tuned model folder (config.json + weights.safetensors).
+
+    ``config.json`` keeps the parent's network, normalisation, classes and
+    instance settings; its provenance names the parent model and records
+    painted pixels/objects, steps, loss, date and package version.
+    """
+    model = finetuned_model(result, parent, name, extra)
+    return save_model(folder, model.network, model.info)

@@ -1,0 +1,278 @@
+"""Preparing an image for the network: channel, colour, object size.
+
+:func:`prepare_input` (and :func:`select_channel`) turn an
+:class:`~segloop.io.readers.ImageSource` into the one-channel lazy array
+the network sees: the chosen channel, or the grey conversion of an
+RGB(A) image, inverted for brightfield where asked
+(:mod:`segloop.core.colour`). :func:`plan_zoom` turns a user's object
+diameter (or ``'auto'``, estimated from a first pass) into zoom factors
+per network axis (:mod:`segloop.core.objsize`); the input is resampled
+with :mod:`segloop.core.rescale`. Both the blockwise engine
+(:class:`segloop.engine.SegmentJob`) and the in-memory API
+(:func:`segloop.api.predict`) use them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from segloop.core.colour import (
+    RGB_METHODS,
+    GreyView,
+    RgbMethod,
+    looks_brightfield,
+)
+from segloop.core.config import TileConfig
+from segloop.core.errors import InputError, SegloopError
+from segloop.core.events import drain
+from segloop.core.instances import InstanceParams
+from segloop.core.normalize import normalize, percentile_range, sample_pixels
+from segloop.core.objsize import (
+    AUTO_TOLERANCE,
+    central_crop,
+    estimate_diameter,
+    parse_diameter,
+    zoom_factors,
+)
+from segloop.core.predict import Predictor
+from segloop.io.readers import ImageSource
+from segloop.models.loaded import Model
+
+# Y/X size of the central crop that ``diameter='auto'`` segments first.
+AUTO_CROP = 768
+
+
+def select_channel(
+    source: ImageSource,
+    channel: int | None,
+    *,
+    invert: bool | None = None,
+    rgb: str = 'auto',
+) -> Any:
+    """Lazy one-channel data without the C axis.
+
+    Parameters
+    ----------
+    source : ImageSource
+        The opened image (axes in ``TCZYX`` order).
+    channel : int, optional
+        0-based channel to segment; required when there are several
+        channels, optional for RGB(A) images (which are converted to grey
+        unless one sample is chosen).
+    invert : bool, optional
+        Negate the intensities (brightfield: dark nuclei on a bright
+        background). None: automatic for RGB images (see ``rgb``), off
+        otherwise.
+    rgb : {'auto', 'luminance', 'hematoxylin'}
+        Conversion of RGB(A) images (see :mod:`segloop.core.colour`).
+        'auto' (default): when the luminance has a bright background
+        (:func:`segloop.core.colour.looks_brightfield`: brightfield,
+        e.g. H&E) the hematoxylin channel of colour deconvolution, which
+        scored best on H&E (``benchmarks/bench_rgb.py``); otherwise
+        (fluorescence saved as RGB) the luminance. 'luminance' with
+        ``invert=None`` inverts when the background is bright.
+
+    Returns
+    -------
+    array-like
+        Axes ``source.axes`` without ``'C'``; the source's data (a view)
+        or a lazy :class:`~segloop.core.colour.GreyView` (float32).
+
+    Raises
+    ------
+    InputError
+        A channel index that does not exist, or several channels and no
+        index.
+    """
+    return prepare_input(source, channel, invert=invert, rgb=rgb)[0]
+
+
+def prepare_input(
+    source: ImageSource,
+    channel: int | None,
+    *,
+    invert: bool | None = None,
+    rgb: str = 'auto',
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`select_channel`, also returning what was done (metadata).
+
+    Returns
+    -------
+    data : array-like
+        See :func:`select_channel`.
+    info : dict
+        ``channel``, ``rgb`` (conversion or None) and ``invert`` (bool).
+    """
+    data, axes = source.data, source.axes
+    if rgb not in ('auto', *RGB_METHODS):
+        raise InputError(
+            f'unknown RGB conversion {rgb!r}: use auto or one of '
+            f'{", ".join(RGB_METHODS)}'
+        )
+    info: dict[str, Any] = {'channel': channel, 'rgb': None, 'invert': False}
+    if 'C' not in axes:
+        if channel not in (None, 0):
+            raise InputError(
+                f'--channel {channel} was given but the image has no channel '
+                f'axis (axes {axes}); leave --channel out'
+            )
+    else:
+        c_axis = axes.index('C')
+        n_channels = data.shape[c_axis]
+        if channel is not None and not 0 <= channel < n_channels:
+            kind = 'colour samples' if source.rgb else 'channels'
+            raise InputError(
+                f'channel {channel} does not exist: the image has '
+                f'{n_channels} {kind}, numbered 0 to {n_channels - 1}'
+            )
+        if channel is None and source.rgb:
+            method: RgbMethod = 'luminance' if rgb == 'auto' else rgb
+            if invert is None and method == 'luminance':
+                grey = GreyView(data, c_axis, 'luminance')
+                bright = looks_brightfield(sample_pixels(grey, 200_000))
+                if rgb == 'auto' and bright:
+                    method = 'hematoxylin'  # nuclei come out bright
+                else:
+                    invert = bright
+            info['rgb'] = method
+            info['invert'] = bool(invert)
+            return GreyView(data, c_axis, method, bool(invert)), info
+        if channel is None:
+            if n_channels != 1:
+                raise InputError(
+                    f'the image has {n_channels} channels (axes {axes}); '
+                    f'choose the nuclear one with --channel N (0 to '
+                    f'{n_channels - 1})'
+                )
+            channel = 0
+        index = [slice(None)] * data.ndim
+        index[c_axis] = channel
+        data = data[tuple(index)]
+    if invert:
+        data = GreyView(data, None, invert=True)
+        info['invert'] = True
+    return data, info
+
+
+def training_diameter(model: Model) -> list[float] | None:
+    """The median object diameter (pixels, per axis) a model was trained on.
+
+    From its ``object_size``; a fine-tuned model without one inherits its
+    parent's (``provenance['parent_model']``), since fine-tuning on a few
+    corrections does not change the scale it works at.
+    """
+    from segloop.core.checkpoint import read_info
+    from segloop.models import resolve_model
+
+    info = model.info
+    for _ in range(4):  # parent chain, bounded
+        size = info.object_size or {}
+        if size.get('median_diameter'):
+            return [float(v) for v in size['median_diameter']]
+        parent = info.provenance.get('parent_model')
+        if not parent:
+            return None
+        try:
+            info = read_info(resolve_model(parent))
+        except (SegloopError, OSError, ValueError):  # parent moved or gone
+            return None
+    return None
+
+
+def plan_zoom(
+    model: Model,
+    diameter: Any,
+    data: Any,
+    axes: str,
+    predictor: Predictor,
+    params: InstanceParams,
+    sampling: list[float],
+    tiles: TileConfig,
+) -> tuple[tuple[float, ...] | None, dict[str, Any]]:
+    """Zoom per network axis for a user's ``diameter``; what to record.
+
+    ``'auto'`` segments a central crop (at most :data:`AUTO_CROP`
+    pixels in Y and X; the middle plane for a 2D model on a stack; time
+    point 0) at native scale, measures the median diameter of the
+    objects found and, when it is more than
+    :data:`~segloop.core.objsize.AUTO_TOLERANCE` off the training size,
+    segments the crop once more at the implied zoom and measures again
+    (:func:`segloop.core.objsize.estimate_diameter`, like cellpose's size
+    model). Within the tolerance no zoom is applied.
+
+    Parameters
+    ----------
+    model : Model
+        Its ``info.object_size['median_diameter']`` is the target.
+    diameter : None, 'auto', float, str or sequence of float
+        See :func:`segloop.core.objsize.parse_diameter`.
+    data : array-like
+        One-channel image, axes ``axes`` (no C).
+    axes : str
+        e.g. 'YX', 'ZYX', 'TZYX'.
+    predictor : Predictor
+        Runs the estimate's passes.
+    params : InstanceParams
+        Instance settings at the training scale.
+    sampling : list of float
+        Pixel size per spatial axis of the volume.
+    tiles : TileConfig
+        Tiling of the estimate's passes.
+
+    Returns
+    -------
+    zoom : tuple of float or None
+        Zoom per network axis (Y, X) or (Z, Y, X); None: no rescaling.
+    info : dict
+        ``given`` (the user's value), ``training`` (the model's median
+        diameter per axis), ``estimated`` and ``passes`` (auto only) and
+        ``zoom``; stored in the output's metadata and run signature.
+    """
+    dims = model.network.config.spatial_dims
+    try:
+        value = parse_diameter(diameter, dims)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    given = value if isinstance(value, str) or value is None else list(value)
+    info: dict[str, Any] = {'given': given, 'zoom': None}
+    if value is None:
+        return None, info
+    training = training_diameter(model)
+    if not training or len(training) != dims:
+        raise InputError(
+            f"model '{model.name}' does not record the object size of its "
+            'training data (object_size.median_diameter in its '
+            'config.json), so --diameter cannot be used with it'
+        )
+    info['training'] = [float(v) for v in training]
+    if value == 'auto':
+        volume = data[0] if 'T' in axes else data
+        if dims == 2 and volume.ndim == 3:
+            volume = volume[volume.shape[0] // 2]
+        crop = np.asarray(volume[central_crop(volume.shape, AUTO_CROP)])
+        image = normalize(crop, *percentile_range(volume))
+
+        def predict(array: np.ndarray) -> np.ndarray:
+            return drain(predictor.iter_predict(array[None], tiles))
+
+        estimate, passes = estimate_diameter(
+            image, predict, training, params, sampling[-dims:]
+        )
+        estimate = None if estimate is None else round(estimate, 2)
+        info['estimated'] = estimate
+        info['passes'] = passes
+        if (
+            estimate is None
+            or 1 / AUTO_TOLERANCE
+            <= float(training[-1]) / estimate
+            <= AUTO_TOLERANCE
+        ):
+            return None, info
+        value = (estimate,)
+    zoom = zoom_factors(value, training)
+    if all(abs(z - 1.0) < 1e-3 for z in zoom):
+        return None, info
+    info['zoom'] = [round(z, 6) for z in zoom]
+    return tuple(info['zoom']), info

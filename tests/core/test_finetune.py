@@ -1,0 +1,301 @@
+"""Fine-tuning on painted corrections: targets, loss mask, copy, stop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segloop.core.augment import augment_elastic
+from segloop.core.checkpoint import ModelInfo, load_model, save_model
+from segloop.core.errors import InputError
+from segloop.core.finetune import (
+    FinetuneConfig,
+    FinetuneResult,
+    PaintedPatchSampler,
+    corrections_to_targets,
+    finetuned_info,
+    instances_to_targets,
+    iter_finetune,
+    split_painted,
+    targets_to_corrections,
+    touched_mask,
+)
+from segloop.core.targets import IGNORE, instances_to_classes
+from segloop.core.training import masked_loss
+from segloop.core.unet import UNet
+from segloop.data.synthetic import synthetic_nuclei
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run fastest on one thread (and the CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _run(generator):
+    events = []
+    while True:
+        try:
+            events.append(next(generator))
+        except StopIteration as stop:
+            return stop.value, events
+
+
+def _task(seed: int = 0, shape=(64, 64)):
+    image, labels = synthetic_nuclei(shape, n=6, radius=6, seed=seed)
+    corrections = targets_to_corrections(instances_to_classes(labels))
+    return image, labels, corrections
+
+
+def _config(**kwargs) -> FinetuneConfig:
+    base = {
+        'steps': 20,
+        'batch_size': 2,
+        'patch_shape': (32, 32),
+        'learning_rate': 5e-3,
+        'bf16': False,
+        'time_limit_s': None,
+        'val_every': 5,
+    }
+    base.update(kwargs)
+    return FinetuneConfig(**base)
+
+
+def _state(model: UNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrections_map_to_classes_and_ignore() -> None:
+    corrections = np.array([[0, 1, 2, 3]], np.uint8)
+    targets = corrections_to_targets(corrections)
+    assert targets.tolist() == [[IGNORE, 0, 1, 2]]
+    assert (targets_to_corrections(targets) == corrections).all()
+    with pytest.raises(InputError, match='0 \\(unpainted\\) to 3'):
+        corrections_to_targets(np.array([[4]]))
+    with pytest.raises(InputError, match='integer'):
+        corrections_to_targets(np.zeros((2, 2), np.float32))
+
+
+def test_targets_from_edited_instances_only_where_touched() -> None:
+    original = np.zeros((20, 20), np.int32)
+    original[2:8, 2:8] = 1
+    original[12:18, 12:18] = 2
+    edited = original.copy()
+    edited[2:8, 2:8] = 0  # user erased object 1
+    edited[12:18, 2:8] = 3  # and painted a new one
+    touched = touched_mask(original, edited, margin=1)
+    assert touched[2:8, 2:8].all()
+    assert touched[12:18, 2:8].all()
+    assert not touched[12:18, 12:18].any()  # untouched object stays out
+    targets = instances_to_targets(edited, touched)
+    assert (targets[3:7, 3:7] == 0).all()  # erased -> background
+    assert targets[14, 4] == 1
+    assert targets[12, 4] == 2
+    assert (targets[~touched] == IGNORE).all()
+    dense = instances_to_targets(edited)
+    assert (dense != IGNORE).all()
+
+
+def test_unpainted_pixels_get_exactly_zero_gradient() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 16, 16, requires_grad=True)
+    corrections = np.zeros((2, 16, 16), np.uint8)
+    corrections[:, 3:7, 3:9] = 2
+    corrections[1, 10:12] = 1
+    corrections[0, 12, 12] = 3
+    target = torch.from_numpy(corrections_to_targets(corrections)).long()
+    masked_loss(logits, target, torch.tensor([1.0, 1.0, 2.0])).backward()
+    grad = logits.grad.abs().sum(1)
+    painted = torch.from_numpy(corrections > 0)
+    assert (grad[~painted] == 0).all()
+    assert (grad[painted] > 0).all()
+
+
+def test_elastic_keeps_labels_and_shapes() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 3, 32, 32)).astype(np.float32)
+    target = rng.integers(-1, 3, (3, 32, 32))
+    out_image, out_target = augment_elastic(image, target, rng)
+    assert out_image.shape == image.shape
+    assert out_image.dtype == np.float32
+    assert set(np.unique(out_target)) <= {-1, 0, 1, 2}
+
+
+def test_sampler_centres_patches_on_painted_pixels() -> None:
+    image = np.zeros((1, 200, 200), np.float32)
+    target = np.full((200, 200), IGNORE, np.int8)
+    target[150:154, 20:24] = 1
+    sampler = PaintedPatchSampler([image], [target], (32, 32), elastic=0.5)
+    x, y = sampler(np.random.default_rng(0), 6)
+    assert x.shape == (6, 1, 32, 32)
+    assert y.shape == (6, 32, 32)
+    assert all((patch != IGNORE).any() for patch in y)
+
+
+def test_split_holds_back_whole_regions() -> None:
+    _, labels, corrections = _task()
+    targets = corrections_to_targets(corrections)
+    targets[labels == 0] = IGNORE  # objects only: separate regions
+    train, val = split_painted(targets, 0.3, np.random.default_rng(0))
+    assert (val != IGNORE).any()
+    assert (train != IGNORE).any()
+    assert not ((val != IGNORE) & (train != IGNORE)).any()
+    for obj in np.unique(labels[val != IGNORE]):
+        assert (train[labels == obj] == IGNORE).all()
+
+
+def test_finetune_reduces_loss_and_never_touches_the_parent(
+    tiny_unet_2d: UNet,
+) -> None:
+    image, _, corrections = _task()
+    corrections[:, :16] = 0  # sparse: a part is unpainted
+    parent = _state(tiny_unet_2d)
+    result, events = _run(
+        iter_finetune(
+            tiny_unet_2d,
+            image,
+            corrections,
+            _config(steps=60, patience=None, freeze_norm=False, val_every=20),
+        )
+    )
+    assert isinstance(result, FinetuneResult)
+    assert result.model is not tiny_unet_2d
+    assert _same(parent, _state(tiny_unet_2d))
+    assert not _same(parent, _state(result.model))
+    first = np.mean([e.loss for e in events[:5]])
+    last = np.mean([e.loss for e in events[-5:]])
+    assert last < 0.8 * first
+    assert any(e.val_loss is not None for e in events)
+    assert result.painted_pixels['total'] == int((corrections > 0).sum())
+    assert result.steps == 60
+    assert not result.model.training
+
+
+def test_finetune_is_deterministic(tiny_unet_2d: UNet) -> None:
+    image, _, corrections = _task()
+    config = _config(steps=6)
+    a, events_a = _run(iter_finetune(tiny_unet_2d, image, corrections, config))
+    b, events_b = _run(iter_finetune(tiny_unet_2d, image, corrections, config))
+    assert [e.loss for e in events_a] == [e.loss for e in events_b]
+    assert _same(_state(a.model), _state(b.model))
+
+
+def test_stop_leaves_the_previous_model_intact(tiny_unet_2d: UNet) -> None:
+    image, _, corrections = _task()
+    parent = _state(tiny_unet_2d)
+    calls = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    result, events = _run(
+        iter_finetune(
+            tiny_unet_2d, image, corrections, _config(), should_stop=stop
+        )
+    )
+    assert len(events) == 3
+    assert result.stopped == 'user'
+    assert _same(parent, _state(tiny_unet_2d))
+    # abandoning the generator half-way (GUI closed) is just as safe
+    generator = iter_finetune(tiny_unet_2d, image, corrections, _config())
+    next(generator)
+    generator.close()
+    assert _same(parent, _state(tiny_unet_2d))
+
+
+def test_freeze_encoder_keeps_encoder_weights(tiny_unet_2d: UNet) -> None:
+    image, _, corrections = _task()
+    result, _ = _run(
+        iter_finetune(
+            tiny_unet_2d,
+            image,
+            corrections,
+            _config(steps=4, freeze_encoder=True, freeze_norm=False),
+        )
+    )
+    for old, new in zip(
+        tiny_unet_2d.encoders.state_dict().values(),
+        result.model.encoders.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(old, new)
+    assert not torch.equal(tiny_unet_2d.head.weight, result.model.head.weight)
+    assert all(p.requires_grad for p in result.model.parameters())
+
+
+def test_finetune_3d_and_2d_model_on_a_volume(
+    tiny_unet_2d: UNet, tiny_unet_3d: UNet
+) -> None:
+    image, labels = synthetic_nuclei((4, 48, 48), n=4, radius=6, seed=1)
+    corrections = targets_to_corrections(instances_to_classes(labels))
+    corrections[:2] = 0
+    for model, patch in ((tiny_unet_3d, (4, 32, 32)), (tiny_unet_2d, None)):
+        result, events = _run(
+            iter_finetune(
+                model,
+                image,
+                corrections,
+                _config(steps=3, patch_shape=patch, val_fraction=0.0),
+            )
+        )
+        assert len(events) == 3
+        assert np.isfinite(result.final_loss)
+
+
+def test_user_mistakes_are_clear(tiny_unet_2d: UNet) -> None:
+    image, _, corrections = _task()
+    with pytest.raises(InputError, match='nothing is painted'):
+        next(iter_finetune(tiny_unet_2d, image, np.zeros_like(corrections)))
+    with pytest.raises(InputError, match='shape'):
+        next(iter_finetune(tiny_unet_2d, image, corrections[:10]))
+
+
+def test_saved_model_round_trips_with_provenance(
+    tiny_unet_2d: UNet, tmp_path
+) -> None:
+    image, _, corrections = _task()
+    result, _ = _run(
+        iter_finetune(tiny_unet_2d, image, corrections, _config(steps=3))
+    )
+    parent = ModelInfo(
+        network=tiny_unet_2d.config,
+        name='tiny',
+        provenance={'steps': 99, 'training_data': ['x']},
+        instances={'h': 1.0},
+    )
+    info = finetuned_info(parent, result, 'tiny-folder')
+    save_model(tmp_path / 'ft', result.model, info)
+    model, loaded = load_model(tmp_path / 'ft')
+    assert _same(_state(model), _state(result.model))
+    provenance = loaded.provenance
+    assert provenance['parent_model'] == 'tiny-folder'
+    assert provenance['steps'] == 3
+    assert provenance['finetune']['painted_pixels']['total'] > 0
+    assert provenance['finetune']['painted_objects'] >= 1
+    assert provenance['package_version']
+    assert provenance['created']
+    assert provenance['parent_provenance']['steps'] == 99
+    assert loaded.instances == {'h': 1.0}
+    assert loaded.name == 'tiny-finetuned'
+
+
+def test_time_limited_runs_finish_warm_up_and_anneal() -> None:
+    from segloop.core.config import TrainConfig
+    from segloop.core.training import _learning_rate
+
+    config = TrainConfig(steps=2000, learning_rate=1e-3, time_limit_s=100)
+    # a slow machine: few steps, yet warm-up ends by 5 % of the time
+    assert _learning_rate(3, 6.0, config) == pytest.approx(
+        1e-3 * 0.5 * (1 + np.cos(np.pi * 0.06))
+    )
+    assert _learning_rate(3, 2.5, config) == pytest.approx(0.5e-3)
+    assert _learning_rate(50, 100.0, config) == pytest.approx(0.0)

@@ -1,0 +1,173 @@
+"""`segloop finetune` on a tiny model and a synthetic painted image."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from segloop.cli import main
+from segloop.core.checkpoint import ModelInfo, load_model, save_model
+from segloop.core.config import ModelConfig
+from segloop.core.finetune import targets_to_corrections
+from segloop.core.targets import instances_to_classes
+from segloop.core.unet import UNet
+from segloop.data.synthetic import synthetic_nuclei
+
+FAST = ['--steps', '3', '--batch-size', '2', '--patch', '32', '--fp32']
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks run fastest on one thread (and the CPU is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def parent(tmp_path):
+    torch.manual_seed(0)
+    network = UNet(ModelConfig(depth=2, base_channels=4)).eval()
+    folder = tmp_path / 'parent'
+    save_model(folder, network, ModelInfo(network=network.config, name='tiny'))
+    return folder
+
+
+@pytest.fixture
+def painted(tmp_path):
+    image, labels = synthetic_nuclei((48, 48), n=4, radius=5, seed=0)
+    corrections = targets_to_corrections(instances_to_classes(labels))
+    corrections[:, :20] = 0
+    paths = {
+        'image': tmp_path / 'image.tif',
+        'corrections': tmp_path / 'corrections.tif',
+        'labels': tmp_path / 'labels.tif',
+    }
+    tifffile.imwrite(paths['image'], (image * 200).clip(0, 255).astype('u1'))
+    tifffile.imwrite(paths['corrections'], corrections)
+    tifffile.imwrite(paths['labels'], labels.astype(np.uint16))
+    return paths
+
+
+def _weights(folder):
+    model, _ = load_model(folder)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_finetune_writes_a_new_model_with_provenance(
+    tmp_path, parent, painted, capsys
+):
+    before = _weights(parent)
+    out = tmp_path / 'new'
+    argv = [
+        'finetune',
+        str(painted['image']),
+        str(painted['corrections']),
+        '--model',
+        str(parent),
+        '-o',
+        str(out),
+        *FAST,
+    ]
+    assert main(argv) == 0
+    assert 'model written to' in capsys.readouterr().out
+    config = json.loads((out / 'config.json').read_text())
+    provenance = config['provenance']
+    assert provenance['parent_model'] == str(parent)
+    assert provenance['steps'] == 3
+    assert provenance['finetune']['painted_pixels']['total'] > 0
+    assert config['name'] == 'tiny-finetuned'
+    after = _weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(before[k], v) for k, v in _weights(parent).items())
+    # never overwrite without --overwrite
+    assert main(argv) == 2
+    assert 'exists' in capsys.readouterr().err
+    assert main([*argv, '--overwrite']) == 0
+
+
+def test_finetune_from_edited_instance_labels(tmp_path, parent, painted):
+    out = tmp_path / 'new'
+    argv = [
+        'finetune',
+        str(painted['image']),
+        str(painted['labels']),
+        '--instances',
+        '--invert',
+        '--model',
+        str(parent),
+        '-o',
+        str(out),
+        *FAST,
+    ]
+    assert main(argv) == 0
+    assert (out / 'weights.safetensors').is_file()
+    provenance = json.loads((out / 'config.json').read_text())['provenance']
+    assert provenance['invert'] is True
+    # dense labels: every pixel was trained on
+    assert provenance['finetune']['painted_pixels']['total'] == 48 * 48
+
+
+@pytest.mark.parametrize(
+    ('change', 'message'),
+    [
+        ('missing-image', 'does not exist'),
+        ('bad-values', 'only 0 (unpainted)'),
+        ('bad-shape', 'shape'),
+        ('unpainted', 'nothing is painted'),
+        ('bad-model', "no model 'nope'"),
+        ('bad-time', 'must be positive'),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(
+    tmp_path, parent, painted, capsys, change, message
+):
+    image, corrections = painted['image'], painted['corrections']
+    model = str(parent)
+    if change == 'missing-image':
+        image = tmp_path / 'nope.tif'
+    elif change == 'bad-values':
+        tifffile.imwrite(corrections, np.full((48, 48), 7, np.uint8))
+    elif change == 'bad-shape':
+        tifffile.imwrite(corrections, np.ones((40, 48), np.uint8))
+    elif change == 'unpainted':
+        tifffile.imwrite(corrections, np.zeros((48, 48), np.uint8))
+    else:
+        model = 'nope'
+    out = tmp_path / 'new'
+    argv = ['finetune', str(image), str(corrections), '--model', model]
+    if change == 'bad-time':
+        argv += ['--time-limit', '0']
+    assert main([*argv, '-o', str(out), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_python_save_keeps_parent_settings(tmp_path, parent, painted):
+    from segloop.core.events import drain
+    from segloop.core.finetune import FinetuneConfig, iter_finetune
+    from segloop.finetuner import finetuned_model, save_finetuned
+    from segloop.models.loaded import load_model as load
+
+    model = load(parent)
+    image = tifffile.imread(painted['image'])
+    corrections = tifffile.imread(painted['corrections'])
+    config = FinetuneConfig(
+        steps=2, batch_size=2, patch_shape=(32, 32), bf16=False
+    )
+    result = drain(iter_finetune(model.network, image, corrections, config))
+    usable = finetuned_model(result, model)
+    assert usable.path is None
+    assert usable.network is result.model
+    folder = save_finetuned(tmp_path / 'saved', result, model, name='mine')
+    reloaded = load(folder)
+    assert reloaded.name == 'mine'
+    assert reloaded.info.provenance['parent_model'] == str(parent)
+    assert reloaded.info.network == model.info.network
