@@ -50,8 +50,61 @@ def test_reader_declines_other_paths(tmp_path) -> None:
     plain = tmp_path / 'plain.zarr'
     plain.mkdir()
     (plain / '.zgroup').write_text('{"zarr_format": 2}')
-    assert get_reader(str(plain)) is None
-    assert get_reader(str(sample_path())) is None
+    assert get_reader(str(plain)) is None  # a group with no image
+    text = tmp_path / 'notes.txt'
+    text.write_text('not an image')
+    assert get_reader(str(text)) is None
+    broken = tmp_path / 'broken.tif'
+    broken.write_bytes(b'II*\x00 truncated')
+    assert get_reader(str(broken)) is None
+
+
+def test_reader_opens_plain_images_lazily(tmp_path) -> None:
+    import dask.array as da
+    import zarr
+
+    ((data, kwargs, kind),) = get_reader(str(sample_path()))(
+        str(sample_path())
+    )
+    assert kind == 'image'
+    assert isinstance(data, da.Array)
+    np.testing.assert_array_equal(
+        np.asarray(data), tifffile.imread(sample_path())
+    )
+
+    stack = np.arange(2 * 3 * 16 * 20, dtype=np.uint16).reshape(2, 3, 16, 20)
+    path = tmp_path / 'stack.tif'
+    tifffile.imwrite(
+        path,
+        stack,
+        imagej=True,
+        metadata={'axes': 'ZCYX', 'spacing': 2.0, 'unit': 'um'},
+        resolution=(1 / 0.5, 1 / 0.5),
+    )
+    ((data, kwargs, _),) = get_reader(str(path))(str(path))
+    assert isinstance(data, da.Array)
+    assert kwargs['channel_axis'] == 0  # canonical CZYX order
+    assert data.shape == (3, 2, 16, 20)
+    np.testing.assert_allclose(kwargs['scale'], [2.0, 0.5, 0.5])
+
+    rgb = np.zeros((16, 20, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    path = tmp_path / 'rgb.tif'
+    tifffile.imwrite(path, rgb, photometric='rgb')
+    ((data, kwargs, _),) = get_reader(str(path))(str(path))
+    assert kwargs['rgb'] is True
+    assert data.shape == (16, 20, 3)
+    np.testing.assert_array_equal(np.asarray(data), rgb)
+
+    store = tmp_path / 'volume.zarr'
+    array = zarr.create_array(
+        str(store), shape=(4, 16, 20), chunks=(1, 16, 20), dtype='uint8'
+    )
+    array[...] = 7
+    ((data, kwargs, _),) = get_reader(str(store))(str(store))
+    assert isinstance(data, da.Array)
+    assert data.shape == (4, 16, 20)
+    assert int(data[2].max().compute()) == 7
 
 
 def test_widget_import_does_not_load_torch() -> None:

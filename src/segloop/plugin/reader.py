@@ -1,8 +1,11 @@
-"""Reader contribution: open a segloop output store as napari layers.
+"""Reader contribution: segloop outputs and plain TIFF / Zarr images.
 
 A segloop output is a ``.zarr`` folder whose root attributes hold
-``'segloop'`` (see :mod:`segloop.io.ome_zarr`). Arrays are read lazily
-(dask); any other path gives ``None`` so napari tries other readers.
+``'segloop'`` (see :mod:`segloop.io.ome_zarr`): it opens as labels,
+probability and uncertainty layers. Any other TIFF, OME-Zarr image or
+Zarr array opens as one image layer (one per channel). Arrays are read
+lazily (dask), so images larger than memory open at once; any other path
+gives ``None`` so napari tries other readers.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from segloop.io.readers import ImageSource, open_image
 from segloop.io.uncertainty import open_uncertainty, uncertainty_measures
 
 LayerData = tuple[Any, dict[str, Any], str]
+IMAGE_SUFFIXES = ('.tif', '.tiff', '.zarr')
 INTERIOR = 'interior'
 # How uncertainty images are shown (DESIGN.md): layer name suffix, shown,
 # colormap, contrast limits (nats for entropy and mutual information).
@@ -53,9 +57,49 @@ def get_reader(
         if len(path) != 1:
             return None
         path = path[0]
-    if not _is_segloop_store(Path(path)):
+    if _is_segloop_store(Path(path)):
+        return read_segloop
+    if Path(path).suffix.lower() not in IMAGE_SUFFIXES:
         return None
-    return read_segloop
+    try:
+        open_image(path)  # lazy: reads metadata only
+    except SegloopError:
+        return None
+    return read_image
+
+
+def read_image(path: str | list[str]) -> list[LayerData]:
+    """Read a TIFF or Zarr image lazily as an image layer.
+
+    Parameters
+    ----------
+    path : str or list of str
+        The file or store (a list holding one path is accepted).
+
+    Returns
+    -------
+    list of (data, kwargs, layer_type)
+        One image layer: a dask array with the file's pixel sizes as
+        ``scale``; separate channels become one layer each
+        (``channel_axis``), RGB(A) samples an RGB layer.
+    """
+    if isinstance(path, list):
+        path = path[0]
+    source = open_image(path)
+    axes, data = source.axes, source.data
+    kwargs: dict[str, Any] = {
+        'name': source.name,
+        'metadata': {'path': str(path), 'axes': axes},
+    }
+    spatial = axes.replace('C', '')
+    if 'C' in axes and source.rgb:  # napari wants colour samples last
+        c = axes.index('C')
+        data = data.transpose([*range(c), *range(c + 1, data.ndim), c])
+        kwargs['rgb'] = True
+    elif 'C' in axes:
+        kwargs['channel_axis'] = axes.index('C')
+    kwargs['scale'] = _scale(source, spatial)
+    return [(data, kwargs, 'image')]
 
 
 def _scale(source: ImageSource, axes: str) -> list[float]:
