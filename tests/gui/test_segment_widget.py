@@ -120,15 +120,20 @@ def test_rerun_replaces_only_its_own_layers(viewer_widget, qtbot) -> None:
     assert not any('[labels] [' in name for name in names)
 
 
-def test_rgb_layer_is_refused(viewer_widget, monkeypatch) -> None:
+def test_rgb_layer_is_segmented(viewer_widget, qtbot) -> None:
     viewer, widget = viewer_widget
-    errors: list[str] = []
-    monkeypatch.setattr(segment, 'show_error', errors.append)
-    viewer.add_image(np.zeros((32, 32, 3), dtype=np.uint8), name='rgb')
+    grey = viewer.layers[SAMPLE_NAME].data
+    # brightfield-like colour image: dark nuclei on a bright background
+    rgb = np.stack([255 - grey, 255 - grey // 2, 255 - grey], axis=-1)
+    viewer.add_image(rgb.astype(np.uint8), name='rgb', rgb=True)
     widget.image_combo.setCurrentText('rgb')
-    widget.run_button.click()
-    assert errors == [segment.RGB_MESSAGE]
-    assert widget.worker is None
+    assert widget.axes.text() == 'YXS'
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    labels = viewer.layers['rgb [labels]']
+    assert labels.data.shape == grey.shape
+    assert widget.result.objects > 40
 
 
 def test_model_default_follows_dimensions(viewer_widget) -> None:

@@ -331,3 +331,33 @@ def test_update_labels_whole_image_and_preview(segmented, qtbot) -> None:
     assert len(labels.features) == result.objects
     assert read_segloop_metadata(widget.output)['complete'] is True
     assert widget.export_panel.button.isEnabled()
+
+
+def test_diameter_estimate_and_rescaled_run(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    with qtbot.waitSignal(
+        widget.size_estimated, timeout=RUN_TIMEOUT_MS
+    ) as got:
+        widget.estimate_button.click()
+    estimated = got.args[0]
+    assert estimated is not None
+    assert 10 < estimated < 40  # the sample's nuclei are ~20 px across
+    assert widget.diameter.text() == f'{estimated:.1f}'
+
+    widget.diameter.setText('40')  # twice the size: the image is shrunk
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    assert labels.data.shape == viewer.layers[SAMPLE_NAME].data.shape
+    assert widget.job.diameter_info['zoom'] is not None
+    assert widget.result.objects > 20
+
+
+def test_bad_diameter_is_explained(viewer_widget, errors) -> None:
+    _, widget = viewer_widget
+    widget.diameter.setText('big')
+    widget.run_button.click()
+    assert widget.worker is None
+    assert len(errors) == 1
+    assert errors[0].startswith("diameter 'big'")

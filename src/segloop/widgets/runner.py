@@ -298,6 +298,46 @@ def run_segmentation(
         return RunResult('error', output, error_message(err))
 
 
+def estimate_size(
+    data: Any, model: str, options: dict[str, Any]
+) -> tuple[float | None, str]:
+    """Estimate the objects' diameter as ``diameter='auto'`` does.
+
+    Plans a run with ``diameter='auto'`` in a temporary folder (which
+    segments a central crop once or twice, see
+    :func:`segloop.inputs.plan_zoom`) and removes it. Never raises.
+
+    Returns
+    -------
+    diameter : float or None
+        The median object diameter in Y/X, pixels; None when it failed.
+    message : str
+        What to tell the user.
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix='segloop-estimate-'))
+    try:
+        from segloop.engine import SegmentJob
+
+        kwargs = {k: v for k, v in options.items() if v is not None}
+        kwargs['diameter'] = 'auto'
+        job = SegmentJob(data, folder / 'estimate.zarr', model, **kwargs)
+        estimated = job.diameter_info.get('estimated')
+    except Exception as err:  # noqa: BLE001 - shown to the user, not raised
+        return None, error_message(err, 'size estimate')
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if estimated is None:
+        return None, 'no objects found to measure; type the diameter instead'
+    training = job.diameter_info.get('training') or ['?']
+    return float(estimated), (
+        f'objects are about {estimated:.1f} px across (the model was '
+        f'trained on {training[-1]:.1f} px)'
+    )
+
+
 def export_labels(
     source: Path,
     output: Path,

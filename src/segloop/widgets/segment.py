@@ -56,6 +56,7 @@ from segloop.widgets.label_settings import LabelSettings
 from segloop.widgets.model_picker import ModelPicker
 from segloop.widgets.runner import (
     RunResult,
+    estimate_size,
     run_relabel,
     run_segmentation,
     warm_up,
@@ -65,7 +66,6 @@ from segloop.widgets.views import LiveView
 
 AXES_BY_NDIM = {2: 'YX', 3: 'ZYX', 4: 'TZYX', 5: 'TCZYX'}
 INTERIOR = 'interior'
-RGB_MESSAGE = 'RGB images are not supported yet; split the channels'
 # output layers are refreshed at most this often while a run writes
 REFRESH_MS = 200
 DEFAULT_PASSES = 8  # segloop.core.uncertainty.DEFAULT_SAMPLES (no torch here)
@@ -143,6 +143,12 @@ class SegmentWidget(QWidget):
         Thresholds, minimum size, hole filling and **Update labels**.
     labels_updated : Signal(RunResult)
         Emitted on the GUI thread when an Update labels has ended.
+    diameter : QLineEdit
+        Object diameter in pixels, ``auto``, or empty (as trained).
+    estimate_button : QPushButton
+        Fills :attr:`diameter` from a first pass.
+    size_estimated : Signal(float or None)
+        Emitted when an estimate has ended.
     warm_up : threading.Thread
         Loads torch, pandas and the instance-step process in the
         background once the widget exists (see
@@ -152,6 +158,7 @@ class SegmentWidget(QWidget):
     block_done = Signal(object)
     run_finished = Signal(object)
     labels_updated = Signal(object)
+    size_estimated = Signal(object)
 
     def __init__(self, napari_viewer: napari.Viewer) -> None:
         super().__init__()
@@ -197,6 +204,17 @@ class SegmentWidget(QWidget):
         )
         self.regions: list = []
         self.region_index = -1
+        self.diameter = QLineEdit()
+        self.diameter.setPlaceholderText('as trained')
+        self.diameter.setToolTip(
+            'Typical object diameter in pixels (e.g. 30, or 8,30,30 for '
+            'Z,Y,X), or auto: the image is rescaled so that objects match '
+            'the size the model was trained on'
+        )
+        self.estimate_button = QPushButton('Estimate')
+        self.estimate_button.setToolTip(
+            'Measure the objects from a first pass on a central crop'
+        )
         self.advanced = AdvancedSettings()
         self.label_settings = LabelSettings()
         self.run_button = QPushButton('Segment')
@@ -210,6 +228,10 @@ class SegmentWidget(QWidget):
         form.addRow('image', self.image_combo)
         form.addRow('model', self.model_combo)
         form.addRow('axes', self.axes)
+        diameter_row = QHBoxLayout()
+        diameter_row.addWidget(self.diameter)
+        diameter_row.addWidget(self.estimate_button)
+        form.addRow('diameter', diameter_row)
         uncertainty_row = QHBoxLayout()
         uncertainty_row.addWidget(self.uncertainty)
         uncertainty_row.addWidget(self.passes)
@@ -229,6 +251,7 @@ class SegmentWidget(QWidget):
         self.export_panel.button.clicked.connect(self.export)
         self.export_panel.message.connect(self.status.setText)
         self.next_button.clicked.connect(self.next_uncertain_region)
+        self.estimate_button.clicked.connect(self.estimate_diameter)
         self.label_settings.update_button.clicked.connect(self.update_labels)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         events = self.viewer.layers.events
@@ -278,7 +301,7 @@ class SegmentWidget(QWidget):
         layer = self.selected_layer()
         if layer is None:
             return
-        self.axes.setText(AXES_BY_NDIM.get(layer.ndim, ''))
+        self.axes.setText(_default_axes(layer))
         self.model_combo.suit(layer.ndim)
 
     # -- running
@@ -309,15 +332,15 @@ class SegmentWidget(QWidget):
     def _run_options(self, layer: napari.layers.Image) -> dict[str, Any]:
         """SegmentJob keyword arguments from the form; InputError if bad."""
         axes = self.axes.text().strip().upper()
-        if len(axes) != layer.ndim:
+        if len(axes) != _data(layer).ndim:
             raise InputError(
                 f'axes {axes!r} do not fit layer {layer.name!r} with '
-                f'{layer.ndim} dimensions; give one letter per dimension, '
-                f'e.g. {AXES_BY_NDIM.get(layer.ndim, "ZYX")}'
+                f'{_data(layer).ndim} dimensions; give one letter per '
+                f'dimension, e.g. {_default_axes(layer)}'
             )
         scale = {
             a: float(s)
-            for a, s in zip(axes, layer.scale, strict=True)
+            for a, s in zip(axes.replace('S', ''), layer.scale, strict=False)
             if a in 'ZYX'
         }
         if all(s == 1.0 for s in scale.values()):
@@ -327,6 +350,7 @@ class SegmentWidget(QWidget):
             'axes': axes,
             'scale': scale or None,
             'mc_samples': passes,
+            'diameter': parse_diameter_text(self.diameter.text()),
             **self.advanced.options(),
         }
 
@@ -341,9 +365,6 @@ class SegmentWidget(QWidget):
         layer = self.selected_layer()
         if layer is None:
             show_error('Add or choose an image layer to segment')
-            return
-        if layer.rgb:
-            show_error(RGB_MESSAGE)
             return
         try:
             options = self._run_options(layer)
@@ -369,11 +390,11 @@ class SegmentWidget(QWidget):
         self._source = layer
         self._clock = None
         self._stop.clear()
-        data = layer.data[0] if layer.multiscale else layer.data
+        data = _data(layer)
         shape = tuple(
             n
             for a, n in zip(options['axes'], data.shape, strict=True)
-            if a != 'C'
+            if a not in 'CS'
         )
         measures = tuple(UNCERTAINTY_LAYERS) if options['mc_samples'] else ()
         self._show_output_layers(layer, shape, measures)
@@ -500,7 +521,8 @@ class SegmentWidget(QWidget):
                 layer.metadata['path'] = str(self.output)
             return
         self._remove_output_layers()
-        keep = [a != 'C' for a in self._run_axes]
+        # the layer's scale has no entry for RGB samples (S)
+        keep = [a != 'C' for a in self._run_axes.replace('S', '')]
         common = {
             'scale': np.asarray(source.scale)[keep],
             'translate': np.asarray(source.translate)[keep],
@@ -699,6 +721,42 @@ class SegmentWidget(QWidget):
         self.label_settings.update_button.setEnabled(True)
         self.labels_updated.emit(self.last_update)
 
+    # -- object size
+
+    def estimate_diameter(self) -> None:
+        """Measure the objects' diameter in a worker; fill the field.
+
+        :attr:`size_estimated` tells the end (with the value or None).
+        """
+        layer = self.selected_layer()
+        if layer is None or self.running:
+            show_error('Choose an image layer (and wait for the run to end)')
+            return
+        try:
+            options = self._run_options(layer)
+        except InputError as err:
+            show_error(str(err))
+            return
+        del options['diameter'], options['mc_samples']
+        worker = thread_worker(
+            estimate_size,
+            start_thread=False,
+            connect={'returned': self._on_estimated},
+        )(_data(layer), self.model_combo.currentText(), options)
+        self.estimate_button.setEnabled(False)
+        self.status.setText('Estimating the object size...')
+        worker.start()
+
+    def _on_estimated(self, answer: tuple[float | None, str]) -> None:
+        diameter, message = answer
+        self.estimate_button.setEnabled(True)
+        if diameter is None:
+            show_error(message)
+        else:
+            self.diameter.setText(f'{diameter:.1f}')
+        self.status.setText(message)
+        self.size_estimated.emit(diameter)
+
     # -- uncertainty
 
     def next_uncertain_region(self) -> None:
@@ -753,6 +811,43 @@ class SegmentWidget(QWidget):
             show_error('Segment an image first; then export its labels')
             return
         self.export_panel.export(self.result.output, labels_layer, path)
+
+
+def _data(layer: napari.layers.Image) -> Any:
+    """The layer's full-resolution array (RGB samples last)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def _default_axes(layer: napari.layers.Image) -> str:
+    """Axes of a layer's data: ``'ZYX'``, ``'YXS'`` for RGB, ..."""
+    if layer.rgb:
+        return AXES_BY_NDIM.get(layer.ndim, '') + 'S'
+    return AXES_BY_NDIM.get(layer.ndim, '')
+
+
+def parse_diameter_text(
+    text: str,
+) -> str | float | tuple[float, ...] | None:
+    """``''`` (as trained), ``'auto'``, ``'30'`` or ``'8,30,30'`` pixels.
+
+    Raises
+    ------
+    InputError
+        Anything else.
+    """
+    text = text.strip().lower()
+    if text in ('', 'auto'):
+        return text or None
+    try:
+        values = tuple(float(v) for v in text.replace('x', ',').split(','))
+    except ValueError:
+        values = ()
+    if not values or min(values) <= 0:
+        raise InputError(
+            f'diameter {text!r} is not a size in pixels like 30 or 8,30,30, '
+            'nor auto; leave it empty for the size the model was trained on'
+        )
+    return values if len(values) > 1 else values[0]
 
 
 def _file_name(name: str) -> str:

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 from segloop.core.errors import InputError
 
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
+INVERT = {'auto': None, 'yes': True, 'no': False}
 DEFAULT_OVERLAP = 0.125
 
 
@@ -64,6 +65,8 @@ class AdvancedSettings(QWidget):
     channel : QSpinBox
         The channel to segment for images with a C axis; -1 (shown as
         "none") when there is no C axis.
+    invert : QComboBox
+        ``auto``, ``yes`` or ``no``: invert intensities (brightfield).
     """
 
     def __init__(self) -> None:
@@ -94,6 +97,13 @@ class AdvancedSettings(QWidget):
         self.overlap.setToolTip('Fraction of a tile shared with neighbours')
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        self.invert = QComboBox()
+        self.invert.addItems(INVERT)
+        self.invert.setToolTip(
+            'Invert intensities (brightfield: nuclei darker than the '
+            'background); auto does it for RGB images with a bright '
+            'background'
+        )
         self.channel = QSpinBox()
         self.channel.setRange(-1, 255)
         self.channel.setValue(-1)
@@ -110,6 +120,7 @@ class AdvancedSettings(QWidget):
         form.addRow('overlap', self.overlap)
         form.addRow('device', self.device)
         form.addRow('channel', self.channel)
+        form.addRow('invert', self.invert)
         self.form.setVisible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -138,4 +149,5 @@ class AdvancedSettings(QWidget):
             'overlap': float(self.overlap.value()),
             'device': None if device == 'auto' else device,
             'channel': None if channel < 0 else channel,
+            'invert': INVERT[self.invert.currentText()],
         }
