@@ -115,6 +115,17 @@ def test_export_labels_only(segmented, qtbot, monkeypatch, tmp_path) -> None:
     assert [type(x).__name__ for x in layers] == ['Labels']
 
 
+def test_export_as_tiff(segmented, qtbot, monkeypatch, tmp_path) -> None:
+    import tifffile
+
+    viewer, widget = segmented
+    _export(widget, qtbot, monkeypatch, tmp_path / 'for_fiji.tif')
+    assert widget.export_panel.exported.status == 'finished'
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    written = tifffile.imread(tmp_path / 'for_fiji.tif')
+    np.testing.assert_array_equal(written, labels.data)
+
+
 def test_export_before_segmenting_is_refused(viewer_widget, errors) -> None:
     _, widget = viewer_widget
     assert not widget.export_panel.button.isEnabled()
@@ -318,10 +329,15 @@ def test_update_labels_whole_image_and_preview(segmented, qtbot) -> None:
     assert 0 < preview_count < widget.result.objects
     np.testing.assert_array_equal(read_labels(widget.output), stored_before)
 
-    # the whole image: the store is rewritten, the layer and table follow
+    # the whole image: the view first, then the store is rewritten and
+    # the layer and table follow
+    shown = []
+    show_preview = widget._show_preview
+    widget._show_preview = lambda r: shown.append(r) or show_preview(r)
     settings.preview.setChecked(False)
     with qtbot.waitSignal(widget.labels_updated, timeout=RUN_TIMEOUT_MS):
         settings.update_button.click()
+    assert [r.status for r in shown] == ['preview']
     result = widget.last_update
     assert result.status == 'finished', result.message
     stored = read_labels(widget.output)

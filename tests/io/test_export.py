@@ -108,3 +108,25 @@ def test_a_failed_copy_leaves_no_partial_store(
     with pytest.raises(OSError, match='No space'):
         export_run(source, tmp_path / 'c.zarr', np.zeros((1100, 1100), int))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['run.zarr']
+
+
+def test_tiff_export_of_edited_labels(finished, tmp_path) -> None:
+    import tifffile
+
+    from segloop.io.export import export_labels_tiff
+
+    source, labels = finished
+    edited = labels.copy()
+    edited[edited == 1] = 0
+    out = export_labels_tiff(source, tmp_path / 'labels.tif', edited)
+    written = tifffile.imread(out)
+    assert written.dtype == np.uint16
+    np.testing.assert_array_equal(written, edited)
+    with pytest.raises(InputError, match='exists'):
+        export_labels_tiff(source, out)
+    export_labels_tiff(source, out, overwrite=True)  # the stored labels
+    np.testing.assert_array_equal(tifffile.imread(out), labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'labels.tif',
+        'run.zarr',
+    ]

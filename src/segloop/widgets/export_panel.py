@@ -1,4 +1,5 @@
-"""The Segment widget's **Export...** row: save a finished run as OME-Zarr.
+"""The Segment widget's **Export...** row: save a finished run as OME-Zarr
+(labels, optionally probabilities) or the labels as an ImageJ TIFF.
 
 The labels are taken from the labels layer as they are when the user
 clicks (edits included); the copy runs in a worker
@@ -24,7 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from segloop.widgets.runner import RunResult, export_labels
+from segloop.widgets.runner import TIFF_SUFFIXES, RunResult, export_labels
 
 
 class ExportPanel(QWidget):
@@ -67,7 +68,7 @@ class ExportPanel(QWidget):
             self,
             'Export labels as OME-Zarr',
             str(Path.home() / suggestion),
-            'OME-Zarr (*.zarr)',
+            'OME-Zarr (*.zarr);;ImageJ TIFF, labels only (*.tif)',
             options=QFileDialog.Option.DontConfirmOverwrite,
         )
         return path
@@ -95,7 +96,7 @@ class ExportPanel(QWidget):
         if not chosen:
             return
         target = Path(chosen).expanduser()
-        if target.suffix != '.zarr':
+        if target.suffix.lower() not in ('.zarr', *TIFF_SUFFIXES):
             target = target.with_name(target.name + '.zarr')
         overwrite = target.exists()
         if overwrite and not self.confirm_overwrite(target):

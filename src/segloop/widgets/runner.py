@@ -26,6 +26,7 @@ from segloop.core.errors import SegloopError
 # Final labels up to this size are loaded into memory (editable); larger
 # ones stay a view on the store.
 MAX_IN_MEMORY_BYTES = 1 << 30
+TIFF_SUFFIXES = ('.tif', '.tiff')
 # torch threads of a widget run: one core stays free for napari (DESIGN.md)
 GUI_TORCH_THREADS = max(1, (os.cpu_count() or 2) - 1)
 OUT_OF_MEMORY = (
@@ -192,13 +193,54 @@ def _finished(job: Any, path: Path) -> RunResult:
     return result
 
 
+def preview_labels(
+    job: Any, params: Any, view: tuple[int, int | None]
+) -> RunResult:
+    """Labels of the time point (and plane) on screen, in memory.
+
+    Parameters
+    ----------
+    job : SegmentJob
+        The finished run.
+    params : InstanceParams
+        The settings to try.
+    view : (t, z)
+        The time point, and the plane for a 2D model run plane by plane
+        (``z`` None otherwise: the whole time point).
+
+    Returns
+    -------
+    RunResult
+        ``'preview'``: ``labels`` go at ``index`` in the layer's data.
+    """
+    from segloop.core.relabel import relabel_array
+
+    t, z = view
+    lead = (t,) if 'T' in job.axes else ()
+    plane = () if z is None else (z,)
+    where = (*lead, slice(None), *plane)
+    probabilities = np.asarray(job.store.probabilities[where])
+    sampling = job.sampling[len(plane) :]
+    labels = relabel_array(probabilities, params, sampling=sampling)
+    return RunResult(
+        'preview', job.output, labels=labels, index=(*lead, *plane)
+    )
+
+
 def run_relabel(
     job: Any,
     changes: dict[str, Any],
     should_stop: Any,
-    preview: tuple[int, int | None] | None = None,
+    view: tuple[int, int | None],
+    whole: bool = True,
 ) -> Generator[Any, None, RunResult]:
     """Re-make a finished run's labels from its stored probabilities.
+
+    View first: the time point (and plane) on screen is redone in memory
+    and yielded as a ``'preview'`` :class:`RunResult` (see
+    :func:`preview_labels`); with ``whole``, the whole store is then
+    rewritten blockwise (yielding :class:`segloop.postprocess.RelabelDone`
+    per block) and the labels read back.
 
     Parameters
     ----------
@@ -208,36 +250,26 @@ def run_relabel(
         Fields of :class:`segloop.core.instances.InstanceParams`.
     should_stop : callable
         Returns True once the user cancelled (the store keeps its labels).
-    preview : (t, z) or None
-        Only this time point (and, for a 2D model run plane by plane, this
-        plane; ``z`` None otherwise), in memory: a ``'preview'`` result
-        whose ``labels`` go at ``index`` in the layer's data. None: the
-        whole store, blockwise (yields
-        :class:`segloop.postprocess.RelabelDone` per block).
+    view : (t, z)
+        What is on screen (see :func:`preview_labels`).
+    whole : bool
+        Rewrite the whole store after the preview.
     """
     try:
-        from segloop.core.relabel import relabel_array
         from segloop.postprocess import iter_relabel
 
         params = replace(job.params, **changes)
-        if preview is None:
-            path = yield from iter_relabel(
-                job.output,
-                params,
-                should_stop,
-                instance_executor=instance_pool(),
-            )
-            return _finished(job, path)
-        t, z = preview
-        lead = (t,) if 'T' in job.axes else ()
-        plane = () if z is None else (z,)
-        where = (*lead, slice(None), *plane)
-        probabilities = np.asarray(job.store.probabilities[where])
-        sampling = job.sampling[len(plane) :]
-        labels = relabel_array(probabilities, params, sampling=sampling)
-        return RunResult(
-            'preview', job.output, labels=labels, index=(*lead, *plane)
+        preview = preview_labels(job, params, view)
+        if not whole:
+            return preview
+        yield preview
+        path = yield from iter_relabel(
+            job.output,
+            params,
+            should_stop,
+            instance_executor=instance_pool(),
         )
+        return _finished(job, path)
     except InterruptedError:
         return RunResult('cancelled', job.output)
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised
@@ -345,23 +377,32 @@ def export_labels(
     probabilities: bool,
     overwrite: bool,
 ) -> RunResult:
-    """Export a run (see :func:`segloop.io.export.export_run`); never raises.
+    """Export a run; never raises.
+
+    A ``.tif``/``.tiff`` ``output`` gets the labels as an ImageJ TIFF
+    (:func:`segloop.io.export.export_labels_tiff`), anything else an
+    OME-Zarr store (:func:`segloop.io.export.export_run`).
 
     Returns
     -------
     RunResult
         ``'finished'`` with the written path, or ``'error'``.
     """
-    from segloop.io.export import export_run
+    from segloop.io.export import export_labels_tiff, export_run
 
     try:
-        path = export_run(
-            source,
-            output,
-            labels,
-            probabilities=probabilities,
-            overwrite=overwrite,
-        )
+        if output.suffix.lower() in TIFF_SUFFIXES:
+            path = export_labels_tiff(
+                source, output, labels, overwrite=overwrite
+            )
+        else:
+            path = export_run(
+                source,
+                output,
+                labels,
+                probabilities=probabilities,
+                overwrite=overwrite,
+            )
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised
         return RunResult('error', output, error_message(err, 'export'))
     return RunResult('finished', path)

@@ -647,19 +647,19 @@ class SegmentWidget(QWidget):
     def update_labels(self) -> None:
         """Re-make the labels from the stored probabilities (no network).
 
-        With "this slice / time point only" the plane or time point on
-        screen is redone in memory (a preview); otherwise the whole store,
-        blockwise, in a worker. :attr:`labels_updated` tells the end.
+        The plane or time point on screen is redone first, in memory (a
+        preview); unless "this slice / time point only" is ticked, the
+        whole store is then rewritten, blockwise, in the same worker.
+        :attr:`labels_updated` tells the end.
         """
         finished = self.result is not None and self.result.status == 'finished'
         if self.running or not finished or self.job is None:
             show_error('Segment an image first; then update its labels')
             return
-        preview = None
-        if self.label_settings.preview.isChecked():
-            t, region = self.view_region() or (0, None)
-            plane = self.job.planewise and region is not None
-            preview = (t, region[0].start if plane else None)
+        t, region = self.view_region() or (0, None)
+        plane = self.job.planewise and region is not None
+        view = (t, region[0].start if plane else None)
+        whole = not self.label_settings.preview.isChecked()
         worker = thread_worker(
             run_relabel,
             start_thread=False,
@@ -668,7 +668,13 @@ class SegmentWidget(QWidget):
                 'returned': self._on_relabelled,
                 'finished': self._on_relabel_finished,
             },
-        )(self.job, self.label_settings.changes(), self._stop.is_set, preview)
+        )(
+            self.job,
+            self.label_settings.changes(),
+            self._stop.is_set,
+            view,
+            whole,
+        )
         self._stop.clear()
         self._running = True
         self.run_button.setText('Cancel')
@@ -678,6 +684,9 @@ class SegmentWidget(QWidget):
         worker.start()
 
     def _on_relabel_progress(self, event: Any) -> None:
+        if isinstance(event, RunResult):  # the view, done first
+            self._show_preview(event)
+            return
         self.progress.setRange(0, event.total)
         self.progress.setValue(event.done)
         self.status.setText(f'Updating labels: {event.done} / {event.total}')
@@ -687,12 +696,11 @@ class SegmentWidget(QWidget):
         if labels is None:
             return
         if result.status == 'preview':
-            labels.data[result.index] = result.labels
-            labels.refresh()
-            count = int(result.labels.max(initial=0))
+            self._show_preview(result)
             self.status.setText(
-                f'Preview: {count} objects here; untick "this slice / time '
-                'point only" and Update labels for the whole image'
+                f'Preview: {int(result.labels.max(initial=0))} objects here; '
+                'untick "this slice / time point only" and Update labels for '
+                'the whole image'
             )
         elif result.status == 'finished':
             self.result = result
@@ -713,6 +721,13 @@ class SegmentWidget(QWidget):
             self.status.setText(result.message)
             show_error(result.message)
         self.last_update = result
+
+    def _show_preview(self, result: RunResult) -> None:
+        """Put a preview's labels where they belong in the labels layer."""
+        labels = self._outputs.get('labels')
+        if labels is not None:
+            labels.data[result.index] = result.labels
+            labels.refresh()
 
     def _on_relabel_finished(self) -> None:
         self._running = False
