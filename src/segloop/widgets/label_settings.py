@@ -6,17 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
-    QFormLayout,
     QPushButton,
     QSpinBox,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
 )
+
+from segloop.widgets.collapsible import CollapsibleForm
 
 
 def _probability_box(tooltip: str) -> QDoubleSpinBox:
@@ -28,13 +25,11 @@ def _probability_box(tooltip: str) -> QDoubleSpinBox:
     return box
 
 
-class LabelSettings(QWidget):
+class LabelSettings(CollapsibleForm):
     """A toggle button and, below it, the instance-step settings.
 
     Attributes
     ----------
-    toggle : QToolButton
-        Shows or hides the form.
     threshold, seed_threshold : QDoubleSpinBox
         Foreground threshold (on 1 - P(background)) and seed threshold
         (on P(interior)).
@@ -49,14 +44,7 @@ class LabelSettings(QWidget):
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.toggle = QToolButton()
-        self.toggle.setText('Labels')
-        self.toggle.setCheckable(True)
-        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.toggle.setToolButtonStyle(
-            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
-        )
+        super().__init__('Labels')
         self.threshold = _probability_box(
             'A pixel is foreground when 1 - P(background) is above this; '
             'lower finds fainter objects'
@@ -81,26 +69,12 @@ class LabelSettings(QWidget):
             'Re-make the labels from the stored probabilities (no network)'
         )
 
-        self.form = QWidget()
-        form = QFormLayout(self.form)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow('threshold', self.threshold)
-        form.addRow('seed threshold', self.seed_threshold)
-        form.addRow('min size', self.min_size)
-        form.addRow(self.fill_holes)
-        form.addRow(self.preview)
-        form.addRow(self.update_button)
-        self.form.setVisible(False)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.toggle)
-        layout.addWidget(self.form)
-        self.toggle.toggled.connect(self._show)
-
-    def _show(self, shown: bool) -> None:
-        self.form.setVisible(shown)
-        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
-        self.toggle.setArrowType(arrow)
+        self.rows.addRow('threshold', self.threshold)
+        self.rows.addRow('seed threshold', self.seed_threshold)
+        self.rows.addRow('min size', self.min_size)
+        self.rows.addRow(self.fill_holes)
+        self.rows.addRow(self.preview)
+        self.rows.addRow(self.update_button)
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Show a run's settings (an ``InstanceParams.to_dict()``)."""

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
     QLineEdit,
     QSpinBox,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
 )
 
 from segloop.core.errors import InputError
+from segloop.widgets.collapsible import CollapsibleForm
 
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
 INVERT = {'auto': None, 'yes': True, 'no': False}
@@ -48,13 +44,11 @@ def parse_shape(text: str, what: str) -> tuple[int, ...] | None:
     return values
 
 
-class AdvancedSettings(QWidget):
+class AdvancedSettings(CollapsibleForm):
     """A toggle button and, below it, the settings form (hidden at first).
 
     Attributes
     ----------
-    toggle : QToolButton
-        Shows or hides the form.
     tile, block : QLineEdit
         Network input per tile and output block, e.g. ``256,256``; empty
         means the engine's default.
@@ -70,14 +64,7 @@ class AdvancedSettings(QWidget):
     """
 
     def __init__(self) -> None:
-        super().__init__()
-        self.toggle = QToolButton()
-        self.toggle.setText('Advanced')
-        self.toggle.setCheckable(True)
-        self.toggle.setToolButtonStyle(
-            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
-        )
-        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
+        super().__init__('Advanced')
         self.tile = QLineEdit()
         self.tile.setPlaceholderText('auto')
         self.tile.setToolTip(
@@ -112,26 +99,15 @@ class AdvancedSettings(QWidget):
             'The channel to segment (0-based) when the axes include C'
         )
 
-        self.form = QWidget()
-        form = QFormLayout(self.form)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.addRow('tile', self.tile)
-        form.addRow('block', self.block)
-        form.addRow('overlap', self.overlap)
-        form.addRow('device', self.device)
-        form.addRow('channel', self.channel)
-        form.addRow('invert', self.invert)
-        self.form.setVisible(False)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.toggle)
-        layout.addWidget(self.form)
-        self.toggle.toggled.connect(self._show)
-
-    def _show(self, shown: bool) -> None:
-        self.form.setVisible(shown)
-        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
-        self.toggle.setArrowType(arrow)
+        for name, field in (
+            ('tile', self.tile),
+            ('block', self.block),
+            ('overlap', self.overlap),
+            ('device', self.device),
+            ('channel', self.channel),
+            ('invert', self.invert),
+        ):
+            self.rows.addRow(name, field)
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`segloop.engine.SegmentJob`.
