@@ -21,6 +21,7 @@ import zarr
 from segloop.core.colour import RGB_METHODS, GreyView
 from segloop.core.errors import InputError
 from segloop.core.measure import SPATIAL_AXES, measure_objects, size_column
+from segloop.io.export import check_labels_fit
 from segloop.io.label_tiff import check_new_file, write_labels_tiff
 from segloop.io.readers import ImageSource, open_image
 from segloop.io.relabel_store import label_axes_of, open_output, store_scale
@@ -222,6 +223,7 @@ def export_tiff(
     output: str | Path,
     tiff: str | Path | None = None,
     overwrite: bool = False,
+    labels: Any = None,
 ) -> tuple[Path, np.dtype]:
     """Write the labels of an output store as an ImageJ-compatible TIFF.
 
@@ -234,6 +236,9 @@ def export_tiff(
         the output.
     overwrite : bool
         Replace an existing file.
+    labels : array-like, optional
+        Labels to write instead of the stored ones (e.g. edited in
+        napari); the stored labels' shape, integers.
 
     Returns
     -------
@@ -246,7 +251,10 @@ def export_tiff(
         tiff or default_path(output, '_labels.tif'), overwrite
     )
     root = open_output(output)
-    labels = root['labels/labels/0']
+    if labels is None:
+        labels = root['labels/labels/0']
+    else:
+        labels = check_labels_fit(output, labels)
     axes = label_axes_of(root)
     n_lead = labels.ndim - 2
     # the largest id picks the dtype (read plane by plane: bounded memory)

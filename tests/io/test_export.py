@@ -113,18 +113,20 @@ def test_a_failed_copy_leaves_no_partial_store(
 def test_tiff_export_of_edited_labels(finished, tmp_path) -> None:
     import tifffile
 
-    from segloop.io.export import export_labels_tiff
+    from segloop.measurements import export_tiff
 
     source, labels = finished
     edited = labels.copy()
     edited[edited == 1] = 0
-    out = export_labels_tiff(source, tmp_path / 'labels.tif', edited)
+    out, _ = export_tiff(source, tmp_path / 'labels.tif', labels=edited)
     written = tifffile.imread(out)
     assert written.dtype == np.uint16
     np.testing.assert_array_equal(written, edited)
     with pytest.raises(InputError, match='exists'):
-        export_labels_tiff(source, out)
-    export_labels_tiff(source, out, overwrite=True)  # the stored labels
+        export_tiff(source, out)
+    with pytest.raises(InputError, match='do not fit'):
+        export_tiff(source, out, overwrite=True, labels=labels[:10])
+    export_tiff(source, out, overwrite=True)  # the stored labels
     np.testing.assert_array_equal(tifffile.imread(out), labels)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'labels.tif',

@@ -17,13 +17,7 @@ import numpy as np
 import zarr
 
 from segloop.core.errors import InputError
-from segloop.io.label_tiff import check_new_file, write_labels_tiff
-from segloop.io.ome_zarr import (
-    check_output_path,
-    read_labels,
-    read_segloop_metadata,
-)
-from segloop.io.relabel_store import store_scale
+from segloop.io.ome_zarr import check_output_path, read_segloop_metadata
 from segloop.io.store import _write_pyramid
 
 LABELS = 'labels/labels'
@@ -78,7 +72,7 @@ def export_run(
     out = check_output_path(output, overwrite=overwrite, input_path=source)
     if labels is not None:
         labels = np.asarray(labels)
-        stored = zarr.open_array(str(source / LABELS / '0'), mode='r')
+        stored = zarr.open_array(str(Path(source) / LABELS / '0'), mode='r')
         if (
             labels.shape != tuple(stored.shape)
             or labels.dtype.kind not in 'ui'
@@ -110,76 +104,16 @@ def export_run(
     return out
 
 
-def export_labels_tiff(
-    source: str | Path,
-    output: str | Path,
-    labels: Any = None,
-    *,
-    overwrite: bool = False,
-) -> Path:
-    """Write a finished output's labels as an ImageJ TIFF (Fiji, CellProfiler).
+def check_labels_fit(source: str | Path, labels: Any) -> np.ndarray:
+    """``labels`` as an array, checked against a store's labels' shape.
 
-    Parameters
-    ----------
-    source : str or Path
-        A complete segloop output store.
-    output : str or Path
-        The ``.tif`` file to create.
-    labels : array-like, optional
-        Labels to write instead of the stored ones (e.g. edited in
-        napari); same shape, integer dtype.
-    overwrite : bool
-        Replace an existing file.
-
-    Returns
-    -------
-    Path
-        The written file: uint16 (uint32 above 65,535 ids), the labels'
-        axes and pixel size in the ImageJ metadata.
+    Raises
+    ------
+    InputError
+        Another shape, or not integers.
     """
-    source, _ = _finished(source)
-    out = check_new_file(output, overwrite)
-    labels = (
-        read_labels(source) if labels is None else _fitting(source, labels)
-    )
-    root = zarr.open_group(str(source), mode='r')
-    group = root[LABELS]
-    axes = ''.join(
-        a['name'].upper() for a in group.attrs['multiscales'][0]['axes']
-    )
-    partial = out.with_name(f'.{out.name}.partial')
-    try:
-        write_labels_tiff(
-            partial,
-            labels.reshape(-1, *labels.shape[-2:]),
-            labels.shape,
-            axes,
-            int(labels.max(initial=0)),
-            store_scale(root),
-        )
-        partial.replace(out)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return out
-
-
-def _finished(source: str | Path) -> tuple[Path, dict]:
-    """The absolute path and metadata of a finished output; else InputError."""
-    source = Path(source).expanduser().absolute()
-    meta = read_segloop_metadata(source)
-    if not meta.get('complete'):
-        raise InputError(
-            f'{source} is not a finished segloop output; finish (or resume) '
-            'the run before exporting it'
-        )
-    return source, meta
-
-
-def _fitting(source: Path, labels: Any) -> np.ndarray:
-    """``labels`` as an array, checked against the stored labels' shape."""
     labels = np.asarray(labels)
-    stored = zarr.open_array(str(source / LABELS / '0'), mode='r')
+    stored = zarr.open_array(str(Path(source) / LABELS / '0'), mode='r')
     fits = labels.shape == tuple(stored.shape)
     if not fits or labels.dtype.kind not in 'ui':
         raise InputError(

@@ -380,7 +380,7 @@ def export_labels(
     """Export a run; never raises.
 
     A ``.tif``/``.tiff`` ``output`` gets the labels as an ImageJ TIFF
-    (:func:`segloop.io.export.export_labels_tiff`), anything else an
+    (:func:`segloop.measurements.export_tiff`), anything else an
     OME-Zarr store (:func:`segloop.io.export.export_run`).
 
     Returns
@@ -388,13 +388,12 @@ def export_labels(
     RunResult
         ``'finished'`` with the written path, or ``'error'``.
     """
-    from segloop.io.export import export_labels_tiff, export_run
+    from segloop.io.export import export_run
+    from segloop.measurements import export_tiff
 
     try:
         if output.suffix.lower() in TIFF_SUFFIXES:
-            path = export_labels_tiff(
-                source, output, labels, overwrite=overwrite
-            )
+            path, _ = export_tiff(source, output, overwrite, labels=labels)
         else:
             path = export_run(
                 source,
