@@ -65,11 +65,10 @@ def warm_up() -> threading.Thread:
 
     def load() -> None:
         import pandas  # noqa: F401
-        import torch
+        import torch  # noqa: F401
 
         from segloop import engine  # noqa: F401
 
-        torch.set_num_threads(GUI_TORCH_THREADS)
         instance_pool()
 
     thread = threading.Thread(target=load, name='segloop-warm-up', daemon=True)

@@ -329,6 +329,23 @@ class SegmentWidget(QWidget):
             self.cancel()
         return super().event(event)
 
+    def _layer_and_options(
+        self,
+    ) -> tuple[napari.layers.Image, dict[str, Any]] | None:
+        """The chosen layer and its SegmentJob arguments.
+
+        None (after telling the user) without a layer or with a bad field.
+        """
+        layer = self.selected_layer()
+        if layer is None:
+            show_error('Add or choose an image layer to segment')
+            return None
+        try:
+            return layer, self._run_options(layer)
+        except InputError as err:
+            show_error(str(err))
+            return None
+
     def _run_options(self, layer: napari.layers.Image) -> dict[str, Any]:
         """SegmentJob keyword arguments from the form; InputError if bad."""
         axes = self.axes.text().strip().upper()
@@ -362,15 +379,10 @@ class SegmentWidget(QWidget):
         """
         if self.running:
             return
-        layer = self.selected_layer()
-        if layer is None:
-            show_error('Add or choose an image layer to segment')
+        chosen = self._layer_and_options()
+        if chosen is None:
             return
-        try:
-            options = self._run_options(layer)
-        except InputError as err:
-            show_error(str(err))
-            return
+        layer, options = chosen
         model = self.model_combo.currentText()
         key = (id(layer), model, repr(sorted(options.items())))
         resume = (
@@ -743,15 +755,13 @@ class SegmentWidget(QWidget):
 
         :attr:`size_estimated` tells the end (with the value or None).
         """
-        layer = self.selected_layer()
-        if layer is None or self.running:
-            show_error('Choose an image layer (and wait for the run to end)')
+        if self.running:
+            show_error('Wait for the run to end, then estimate')
             return
-        try:
-            options = self._run_options(layer)
-        except InputError as err:
-            show_error(str(err))
+        chosen = self._layer_and_options()
+        if chosen is None:
             return
+        layer, options = chosen
         del options['diameter'], options['mc_samples']
         worker = thread_worker(
             estimate_size,
