@@ -45,6 +45,16 @@ def _save_window(viewer: napari.Viewer, name: str) -> None:
     print(IMAGES / name)
 
 
+def _save_open_section(widget, section, name: str) -> None:
+    """Save the widget alone with one collapsible section opened."""
+    section.toggle.click()
+    _settle()
+    height = widget.sizeHint().height()
+    widget.grab().copy(0, 0, widget.width(), height).save(str(IMAGES / name))
+    print(IMAGES / name)
+    section.toggle.click()
+
+
 def main() -> None:
     IMAGES.mkdir(exist_ok=True)
     viewer = napari.Viewer(show=True)
@@ -75,20 +85,8 @@ def main() -> None:
 
     def second_done(result) -> None:
         _save_window(viewer, 'widget.png')
-        widget.advanced.toggle.click()
-        _settle()
-        height = widget.sizeHint().height()
-        shot = widget.grab().copy(0, 0, widget.width(), height)
-        shot.save(str(IMAGES / 'napari-advanced.png'))
-        print(IMAGES / 'napari-advanced.png')
-        widget.advanced.toggle.click()
-        widget.label_settings.toggle.click()
-        _settle()
-        height = widget.sizeHint().height()
-        shot = widget.grab().copy(0, 0, widget.width(), height)
-        shot.save(str(IMAGES / 'napari-labels.png'))
-        print(IMAGES / 'napari-labels.png')
-        widget.label_settings.toggle.click()
+        _save_open_section(widget, widget.advanced, 'napari-advanced.png')
+        _save_open_section(widget, widget.label_settings, 'napari-labels.png')
         viewer.layers[f'{SAMPLE_NAME} [labels]'].visible = False
         viewer.layers[f'{SAMPLE_NAME} [probability]'].visible = True
         _save_window(viewer, 'napari-probability.png')
