@@ -158,14 +158,12 @@ def iter_finetune_files(
         from_instances,
         before,
     )
-    norm = parent.info.normalization
-    percentiles = (float(norm.get('low', 1.0)), float(norm.get('high', 99.8)))
     result = yield from iter_finetune(
         parent.network,
         pixels,
         targets=targets,
         config=config,
-        percentiles=percentiles,
+        percentiles=parent.percentiles,
         device=device,
         should_stop=should_stop,
     )

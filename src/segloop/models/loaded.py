@@ -31,6 +31,12 @@ class Model:
         return self.info.name
 
     @property
+    def percentiles(self) -> tuple[float, float]:
+        """Normalisation percentiles (low, high) the model was trained with."""
+        norm = self.info.normalization
+        return float(norm.get('low', 1.0)), float(norm.get('high', 99.8))
+
+    @property
     def spatial_axes(self) -> str:
         """Axes of one network input: 'YX' (2D) or 'ZYX' (3D)."""
         return self.info.axes

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog
 
 from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
@@ -39,10 +40,12 @@ class ModelPicker(QComboBox):
         """Ask for a model folder (a dialog); ``''`` when cancelled."""
         return QFileDialog.getExistingDirectory(self, 'Choose a model folder')
 
-    def add_folder(self, folder: str | Path) -> bool:
+    def add_folder(self, folder: str | Path, label: str | None = None) -> bool:
         """Add a model folder to the list and choose it.
 
-        Returns False (after telling the user) when it holds no model.
+        ``label`` is shown instead of the path (e.g. a retrained model's
+        name). Returns False (after telling the user) when the folder
+        holds no model.
         """
         path = Path(folder).expanduser().absolute()
         if not (path / 'config.json').is_file():
@@ -51,11 +54,18 @@ class ModelPicker(QComboBox):
                 '"segloop train" or "Save model"'
             )
             return False
-        if self.findText(str(path)) < 0:
-            self.insertItem(self.count() - 1, str(path))  # before 'Load...'
-        self.setCurrentText(str(path))
-        self._chosen = str(path)
+        index = self.findData(str(path))
+        if index < 0:
+            index = self.count() - 1  # before 'Load model folder...'
+            self.insertItem(index, label or str(path), str(path))
+            self.setItemData(index, str(path), Qt.ItemDataRole.ToolTipRole)
+        self.setCurrentIndex(index)
+        self._chosen = self.currentText()
         return True
+
+    def current_model(self) -> str:
+        """The chosen model: a bundled name or a model folder's path."""
+        return self.currentData() or self.currentText()
 
     def suit(self, ndim: int) -> None:
         """Switch between the bundled defaults for a layer of ``ndim``.

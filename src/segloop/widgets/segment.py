@@ -54,6 +54,7 @@ from segloop.plugin.reader import UNCERTAINTY_LAYERS
 from segloop.widgets.export_panel import ExportPanel
 from segloop.widgets.label_settings import LabelSettings
 from segloop.widgets.model_picker import ModelPicker
+from segloop.widgets.retrain import RetrainPanel
 from segloop.widgets.runner import (
     RunResult,
     estimate_size,
@@ -223,6 +224,7 @@ class SegmentWidget(QWidget):
         self.status = QLabel('')
         self.status.setWordWrap(True)
         self.export_panel = ExportPanel()
+        self.retrain = RetrainPanel(self)
 
         form = QFormLayout()
         form.addRow('image', self.image_combo)
@@ -244,6 +246,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.next_button)
         layout.addWidget(self.label_settings)
+        layout.addWidget(self.retrain)
         layout.addWidget(self.export_panel)
         layout.addStretch()
 
@@ -379,11 +382,15 @@ class SegmentWidget(QWidget):
         """
         if self.running:
             return
+        if self.retrain.running:
+            show_error('Wait for Retrain to end (or Stop it), then Segment')
+            return
         chosen = self._layer_and_options()
         if chosen is None:
             return
         layer, options = chosen
-        model = self.model_combo.currentText()
+        self.retrain.absorb_label_edits()  # before the labels are replaced
+        model = self.model_combo.current_model()
         key = (id(layer), model, repr(sorted(options.items())))
         resume = (
             self.result is not None
@@ -402,14 +409,8 @@ class SegmentWidget(QWidget):
         self._source = layer
         self._clock = None
         self._stop.clear()
-        data = _data(layer)
-        shape = tuple(
-            n
-            for a, n in zip(options['axes'], data.shape, strict=True)
-            if a not in 'CS'
-        )
         measures = tuple(UNCERTAINTY_LAYERS) if options['mc_samples'] else ()
-        self._show_output_layers(layer, shape, measures)
+        self._show_output_layers(layer, options, measures)
         self.regions, self.region_index = [], -1
         self.next_button.setEnabled(False)
         if previous != self.output:
@@ -423,7 +424,7 @@ class SegmentWidget(QWidget):
                 'finished': self._on_finished,
             },
         )(
-            data,
+            _data(layer),
             self.output,
             model,
             self._stop.is_set,
@@ -505,19 +506,58 @@ class SegmentWidget(QWidget):
         if view is not None:
             self.job.prioritize(*view)
 
+    @staticmethod
+    def image_data(layer: napari.layers.Image) -> Any:
+        """The layer's full-resolution array (RGB samples last)."""
+        return _data(layer)
+
+    @staticmethod
+    def output_geometry(
+        source: napari.layers.Image, options: dict[str, Any]
+    ) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """Shape and placement of a label or output layer over ``source``.
+
+        Parameters
+        ----------
+        source : napari.layers.Image
+        options : dict
+            With ``axes``, the image's axes (one letter per dimension).
+
+        Returns
+        -------
+        shape : tuple of int
+            The spatial shape (no C, no RGB samples).
+        placement : dict
+            ``scale`` and ``translate`` of those axes.
+        """
+        axes = options['axes']
+        shape = tuple(
+            n
+            for a, n in zip(axes, _data(source).shape, strict=True)
+            if a not in 'CS'
+        )
+        # the layer's scale has no entry for RGB samples (S)
+        keep = [a != 'C' for a in axes.replace('S', '')]
+        placement = {
+            'scale': np.asarray(source.scale)[keep],
+            'translate': np.asarray(source.translate)[keep],
+        }
+        return shape, placement
+
     def _show_output_layers(
         self,
         source: napari.layers.Image,
-        shape: tuple[int, ...],
+        options: dict[str, Any],
         measures: tuple[str, ...] = (),
     ) -> None:
-        """Show empty output layers of ``shape`` for a run on ``source``.
+        """Show empty output layers for a run on ``source``.
 
-        ``measures`` are the uncertainty images the run writes. The
-        previous run's layers are reused (new data) when they belong to
-        the same source, are the same kinds and are still in the viewer;
-        else they are replaced.
+        ``options`` are the run's (``axes``); ``measures`` the uncertainty
+        images it writes. The previous run's layers are reused (new data)
+        when they belong to the same source, are the same kinds and are
+        still in the viewer; else they are replaced.
         """
+        shape, placement = self.output_geometry(source, options)
         kinds = ('probability', *measures, 'labels')  # labels on top
         reusable = (
             self._outputs_source is source
@@ -533,13 +573,7 @@ class SegmentWidget(QWidget):
                 layer.metadata['path'] = str(self.output)
             return
         self._remove_output_layers()
-        # the layer's scale has no entry for RGB samples (S)
-        keep = [a != 'C' for a in self._run_axes.replace('S', '')]
-        common = {
-            'scale': np.asarray(source.scale)[keep],
-            'translate': np.asarray(source.translate)[keep],
-            'metadata': {'path': str(self.output)},
-        }
+        common = {**placement, 'metadata': {'path': str(self.output)}}
         probability = LiveView(shape, np.float32)
         self._outputs['probability'] = self.viewer.add_image(
             probability,
@@ -565,6 +599,7 @@ class SegmentWidget(QWidget):
             name=f'{source.name} [labels]',
             **common,
         )
+        self.retrain.watch(self._outputs['labels'])  # edits teach Retrain
         self._outputs_source = source
 
     def _attach_store(self, job: Any) -> None:
@@ -668,6 +703,10 @@ class SegmentWidget(QWidget):
         if self.running or not finished or self.job is None:
             show_error('Segment an image first; then update its labels')
             return
+        if self.retrain.running:
+            show_error('Wait for Retrain to end (or Stop it), then update')
+            return
+        self.retrain.absorb_label_edits()  # before the labels are replaced
         t, region = self.view_region() or (0, None)
         plane = self.job.planewise and region is not None
         view = (t, region[0].start if plane else None)
@@ -767,7 +806,7 @@ class SegmentWidget(QWidget):
             estimate_size,
             start_thread=False,
             connect={'returned': self._on_estimated},
-        )(_data(layer), self.model_combo.currentText(), options)
+        )(_data(layer), self.model_combo.current_model(), options)
         self.estimate_button.setEnabled(False)
         self.status.setText('Estimating the object size...')
         worker.start()

@@ -1,0 +1,395 @@
+"""The Segment widget's **Retrain** section: learn from the user's fixes.
+
+The user paints in ``'<image> [corrections]'`` (**Paint corrections**
+adds it: 1 background, 2 object, 3 boundary) or fixes the ``[labels]``
+layer directly; **Retrain** fine-tunes a copy of the current model on
+what was painted, in a napari ``thread_worker``
+(:func:`segloop.widgets.retrain_worker.run_retrain`), drawing the loss as
+it goes; the button becomes **Stop** (which keeps what was learnt so
+far). The new model joins the model list (the previous one stays there:
+choose it to undo) and the image is segmented again with it, the part on
+screen first. **Save model...** copies the chosen retrained model to a
+folder of the user's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import napari.layers
+from napari.qt.threading import thread_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from segloop.widgets.collapsible import CollapsibleForm
+from segloop.widgets.corrections import (
+    EditTracker,
+    absorb_label_edits,
+    add_corrections_layer,
+    corrections_name,
+    union_box,
+)
+from segloop.widgets.loss_plot import LossPlot
+from segloop.widgets.retrain_worker import RetrainResult, run_retrain
+
+if TYPE_CHECKING:
+    from segloop.widgets.segment import SegmentWidget
+
+# FinetuneConfig's defaults (segloop.core.finetune: not imported here, it
+# loads torch)
+DEFAULT_STEPS = 300
+DEFAULT_TIME_LIMIT_S = 120
+DEFAULT_LEARNING_RATE = 2e-3
+LEGEND = (
+    'Paint 1 background, 2 object, 3 boundary (0 = not painted, ignored) '
+    'where the model is wrong, or fix the labels layer itself; then '
+    'Retrain.'
+)
+
+# The retrained models' temporary folders; removed when napari exits
+# (Save model... keeps one).
+_MODEL_FOLDERS: list[Path] = []
+
+
+@atexit.register
+def _remove_model_folders() -> None:
+    for folder in _MODEL_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class TrainingSettings(CollapsibleForm):
+    """Learning rate and encoder freezing, hidden until opened.
+
+    Attributes
+    ----------
+    learning_rate : QDoubleSpinBox
+    freeze_encoder : QCheckBox
+        Train only the decoder (less forgetting, less adaptation).
+    """
+
+    def __init__(self) -> None:
+        super().__init__('Training settings')
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(5)
+        self.learning_rate.setRange(1e-5, 0.1)
+        self.learning_rate.setSingleStep(5e-4)
+        self.learning_rate.setValue(DEFAULT_LEARNING_RATE)
+        self.learning_rate.setToolTip(
+            'AdamW learning rate (2e-3 scored best on the domain-shift '
+            'benchmark)'
+        )
+        self.freeze_encoder = QCheckBox('freeze encoder')
+        self.freeze_encoder.setToolTip(
+            'Train only the decoder: forgets less, adapts less'
+        )
+        self.rows.addRow('learning rate', self.learning_rate)
+        self.rows.addRow(self.freeze_encoder)
+
+
+class RetrainPanel(QGroupBox):
+    """Corrections layer, Retrain/Stop, budgets, loss plot, Save model.
+
+    Parameters
+    ----------
+    host : SegmentWidget
+        Gives the image, the Segment settings, the model list and the
+        labels layer, and segments again after a retrain.
+
+    Attributes
+    ----------
+    paint_button, retrain_button, save_button : QPushButton
+    steps, time_limit : QSpinBox
+        Step and time budgets (the first reached ends training).
+    settings : TrainingSettings
+    loss_plot : LossPlot
+    status : QLabel
+    result : RetrainResult or None
+        How the latest Retrain ended.
+    retrained : Signal(RetrainResult)
+        Emitted on the GUI thread when a Retrain has ended (after the
+        re-segmentation started, if any).
+    """
+
+    retrained = Signal(object)
+
+    def __init__(self, host: SegmentWidget) -> None:
+        super().__init__('Retrain')
+        self.host = host
+        self.result: RetrainResult | None = None
+        self.worker: Any = None
+        self._stop = threading.Event()
+        self._running = False
+        self._trackers: dict[int, EditTracker] = {}  # by id(layer)
+        self._absorbed: list[tuple[slice, ...]] = []  # label edits copied
+        self._versions: dict[str, int] = {}  # retrains per parent model
+
+        self.paint_button = QPushButton('Paint corrections')
+        self.paint_button.setToolTip(
+            'Add (or select) the corrections layer of the image'
+        )
+        legend = QLabel(LEGEND)
+        legend.setWordWrap(True)
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 100_000)
+        self.steps.setValue(DEFAULT_STEPS)
+        self.time_limit = QSpinBox()
+        self.time_limit.setRange(5, 24 * 3600)
+        self.time_limit.setSuffix(' s')
+        self.time_limit.setValue(DEFAULT_TIME_LIMIT_S)
+        self.settings = TrainingSettings()
+        self.retrain_button = QPushButton('Retrain')
+        self.retrain_button.setToolTip(
+            'Fine-tune a copy of the model on the corrections, then '
+            'segment again'
+        )
+        self.loss_plot = LossPlot()
+        self.status = QLabel('')
+        self.status.setWordWrap(True)
+        self.save_button = QPushButton('Save model...')
+        self.save_button.setEnabled(False)
+        self.save_button.setToolTip(
+            'Keep the chosen retrained model in a folder of yours'
+        )
+
+        budget = QHBoxLayout()
+        budget.addWidget(self.steps)
+        budget.addWidget(QLabel('steps or'))
+        budget.addWidget(self.time_limit)
+        form = QFormLayout()
+        form.addRow('budget', budget)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.paint_button)
+        layout.addWidget(legend)
+        layout.addLayout(form)
+        layout.addWidget(self.settings)
+        layout.addWidget(self.retrain_button)
+        layout.addWidget(self.loss_plot)
+        layout.addWidget(self.status)
+        layout.addWidget(self.save_button)
+
+        self.paint_button.clicked.connect(
+            lambda: self.corrections_layer(select=True)
+        )
+        self.retrain_button.clicked.connect(self._on_retrain_clicked)
+        self.save_button.clicked.connect(lambda: self.save_model())
+        host.model_combo.currentIndexChanged.connect(self._on_model_changed)
+
+    @property
+    def running(self) -> bool:
+        """Whether a Retrain is in progress."""
+        return self._running
+
+    # -- corrections
+
+    def watch(self, layer: napari.layers.Labels) -> None:
+        """Record the edits made in ``layer`` (labels or corrections)."""
+        if id(layer) not in self._trackers:
+            self._trackers[id(layer)] = EditTracker(layer)
+
+    def corrections_layer(
+        self, create: bool = True, select: bool = False
+    ) -> Any:
+        """The chosen image's corrections layer, added when missing.
+
+        Returns None (after telling the user) without an image or with
+        settings that do not fit it; None also when ``create`` is False
+        and there is none. ``select``: make it the active layer (to paint).
+        """
+        chosen = self.host._layer_and_options()
+        if chosen is None:
+            return None
+        image, options = chosen
+        name = corrections_name(image.name)
+        if name in self.host.viewer.layers:
+            layer = self.host.viewer.layers[name]
+        elif not create:
+            return None
+        else:
+            shape, placement = self.host.output_geometry(image, options)
+            layer = add_corrections_layer(
+                self.host.viewer, image.name, shape, **placement
+            )
+        self.watch(layer)
+        if select:
+            self.host.viewer.layers.selection.active = layer
+            layer.mode = 'paint'
+        return layer
+
+    def absorb_label_edits(self) -> int:
+        """Copy edits made in the labels layer into the corrections.
+
+        Called before anything replaces the labels (Segment, Update
+        labels, Retrain). Returns the pixels copied.
+        """
+        labels = self.host._outputs.get('labels')
+        tracker = self._trackers.get(id(labels)) if labels else None
+        if tracker is None or tracker.region() is None:
+            return 0
+        corrections = self.corrections_layer()
+        if corrections is None:
+            return 0
+        self._absorbed.append(tracker.region())
+        copied = absorb_label_edits(tracker, corrections.data)
+        corrections.refresh()
+        return copied
+
+    def painted_region(
+        self, corrections: napari.layers.Labels
+    ) -> tuple[slice, ...] | None:
+        """Bounding box of what was painted in ``corrections`` this session
+        (directly or copied from the labels); None: unknown (all)."""
+        self.watch(corrections)
+        painted = self._trackers[id(corrections)].region()
+        return union_box([painted, *self._absorbed])
+
+    # -- retraining
+
+    def _on_retrain_clicked(self) -> None:
+        if self.running:
+            self.stop()
+        else:
+            self.start()
+
+    def stop(self) -> None:
+        """Stop training after the current step; keep what was learnt."""
+        if self.running:
+            self._stop.set()
+            self.status.setText('Stopping...')
+
+    def start(self) -> None:
+        """Fine-tune the current model on the corrections (a worker)."""
+        if self.running or self.host.running:
+            show_error('Wait for the run to end, then Retrain')
+            return
+        chosen = self.host._layer_and_options()
+        if chosen is None:
+            return
+        image, options = chosen
+        self.absorb_label_edits()
+        corrections = self.corrections_layer(create=False)
+        if corrections is None:
+            show_error(
+                'Nothing to learn from: click Paint corrections and paint '
+                'where the model is wrong (or fix the labels layer)'
+            )
+            return
+        model = self.host.model_combo.current_model()
+        folder = self._new_model_folder(model)
+        config = {
+            'steps': self.steps.value(),
+            'time_limit_s': float(self.time_limit.value()),
+            'learning_rate': float(self.settings.learning_rate.value()),
+            'freeze_encoder': self.settings.freeze_encoder.isChecked(),
+        }
+        worker = thread_worker(
+            run_retrain,
+            start_thread=False,
+            connect={
+                'yielded': self._on_step,
+                'returned': self._on_returned,
+                'finished': self._on_finished,
+            },
+        )(
+            self.host.image_data(image),
+            corrections.data,
+            model,
+            options,
+            config,
+            self.painted_region(corrections),
+            folder,
+            self._stop.is_set,
+        )
+        self.worker = worker
+        self._stop.clear()
+        self._running = True
+        self.result = None
+        self.loss_plot.clear()
+        self.retrain_button.setText('Stop')
+        self.host.run_button.setEnabled(False)
+        self.status.setText(f'Retraining {Path(model).name}...')
+        worker.start()
+
+    def _new_model_folder(self, model: str) -> Path:
+        parent = Path(model).name
+        version = self._versions.get(parent, 0) + 1
+        self._versions[parent] = version
+        root = Path(tempfile.mkdtemp(prefix='segloop-models-'))
+        _MODEL_FOLDERS.append(root)
+        return root / f'{parent}-retrained-{version}'
+
+    def _on_step(self, event: Any) -> None:
+        self.loss_plot.add(event.step, event.loss, event.val_loss)
+        self.status.setText(
+            f'Step {event.step} / {event.total_steps}, loss '
+            f'{event.loss:.3f}, {event.elapsed_s:.0f} s'
+        )
+
+    def _on_returned(self, result: RetrainResult) -> None:
+        self.result = result
+        if result.status == 'error':
+            self.status.setText(result.message)
+            show_error(result.message)
+            return
+        if result.folder is None:
+            self.status.setText('Stopped before the first step: no change')
+            return
+        self.host.model_combo.add_folder(result.folder, result.folder.name)
+        self.status.setText(
+            f'{result.folder.name}: {result.message}. The previous model '
+            'stays in the model list (choose it and Segment to undo).'
+        )
+        show_info(f'segloop: retrained ({result.message})')
+
+    def _on_finished(self) -> None:
+        self._running = False
+        self.retrain_button.setText('Retrain')
+        self.host.run_button.setEnabled(True)
+        if self.result is not None and self.result.folder is not None:
+            self.host.start()  # segment again, the view first
+        self.retrained.emit(self.result)
+
+    # -- saving
+
+    def _on_model_changed(self, index: int = -1) -> None:
+        model = Path(self.host.model_combo.current_model())
+        self.save_button.setEnabled(
+            any(model.parent == root for root in _MODEL_FOLDERS)
+        )
+
+    def save_model(self, path: str | Path | None = None) -> Path | None:
+        """Copy the chosen retrained model folder to ``path`` (asked when
+        None); an existing path is refused. Returns the new folder."""
+        model = Path(self.host.model_combo.current_model())
+        if not any(model.parent == root for root in _MODEL_FOLDERS):
+            show_error('Choose a retrained model in the model list first')
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(
+                self, 'Save the model as a folder', model.name
+            )
+            if not path:
+                return None
+        target = Path(path).expanduser().absolute()
+        if target.exists():
+            show_error(f'{target} exists; choose a new folder name')
+            return None
+        shutil.copytree(model, target)
+        self.status.setText(f'Model saved in {target}')
+        return target

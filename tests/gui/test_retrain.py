@@ -1,0 +1,166 @@
+"""The Retrain section: corrections layer, label edits, Retrain, Stop, Save.
+
+Each test drives the widget as a user would (buttons, painting through
+napari's own Labels methods, which record undo history and emit
+``paint``) in a headless viewer and waits for the workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import zarr
+
+from segloop.models import BUNDLED_DIR
+
+pytestmark = pytest.mark.gui
+RUN_TIMEOUT_MS = 120_000
+
+
+def _segment(widget, qtbot) -> np.ndarray:
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    return np.array(widget._outputs['labels'].data)
+
+
+def _retrain(widget, qtbot, steps: int = 8) -> None:
+    """Click Retrain with a small budget; wait for it and the re-run."""
+    panel = widget.retrain
+    panel.steps.setValue(steps)
+    panel.settings.learning_rate.setValue(0.01)
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        with qtbot.waitSignal(panel.retrained, timeout=RUN_TIMEOUT_MS):
+            panel.retrain_button.click()
+        assert panel.result.status == 'finished', panel.result.message
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_paint_corrections_adds_a_zarr_backed_layer(viewer_widget) -> None:
+    viewer, widget = viewer_widget
+    widget.retrain.paint_button.click()
+    layer = viewer.layers['nuclei2d sample [corrections]']
+    image = viewer.layers['nuclei2d sample']
+    assert isinstance(layer.data, zarr.Array)
+    assert layer.data.shape == image.data.shape
+    assert viewer.layers.selection.active.name == layer.name
+    assert layer.mode == 'paint'
+    assert layer.selected_label == 2
+    assert list(layer.features['class']) == [
+        'unpainted',
+        'background',
+        'object',
+        'boundary',
+    ]
+    # painting writes through to the zarr array; clicking again reuses it
+    layer.brush_size = 9
+    layer.paint((100, 100), 1)
+    assert layer.data[100, 100] == 1
+    widget.retrain.paint_button.click()
+    assert [lay.name for lay in viewer.layers].count(layer.name) == 1
+
+
+def test_label_edits_are_copied_into_the_corrections(
+    viewer_widget, qtbot
+) -> None:
+    viewer, widget = viewer_widget
+    labels = _segment(widget, qtbot)
+    layer = widget._outputs['labels']
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    erased = int(ids[np.argmax(sizes)])  # the user erases the biggest object
+    y, x = np.argwhere(labels == erased)[0]
+    layer.fill((y, x), 0)
+    assert not (layer.data == erased).any()
+
+    copied = widget.retrain.absorb_label_edits()
+
+    corrections = viewer.layers['nuclei2d sample [corrections]'].data[:]
+    assert copied == int((corrections > 0).sum()) > 0
+    assert (corrections[labels == erased] == 1).all()  # now background
+    far = np.ones_like(labels, bool)
+    rows, cols = np.nonzero(labels == erased)
+    far[
+        rows.min() - 80 : rows.max() + 80, cols.min() - 80 : cols.max() + 80
+    ] = False
+    assert not corrections[far].any()  # nothing outside the edit
+    assert widget.retrain.absorb_label_edits() == 0  # absorbed once
+
+
+def test_retrain_learns_the_corrections_and_segments_again(
+    viewer_widget, qtbot, tmp_path
+) -> None:
+    viewer, widget = viewer_widget
+    before = _segment(widget, qtbot)
+    parent_weights = BUNDLED_DIR / 'nuclei2d' / 'weights.safetensors'
+    parent_digest = _digest(parent_weights)
+    # the user says: no nuclei in the left half (a background stroke)
+    widget.retrain.paint_button.click()
+    corrections = viewer.layers['nuclei2d sample [corrections]']
+    corrections.brush_size = 60
+    corrections.selected_label = 1
+    for y in range(30, before.shape[0], 50):
+        for x in range(30, before.shape[1] // 2, 50):
+            corrections.paint((y, x), 1)
+    painted = corrections.data[:] == 1
+    assert len(np.unique(before[painted])) > 5
+
+    _retrain(widget, qtbot)
+
+    panel = widget.retrain
+    assert panel.loss_plot.train, 'the loss was not plotted'
+    chosen = widget.model_combo.currentText()
+    assert chosen == 'nuclei2d-retrained-1'
+    after = np.asarray(widget._outputs['labels'].data)
+    assert len(np.unique(after[painted])) < len(np.unique(before[painted]))
+    # undo: the previous model is still in the list, unchanged
+    assert widget.model_combo.findText('nuclei2d') >= 0
+    assert _digest(parent_weights) == parent_digest
+
+    saved = panel.save_model(tmp_path / 'my model')
+    config = json.loads((saved / 'config.json').read_text())
+    provenance = config['provenance']
+    assert provenance['parent_model'] == 'nuclei2d'
+    assert provenance['finetune']['painted_pixels']['background'] == (
+        painted.sum()
+    )
+    assert provenance['steps'] == 8
+    assert panel.save_model(tmp_path / 'my model') is None  # never overwrites
+
+
+def test_stop_keeps_the_previous_model(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    widget.retrain.paint_button.click()
+    corrections = viewer.layers['nuclei2d sample [corrections]']
+    corrections.brush_size = 40
+    corrections.paint((200, 200), 1)
+    panel = widget.retrain
+    panel.steps.setValue(10_000)
+    with qtbot.waitSignal(panel.retrained, timeout=RUN_TIMEOUT_MS):
+        panel.retrain_button.click()
+        assert panel.retrain_button.text() == 'Stop'
+        qtbot.waitUntil(lambda: bool(panel.loss_plot.train), timeout=60_000)
+        panel.retrain_button.click()  # Stop
+    assert panel.result.status in ('stopped', 'cancelled')
+    assert panel.result.steps < 10_000
+    assert widget.model_combo.findText('nuclei2d') >= 0
+    assert panel.retrain_button.text() == 'Retrain'
+    if widget.running:  # the re-run with what was learnt
+        with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+            pass
+
+
+def test_retrain_without_corrections_says_what_to_do(
+    viewer_widget, monkeypatch
+) -> None:
+    _, widget = viewer_widget
+    messages: list[str] = []
+    monkeypatch.setattr('segloop.widgets.retrain.show_error', messages.append)
+    widget.retrain.retrain_button.click()
+    assert not widget.retrain.running
+    assert 'Paint corrections' in ' '.join(messages)
