@@ -12,7 +12,9 @@ Writes ``docs/images/``:
 - ``napari-labels.png``: the widget with the Labels settings open;
 - ``napari-probability.png``: the probability layer shown;
 - ``napari-uncertainty.png``: a run with MC dropout uncertainty, after
-  **Next uncertain region**.
+  **Next uncertain region**;
+- ``napari-retrain.png``: corrections painted, after **Retrain** (loss
+  curve, the retrained model chosen, the image segmented again).
 """
 
 from __future__ import annotations
@@ -103,6 +105,21 @@ def main() -> None:
         widget.next_button.click()
         getattr(viewer, 'scene', viewer).camera.zoom *= 2.5
         _save_window(viewer, 'napari-uncertainty.png')
+        getattr(viewer, 'scene', viewer).camera.zoom /= 2.5
+        # 4. corrections: background strokes over the top rows, Retrain
+        widget.run_finished.disconnect(third_done)
+        widget.uncertainty.setChecked(False)
+        widget.retrain.paint_button.click()
+        corrections = viewer.layers[f'{SAMPLE_NAME} [corrections]']
+        corrections.brush_size = 30
+        for x in range(20, corrections.data.shape[1], 30):
+            corrections.paint((40, x), 1)
+        widget.retrain.time_limit.setValue(20)
+        widget.run_finished.connect(fourth_done)
+        widget.retrain.retrain_button.click()
+
+    def fourth_done(result) -> None:
+        _save_window(viewer, 'napari-retrain.png')
         viewer.close()
 
     widget.run_finished.connect(first_done)

@@ -13,7 +13,12 @@ from segloop.core.objsize import (
     parse_diameter,
     zoom_factors,
 )
-from segloop.core.rescale import ZoomedView, unzoom, zoomed_window
+from segloop.core.rescale import (
+    ZoomedView,
+    unzoom,
+    zoom_nearest,
+    zoomed_window,
+)
 
 
 def test_median_diameter_of_discs_is_their_diameter():
@@ -92,3 +97,20 @@ def test_grey_view_converts_and_inverts_lazily():
     assert hematoxylin[3].shape == (30,)
     assert looks_brightfield(np.r_[np.full(90, 200.0), np.full(10, 20.0)])
     assert not looks_brightfield(np.r_[np.full(90, 20.0), np.full(10, 200.0)])
+
+
+def test_zoom_nearest_keeps_labels_on_the_zoomed_grid() -> None:
+    labels = np.array([[1, 2, 3]], dtype=np.uint8)
+    assert zoom_nearest(labels, (1.0, 2.0)).tolist() == [[1, 1, 2, 2, 3, 3]]
+    assert zoom_nearest(labels, (1.0, 0.5)).tolist() == [[1, 3]]
+    rng = np.random.default_rng(0)
+    blocks = np.kron(rng.integers(0, 4, (6, 5)), np.ones((4, 4), int))
+    zoom = (0.75, 1.5)
+    zoomed = zoom_nearest(blocks, zoom)
+    view = np.asarray(ZoomedView(blocks.astype(np.float32), zoom))
+    assert zoomed.shape == view.shape
+    assert zoomed.dtype == blocks.dtype
+    # away from block edges, linear and nearest zoom agree
+    flat = view == np.round(view)
+    assert flat.mean() > 0.5
+    assert (zoomed[flat] == view[flat]).all()

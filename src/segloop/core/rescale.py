@@ -101,6 +101,29 @@ def source_window(coords: np.ndarray, size: int) -> tuple[int, int]:
     return max(0, lo), min(size, hi)
 
 
+def zoom_nearest(array: np.ndarray, zoom: Sequence[float]) -> np.ndarray:
+    """Nearest-neighbour zoom of a label image, on :class:`ZoomedView`'s grid.
+
+    Parameters
+    ----------
+    array : ndarray, any integer dtype, any number of axes
+    zoom : sequence of float
+        One factor per axis (1.0 leaves the axis as it is).
+
+    Returns
+    -------
+    ndarray, same dtype, shape :func:`zoomed_shape` (array.shape, zoom)
+    """
+    out = np.asarray(array)
+    for axis, (n, z) in enumerate(zip(out.shape, zoom, strict=True)):
+        if z == 1.0:
+            continue
+        m = zoomed_shape((n,), (z,))[0]
+        nearest = np.rint(source_coordinates(0, m, n, z)).astype(np.intp)
+        out = np.take(out, nearest, axis=axis)
+    return out
+
+
 class ZoomedView:
     """A lazy, linearly zoomed view of a sliceable array.
 

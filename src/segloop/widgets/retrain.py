@@ -290,6 +290,13 @@ class RetrainPanel(QGroupBox):
                 'where the model is wrong (or fix the labels layer)'
             )
             return
+        zoom = self.host.run_zoom(image, options)
+        if zoom is False:
+            show_error(
+                'Segment with this diameter first (it sets the scale the '
+                'model sees), then Retrain'
+            )
+            return
         model = self.host.model_combo.current_model()
         folder = self._new_model_folder(model)
         config = {
@@ -315,6 +322,7 @@ class RetrainPanel(QGroupBox):
             self.painted_region(corrections),
             folder,
             self._stop.is_set,
+            zoom,
         )
         self.worker = worker
         self._stop.clear()

@@ -90,6 +90,27 @@ def painted_windows(
     return [(t, *window[1:]) for t in times]
 
 
+def _zoomed(
+    images: list[np.ndarray],
+    painted: list[np.ndarray],
+    zoom: tuple[float, ...],
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images (linear) and corrections (nearest) at the network's scale.
+
+    ``zoom`` holds one factor per network axis (the last axes); leading
+    axes (the Z of a 2D model on a stack) keep their scale.
+    """
+    from segloop.core.rescale import ZoomedView, zoom_nearest
+
+    def full(ndim: int) -> tuple[float, ...]:
+        return (1.0,) * (ndim - len(zoom)) + tuple(zoom)
+
+    return (
+        [np.asarray(ZoomedView(i, full(i.ndim))) for i in images],
+        [zoom_nearest(p, full(p.ndim)) for p in painted],
+    )
+
+
 def run_retrain(
     data: Any,
     corrections: Any,
@@ -99,6 +120,7 @@ def run_retrain(
     region: tuple[slice, ...] | None,
     folder: Path,
     should_stop: Callable[[], bool],
+    zoom: tuple[float, ...] | None = None,
 ) -> Generator[Any, None, RetrainResult]:
     """Fine-tune ``model`` on the painted corrections; save the new model.
 
@@ -124,6 +146,9 @@ def run_retrain(
     should_stop : callable
         True once the user pressed Stop: training ends after the step
         and the model trained so far is kept.
+    zoom : tuple of float, optional
+        The zoom per network axis of the Segment run (``diameter``):
+        training sees the image and corrections at that scale too.
 
     Yields
     ------
@@ -161,6 +186,8 @@ def run_retrain(
         )
         images = [np.asarray(image[w]) for w in windows]
         painted = [np.asarray(corrections[w]) for w in windows]
+        if zoom is not None:
+            images, painted = _zoomed(images, painted, zoom)
         kept = [i for i, p in enumerate(painted) if p.any()]
         if not kept:
             raise InputError(

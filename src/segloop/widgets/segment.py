@@ -506,6 +506,25 @@ class SegmentWidget(QWidget):
         if view is not None:
             self.job.prioritize(*view)
 
+    def run_zoom(
+        self, layer: napari.layers.Image, options: dict[str, Any]
+    ) -> tuple[float, ...] | bool | None:
+        """The zoom the network saw in the latest run on ``layer``.
+
+        None without a diameter (native scale); False when a diameter is
+        set but no run on ``layer`` with it has planned its zoom yet.
+        """
+        if options.get('diameter') is None:
+            return None
+        key = self._run_key
+        same_run = key is not None and key[::2] == (
+            id(layer),
+            repr(sorted(options.items())),
+        )
+        if self.job is None or not same_run:
+            return False
+        return self.job.zoom
+
     @staticmethod
     def image_data(layer: napari.layers.Image) -> Any:
         """The layer's full-resolution array (RGB samples last)."""
