@@ -22,8 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import napari
+import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
+from scipy import ndimage
 
 from segloop.plugin.sample import SAMPLE_NAME
 from segloop.widgets.launch import set_up
@@ -106,14 +108,22 @@ def main() -> None:
         getattr(viewer, 'scene', viewer).camera.zoom *= 2.5
         _save_window(viewer, 'napari-uncertainty.png')
         getattr(viewer, 'scene', viewer).camera.zoom /= 2.5
-        # 4. corrections: background strokes over the top rows, Retrain
+        # 4. corrections: background strokes between the nuclei and a
+        # few nuclei confirmed, as a user would paint them; Retrain
         widget.run_finished.disconnect(third_done)
         widget.uncertainty.setChecked(False)
         widget.retrain.paint_button.click()
         corrections = viewer.layers[f'{SAMPLE_NAME} [corrections]']
-        corrections.brush_size = 30
-        for x in range(20, corrections.data.shape[1], 30):
-            corrections.paint((40, x), 1)
+        found = np.asarray(labels.data)
+        empty = ndimage.distance_transform_edt(found == 0) > 12
+        corrections.brush_size = 16
+        for y, x in np.argwhere(empty)[::4000]:
+            corrections.paint((y, x), 1)
+        corrections.brush_size = 8
+        for box in ndimage.find_objects(found)[::6]:
+            if box is not None:
+                centre = [(s.start + s.stop) // 2 for s in box]
+                corrections.paint(centre, 2)
         widget.retrain.time_limit.setValue(20)
         widget.run_finished.connect(fourth_done)
         widget.retrain.retrain_button.click()

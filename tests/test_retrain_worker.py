@@ -61,7 +61,9 @@ def test_run_retrain_saves_a_new_model_and_keeps_the_parent(
     )
     while True:
         try:
-            steps.append(next(generator).step)
+            event = next(generator)
+            assert not isinstance(event, str), event  # objects are painted
+            steps.append(event.step)
         except StopIteration as stop:
             result = stop.value
             break
@@ -123,3 +125,20 @@ def test_bad_corrections_give_one_clear_message(
     assert message in result.message
     assert '\n' not in result.message
     assert not (tmp_path / 'mine').exists()
+
+
+def test_only_background_painted_warns_first(painted_image, tmp_path) -> None:
+    image, corrections = painted_image
+    corrections = np.where(corrections > 0, 1, 0).astype(np.uint8)
+    generator = run_retrain(
+        image,
+        corrections,
+        'nuclei2d',
+        {'axes': 'YX'},
+        {**FAST, 'steps': 1},
+        None,
+        tmp_path / 'mine',
+        lambda: False,
+    )
+    assert 'Only background' in next(generator)
+    assert drain(generator).status == 'finished'

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import napari.layers
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -343,6 +343,9 @@ class RetrainPanel(QGroupBox):
         return root / f'{parent}-retrained-{version}'
 
     def _on_step(self, event: Any) -> None:
+        if isinstance(event, str):  # a warning before training
+            show_warning(event)
+            return
         self.loss_plot.add(event.step, event.loss, event.val_loss)
         self.status.setText(
             f'Step {event.step} / {event.total_steps}, loss '

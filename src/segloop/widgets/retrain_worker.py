@@ -22,6 +22,10 @@ from segloop.widgets.runner import GUI_TORCH_THREADS, error_message
 
 # Z planes of context kept around the painted ones for a 3D model
 Z_CONTEXT = 8
+ONLY_BACKGROUND = (
+    'Only background (1) is painted: the model may learn to find fewer '
+    'objects everywhere; paint a few objects (2) too'
+)
 
 
 @dataclass
@@ -152,8 +156,9 @@ def run_retrain(
 
     Yields
     ------
-    TrainEvent
-        One per step.
+    TrainEvent or str
+        One event per step; before them, a warning (str) when only
+        background is painted.
     """
     try:
         # imported here: loads torch, which the GUI thread must not wait for
@@ -194,6 +199,9 @@ def run_retrain(
                 'nothing is painted: paint corrections (1 background, 2 '
                 'object, 3 boundary) or fix the labels layer, then Retrain'
             )
+        classes = set().union(*(np.unique(painted[i]).tolist() for i in kept))
+        if classes - {0} == {1}:
+            yield ONLY_BACKGROUND
         result = yield from iter_finetune(
             parent.network,
             [images[i] for i in kept],
