@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 from segloop.models import BUNDLED_DIR
+from segloop.plugin.reader import read_segloop
 
 pytestmark = pytest.mark.gui
 RUN_TIMEOUT_MS = 120_000
@@ -164,3 +165,42 @@ def test_retrain_without_corrections_says_what_to_do(
     widget.retrain.retrain_button.click()
     assert not widget.retrain.running
     assert 'Paint corrections' in ' '.join(messages)
+
+
+def test_corrections_are_exported_and_reopened_without_touching_the_file(
+    viewer_widget, qtbot, tmp_path
+) -> None:
+    viewer, widget = viewer_widget
+    _segment(widget, qtbot)
+    widget.retrain.paint_button.click()
+    name = 'nuclei2d sample [corrections]'
+    corrections = viewer.layers[name]
+    corrections.brush_size = 20
+    corrections.paint((100, 100), 1)
+    corrections.paint((300, 400), 2)
+    painted = np.array(corrections.data[:])
+
+    with qtbot.waitSignal(
+        widget.export_panel.finished, timeout=RUN_TIMEOUT_MS
+    ):
+        widget.export(tmp_path / 'saved.zarr')
+    assert widget.export_panel.exported.status == 'finished'
+    reopened = {
+        kwargs['name']: (data, kwargs)
+        for data, kwargs, _ in read_segloop(str(tmp_path / 'saved.zarr'))
+    }
+    data, kwargs = reopened['saved [corrections]']
+    np.testing.assert_array_equal(np.asarray(data), painted)
+
+    # reopened beside the image: Paint corrections paints on a copy
+    viewer.layers.remove(name)
+    kwargs['name'] = name
+    viewer.add_labels(data, **kwargs)
+    widget.retrain.paint_button.click()
+    layer = viewer.layers[name]
+    assert isinstance(layer.data, zarr.Array)
+    np.testing.assert_array_equal(layer.data[:], painted)
+    layer.paint((450, 600), 3)
+    saved = read_segloop(str(tmp_path / 'saved.zarr'))
+    again = next(d for d, k, _ in saved if k['name'] == 'saved [corrections]')
+    np.testing.assert_array_equal(np.asarray(again), painted)

@@ -21,6 +21,7 @@ from segloop.io.ome_zarr import check_output_path, read_segloop_metadata
 from segloop.io.store import _write_pyramid
 
 LABELS = 'labels/labels'
+CORRECTIONS = 'labels/corrections'
 
 
 def export_run(
@@ -30,6 +31,7 @@ def export_run(
     *,
     probabilities: bool = True,
     overwrite: bool = False,
+    corrections: Any = None,
 ) -> Path:
     """Copy a finished segloop output to ``output``.
 
@@ -50,6 +52,11 @@ def export_run(
         image-label at the root (like the napari writer).
     overwrite : bool
         Replace an existing Zarr store at ``output``.
+    corrections : array-like, optional
+        Corrections painted for retraining (0 unpainted, 1 background, 2
+        object, 3 boundary), the labels' shape: saved as the image-label
+        ``labels/corrections`` (with ``probabilities`` only; the segloop
+        reader opens them as a ``[corrections]`` layer).
 
     Returns
     -------
@@ -71,16 +78,9 @@ def export_run(
         )
     out = check_output_path(output, overwrite=overwrite, input_path=source)
     if labels is not None:
-        labels = np.asarray(labels)
-        stored = zarr.open_array(str(Path(source) / LABELS / '0'), mode='r')
-        if (
-            labels.shape != tuple(stored.shape)
-            or labels.dtype.kind not in 'ui'
-        ):
-            raise InputError(
-                f'labels of shape {labels.shape} and dtype {labels.dtype} do '
-                f'not fit this output ({tuple(stored.shape)}, integers)'
-            )
+        labels = check_labels_fit(source, labels)
+    if corrections is not None:
+        corrections = check_labels_fit(source, corrections)
     partial = out.with_name(f'.{out.name}.partial')
     if partial.exists():
         shutil.rmtree(partial)
@@ -95,6 +95,8 @@ def export_run(
             label_group.attrs['segloop'] = meta
         if labels is not None:
             _replace_labels(label_group, labels)
+        if corrections is not None and probabilities:
+            _add_corrections(partial, corrections)
         if out.exists():
             shutil.rmtree(out)
         partial.rename(out)
@@ -121,6 +123,31 @@ def check_labels_fit(source: str | Path, labels: Any) -> np.ndarray:
             f'not fit this output ({tuple(stored.shape)}, integers)'
         )
     return labels
+
+
+def _add_corrections(store: Path, corrections: np.ndarray) -> None:
+    """Write ``corrections`` as the image-label ``labels/corrections``.
+
+    Made like the store's labels (same axes, scale and pyramid levels,
+    uint8) and listed in the ``labels`` group's NGFF attributes.
+    """
+    target = store / CORRECTIONS
+    shutil.copytree(store / LABELS, target)
+    group = zarr.open_group(str(target), mode='r+')
+    for name in list(group.array_keys()):
+        del group[name]
+    stored = zarr.open_array(str(store / LABELS / '0'), mode='r')
+    group.create_array(
+        '0',
+        shape=stored.shape,
+        chunks=stored.chunks,
+        dtype='uint8',
+        fill_value=0,
+    )
+    _replace_labels(group, corrections.astype(np.uint8, copy=False))
+    parent = zarr.open_group(str(store / 'labels'), mode='r+')
+    listed = list(parent.attrs.get('labels', ['labels']))
+    parent.attrs['labels'] = [*listed, 'corrections']
 
 
 def _replace_labels(group: zarr.Group, labels: np.ndarray) -> None:

@@ -33,6 +33,37 @@ UNCERTAINTY_LAYERS = {
 }
 
 
+# The corrections layer (what Retrain learns from): value -> class name
+# and colour (RGBA; 0 "unpainted" is transparent).
+CORRECTION_CLASSES = ('unpainted', 'background', 'object', 'boundary')
+CORRECTION_COLOURS = {
+    None: (0.0, 0.0, 0.0, 0.0),
+    0: (0.0, 0.0, 0.0, 0.0),
+    1: (0.3, 0.6, 1.0, 0.7),  # background: blue
+    2: (1.0, 0.8, 0.1, 0.9),  # object: yellow
+    3: (1.0, 0.2, 0.2, 0.9),  # boundary: red
+}
+CORRECTIONS = 'labels/corrections'
+
+
+def corrections_style() -> dict[str, Any]:
+    """Labels-layer keyword arguments that show corrections as classes.
+
+    The class names go to ``features`` (napari shows them in the status
+    bar on hover); the colours are a direct label colormap.
+    """
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return {
+        'colormap': DirectLabelColormap(color_dict=CORRECTION_COLOURS),
+        'features': {
+            'index': list(range(len(CORRECTION_CLASSES))),
+            'class': list(CORRECTION_CLASSES),
+        },
+        'opacity': 0.6,
+    }
+
+
 def _is_segloop_store(path: Path) -> bool:
     if path.suffix != '.zarr' or not path.is_dir():
         return False
@@ -125,8 +156,9 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
         The instance labels (Labels, axes e.g. ``ZYX``), the probability
         of class 'interior' (Image, hidden) and, for a run with MC dropout,
         its uncertainty images (entropy shown; mutual information and
-        variance hidden), all as dask arrays with the store's pixel sizes
-        as ``scale``; only the labels for a labels store saved by
+        variance hidden) and, when exported with them, the corrections
+        painted for Retrain (Labels), all as dask arrays with the store's
+        pixel sizes as ``scale``; only the labels for a labels store saved by
         :mod:`segloop.plugin.writer`.
     """
     if isinstance(path, list):
@@ -170,6 +202,20 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
                     'metadata': {'path': str(store)},
                 },
                 'image',
+            )
+        )
+    if (store / CORRECTIONS).is_dir():  # saved with the widget's Export
+        corrections = open_image(store / CORRECTIONS)
+        layers.append(
+            (
+                corrections.data,
+                {
+                    'name': f'{name} [corrections]',
+                    'scale': _scale(corrections, corrections.axes),
+                    'metadata': {'path': str(store / CORRECTIONS)},
+                    **corrections_style(),
+                },
+                'labels',
             )
         )
     measures = uncertainty_measures(store)

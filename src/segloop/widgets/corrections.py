@@ -2,7 +2,8 @@
 
 Corrections are what Retrain learns from: a Labels layer the size of the
 image where 0 means unpainted (ignored), 1 background, 2 object and 3
-boundary (:data:`CLASS_NAMES`; see :mod:`segloop.core.corrections`). Its
+boundary (:data:`segloop.plugin.reader.CORRECTION_CLASSES`; see
+:mod:`segloop.core.corrections`). Its
 data is a zarr array on disk, so a volume far larger than memory can be
 painted. A user may instead fix the ``[labels]`` layer itself (erase,
 paint, fill): :class:`EditTracker` records where, and
@@ -19,20 +20,11 @@ from typing import Any
 
 import napari.layers
 import numpy as np
-import pandas as pd
 import zarr
-from napari.utils.colormaps import DirectLabelColormap
 
 from segloop.core.corrections import instances_to_targets, touched_mask
+from segloop.plugin.reader import corrections_style
 
-CLASS_NAMES = ('unpainted', 'background', 'object', 'boundary')
-CLASS_COLOURS = {
-    None: (0.0, 0.0, 0.0, 0.0),
-    0: (0.0, 0.0, 0.0, 0.0),
-    1: (0.3, 0.6, 1.0, 0.7),  # background: blue
-    2: (1.0, 0.8, 0.1, 0.9),  # object: yellow
-    3: (1.0, 0.2, 0.2, 0.9),  # boundary: red
-}
 OBJECT = 2
 # corrections chunks: one plane, at most this many pixels along Y and X
 CHUNK_YX = 512
@@ -43,11 +35,39 @@ def corrections_name(image_name: str) -> str:
     return f'{image_name} [corrections]'
 
 
+def scratch_array(shape: tuple[int, ...], copy_of: Any = None) -> zarr.Array:
+    """A new uint8 zarr array on disk (a temporary folder), zeros or a copy.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (T?, Z?, Y, X); chunks hold one plane of at most
+        :data:`CHUNK_YX` ² pixels.
+    copy_of : array-like, optional
+        Values to copy in, plane by plane (e.g. corrections read from an
+        exported store, which must not be painted over).
+    """
+    folder = Path(tempfile.mkdtemp(prefix='segloop-corrections-'))
+    chunks = (1,) * (len(shape) - 2) + tuple(
+        min(n, CHUNK_YX) for n in shape[-2:]
+    )
+    array = zarr.create_array(
+        store=str(folder / 'corrections.zarr'),
+        shape=shape,
+        chunks=chunks,
+        dtype='uint8',
+        fill_value=0,
+    )
+    if copy_of is not None:
+        for plane in np.ndindex(*shape[:-2]):
+            array[plane] = np.asarray(copy_of[plane], dtype=np.uint8)
+    return array
+
+
 def add_corrections_layer(
     viewer: napari.Viewer,
     image_name: str,
     shape: tuple[int, ...],
-    folder: Path | None = None,
     **layer_kwargs: Any,
 ) -> napari.layers.Labels:
     """Add an empty corrections layer backed by a zarr array on disk.
@@ -59,8 +79,6 @@ def add_corrections_layer(
         The image's layer name (the new layer is named after it).
     shape : tuple of int
         Spatial shape (T?, Z?, Y, X), the labels layer's.
-    folder : Path, optional
-        Where the zarr array goes; default a new temporary folder.
     **layer_kwargs
         ``scale``, ``translate`` ... of :meth:`napari.Viewer.add_labels`.
 
@@ -70,30 +88,26 @@ def add_corrections_layer(
         uint8 data, 0 everywhere; brush label 2 (object); ``features``
         name the classes (shown in the status bar on hover).
     """
-    folder = folder or Path(tempfile.mkdtemp(prefix='segloop-corrections-'))
-    chunks = (1,) * (len(shape) - 2) + tuple(
-        min(n, CHUNK_YX) for n in shape[-2:]
-    )
-    data = zarr.create_array(
-        store=str(folder / 'corrections.zarr'),
-        shape=shape,
-        chunks=chunks,
-        dtype='uint8',
-        fill_value=0,
-    )
     layer = viewer.add_labels(
-        data,
+        scratch_array(shape),
         name=corrections_name(image_name),
-        colormap=DirectLabelColormap(color_dict=CLASS_COLOURS),
-        features=pd.DataFrame(
-            {'index': range(len(CLASS_NAMES)), 'class': CLASS_NAMES}
-        ),
-        opacity=0.6,
+        **corrections_style(),
         **layer_kwargs,
     )
-    layer.metadata['path'] = str(folder / 'corrections.zarr')
     layer.selected_label = OBJECT
     return layer
+
+
+def make_paintable(layer: napari.layers.Labels) -> None:
+    """Give a corrections layer opened from a file a writable copy.
+
+    A layer the reader opened (dask, read-only) is copied into a scratch
+    zarr array, so painting never writes into the user's file.
+    """
+    data = layer.data
+    if isinstance(data, zarr.Array) and not data.read_only:
+        return
+    layer.data = scratch_array(tuple(data.shape), data)
 
 
 Edit = tuple[tuple[slice, ...], np.ndarray, np.ndarray]

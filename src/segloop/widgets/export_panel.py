@@ -85,12 +85,18 @@ class ExportPanel(QWidget):
         return answer == QMessageBox.StandardButton.Yes
 
     def export(
-        self, source: Path, labels_layer: Any, path: str | Path | None = None
+        self,
+        source: Path,
+        labels_layer: Any,
+        path: str | Path | None = None,
+        corrections: Any = None,
     ) -> None:
         """Export run ``source`` with the layer's labels to ``path``.
 
         ``path`` is asked for when None; an existing one is replaced only
-        after the user confirms. :attr:`finished` tells the end.
+        after the user confirms. ``corrections`` (a corrections layer's
+        data) are saved with the probabilities. :attr:`finished` tells
+        the end.
         """
         chosen = str(path) if path else self.ask_path(source.name)
         if not chosen:
@@ -107,7 +113,14 @@ class ExportPanel(QWidget):
             export_labels,
             start_thread=False,
             connect={'returned': self._on_exported},
-        )(source, target, labels, self.probabilities.isChecked(), overwrite)
+        )(
+            source,
+            target,
+            labels,
+            self.probabilities.isChecked(),
+            overwrite,
+            corrections,
+        )
         self.busy = True
         self.button.setEnabled(False)
         self.message.emit(f'Exporting to {target}...')

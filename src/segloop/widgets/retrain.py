@@ -44,6 +44,7 @@ from segloop.widgets.corrections import (
     absorb_label_edits,
     add_corrections_layer,
     corrections_name,
+    make_paintable,
     union_box,
 )
 from segloop.widgets.loss_plot import LossPlot
@@ -226,6 +227,7 @@ class RetrainPanel(QGroupBox):
             layer = add_corrections_layer(
                 self.host.viewer, image.name, shape, **placement
             )
+        make_paintable(layer)
         self.watch(layer)
         if select:
             self.host.viewer.layers.selection.active = layer

@@ -375,12 +375,14 @@ def export_labels(
     labels: Any,
     probabilities: bool,
     overwrite: bool,
+    corrections: Any = None,
 ) -> RunResult:
     """Export a run; never raises.
 
     A ``.tif``/``.tiff`` ``output`` gets the labels as an ImageJ TIFF
     (:func:`segloop.measurements.export_tiff`), anything else an
-    OME-Zarr store (:func:`segloop.io.export.export_run`).
+    OME-Zarr store (:func:`segloop.io.export.export_run`), with the
+    ``corrections`` (read here, off the GUI thread) when given.
 
     Returns
     -------
@@ -400,6 +402,9 @@ def export_labels(
                 labels,
                 probabilities=probabilities,
                 overwrite=overwrite,
+                corrections=(
+                    None if corrections is None else np.asarray(corrections)
+                ),
             )
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised
         return RunResult('error', output, error_message(err, 'export'))

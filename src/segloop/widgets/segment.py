@@ -893,7 +893,13 @@ class SegmentWidget(QWidget):
         ):
             show_error('Segment an image first; then export its labels')
             return
-        self.export_panel.export(self.result.output, labels_layer, path)
+        corrections = self.retrain.corrections_layer(create=False)
+        self.export_panel.export(
+            self.result.output,
+            labels_layer,
+            path,
+            None if corrections is None else corrections.data,
+        )
 
 
 def _data(layer: napari.layers.Image) -> Any:
