@@ -41,6 +41,21 @@ def painted_image():
     return (image * 200 + 20).astype(np.uint8), corrections
 
 
+def _retrain(image, corrections, folder, stop=False, zoom=None, **config):
+    """run_retrain's generator on a YX image with the FAST budget."""
+    return run_retrain(
+        image,
+        corrections,
+        'nuclei2d',
+        {'axes': 'YX'},
+        {**FAST, **config},
+        None,
+        folder,
+        lambda: stop,
+        zoom,
+    )
+
+
 def test_run_retrain_saves_a_new_model_and_keeps_the_parent(
     painted_image, tmp_path
 ) -> None:
@@ -48,16 +63,8 @@ def test_run_retrain_saves_a_new_model_and_keeps_the_parent(
     weights = BUNDLED_DIR / 'nuclei2d' / 'weights.safetensors'
     before = hashlib.sha256(weights.read_bytes()).hexdigest()
     steps = []
-    generator = run_retrain(
-        image,
-        corrections,
-        'nuclei2d',
-        {'axes': 'YX'},
-        FAST,
-        None,
-        tmp_path / 'mine',
-        lambda: False,
-        zoom=(0.75, 0.75),
+    generator = _retrain(
+        image, corrections, tmp_path / 'mine', zoom=(0.75,) * 2
     )
     while True:
         try:
@@ -80,18 +87,7 @@ def test_stop_before_the_first_step_makes_no_model(
     painted_image, tmp_path
 ) -> None:
     image, corrections = painted_image
-    result = drain(
-        run_retrain(
-            image,
-            corrections,
-            'nuclei2d',
-            {'axes': 'YX'},
-            FAST,
-            None,
-            tmp_path / 'mine',
-            lambda: True,
-        )
-    )
+    result = drain(_retrain(image, corrections, tmp_path / 'mine', stop=True))
     assert result.status in ('cancelled', 'stopped')
     if result.status == 'cancelled':
         assert not (tmp_path / 'mine').exists()
@@ -109,18 +105,7 @@ def test_bad_corrections_give_one_clear_message(
     painted_image, tmp_path, corrections, message
 ) -> None:
     image, _ = painted_image
-    result = drain(
-        run_retrain(
-            image,
-            corrections,
-            'nuclei2d',
-            {'axes': 'YX'},
-            FAST,
-            None,
-            tmp_path / 'mine',
-            lambda: False,
-        )
-    )
+    result = drain(_retrain(image, corrections, tmp_path / 'mine'))
     assert result.status == 'error'
     assert message in result.message
     assert '\n' not in result.message
@@ -130,15 +115,6 @@ def test_bad_corrections_give_one_clear_message(
 def test_only_background_painted_warns_first(painted_image, tmp_path) -> None:
     image, corrections = painted_image
     corrections = np.where(corrections > 0, 1, 0).astype(np.uint8)
-    generator = run_retrain(
-        image,
-        corrections,
-        'nuclei2d',
-        {'axes': 'YX'},
-        {**FAST, 'steps': 1},
-        None,
-        tmp_path / 'mine',
-        lambda: False,
-    )
+    generator = _retrain(image, corrections, tmp_path / 'mine', steps=1)
     assert 'Only background' in next(generator)
     assert drain(generator).status == 'finished'
