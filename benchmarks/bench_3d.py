@@ -22,39 +22,21 @@ import argparse
 import copy
 import json
 import math
-import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_seconds, git_commit, shape_arg, wait_quiet
 
 from segloop.api import load_model
 from segloop.core.config import TileConfig
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.predict import Predictor
 from segloop.core.tiling import tile_grid
-
-
-def git_commit() -> str:
-    """HEAD of the checkout, with '+dirty' if tracked files changed."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ['git', *args], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-
-    dirty = git('status', '--porcelain', '--untracked-files=no')
-    return git('rev-parse', '--short', 'HEAD') + ('+dirty' if dirty else '')
-
-
-def shape_arg(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(','))
 
 
 def synthetic_volume(
@@ -104,32 +86,6 @@ def monai_windows(
         interval = max(1, int(r * (1 - overlap)))
         count *= math.ceil((size - r) / interval) + 1
     return count
-
-
-def cpu_seconds() -> tuple[float, float]:
-    """Busy CPU seconds of the whole machine and of this process so far."""
-    with open('/proc/stat') as stat:
-        ticks = [int(v) for v in stat.readline().split()[1:9]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    busy = (sum(ticks) - idle) / os.sysconf('SC_CLK_TCK')
-    times = os.times()
-    return busy, times.user + times.system
-
-
-def wait_quiet(limit: float, cores: float = 0.25) -> float:
-    """Wait (up to ``limit`` s) until other processes use < ``cores``.
-
-    Returns the seconds waited. Other jobs on a shared 2-core machine
-    slow a 2-thread run by 2x or more.
-    """
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit:
-        busy, own = cpu_seconds()
-        time.sleep(2.0)
-        busy2, own2 = cpu_seconds()
-        if (busy2 - busy) - (own2 - own) < 2.0 * cores:
-            break
-    return time.perf_counter() - start
 
 
 def interleaved_times(

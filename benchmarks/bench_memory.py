@@ -42,29 +42,13 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from _common import git_commit, shape_arg
 
 CHUNKS = (1, 16, 256, 256)
 RADIUS = (4, 14, 14)
 VOXELS_PER_BLOB = 60_000
 GOAL_RATIO = 1.2
 GOAL_MIB = 2048
-
-
-def git_commit() -> str:
-    """HEAD of the checkout, with '+dirty' if tracked files changed."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ['git', *args], cwd=root, capture_output=True, text=True
-        ).stdout.strip()
-
-    dirty = git('status', '--porcelain', '--untracked-files=no')
-    return git('rev-parse', '--short', 'HEAD') + ('+dirty' if dirty else '')
-
-
-def shape_arg(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(','))
 
 
 def soft_ball(radius: tuple[int, ...]) -> np.ndarray:

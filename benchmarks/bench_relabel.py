@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from _common import cpu_seconds, wait_quiet
 
 import segloop.core.instances as instances
 from segloop.core.events import drain
@@ -71,28 +72,6 @@ def label_levels(path: Path) -> list[np.ndarray]:
     """Every pyramid level of a store's labels."""
     group = zarr.open_group(str(path), mode='r')['labels/labels']
     return [np.asarray(group[k][...]) for k in sorted(group.array_keys())]
-
-
-def cpu_seconds() -> tuple[float, float]:
-    """Busy CPU seconds of the whole machine and of this process so far."""
-    with open('/proc/stat') as stat:
-        ticks = [int(v) for v in stat.readline().split()[1:9]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    busy = (sum(ticks) - idle) / os.sysconf('SC_CLK_TCK')
-    times = os.times()
-    return busy, times.user + times.system
-
-
-def wait_quiet(limit: float, cores: float = 0.25) -> float:
-    """Wait (up to ``limit`` s) until other processes use < ``cores``."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < limit:
-        busy, own = cpu_seconds()
-        time.sleep(2.0)
-        busy2, own2 = cpu_seconds()
-        if (busy2 - busy) - (own2 - own) < 2.0 * cores:
-            break
-    return time.perf_counter() - start
 
 
 def relabel_time(path: Path, params: InstanceParams, baseline: bool) -> float:
