@@ -29,7 +29,7 @@ from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.tiling import tile_grid
 from segloop.core.uncertainty import MEASURES
 from segloop.engine import BlockDone, SegmentJob, check_image
-from segloop.inputs import plan_zoom, prepare_input
+from segloop.inputs import check_tile, plan_zoom, prepare_input
 from segloop.io.readers import ImageSource, open_image
 from segloop.models.loaded import Model, load_model
 
@@ -202,12 +202,7 @@ def iter_predict(
     predictor = Predictor(model.network, device, precision)
     dims = model.network.config.spatial_dims
     tiles = TileConfig(tile, overlap, batch_size, blending)
-    tile_shape = tile or DEFAULT_TILE[dims]
-    if len(tile_shape) != dims:
-        raise InputError(
-            f'--tile needs {dims} sizes for this {dims}D model, '
-            f'got {tile_shape}'
-        )
+    tile_shape = check_tile(tile or DEFAULT_TILE[dims], dims)
     times = data.shape[0] if 'T' in image_axes else 1
     volume_axes = image_axes.replace('T', '')
     slice_by_slice = dims == 2 and 'Z' in volume_axes
@@ -329,6 +324,7 @@ def iter_segment(
     overwrite: bool = False,
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    client: Any = None,
     **kwargs: Any,
 ) -> Generator[BlockDone, None, Path]:
     """Segment a file (or array) blockwise into an OME-Zarr at ``output``.
@@ -342,8 +338,27 @@ def iter_segment(
     is checked
     before any work: an existing path is never overwritten unless
     ``overwrite=True``; ``resume=True`` finishes an interrupted run.
-    Yields a :class:`BlockDone` per block; returns the output path.
+    ``client`` (a ``dask.distributed.Client``) runs the blocks on its
+    cluster (see :mod:`segloop.distributed`; ``output`` and a file
+    ``input`` must be paths every worker sees; an array is sent to each
+    worker); the result is the same as without. Yields a
+    :class:`BlockDone` per block; returns the output path.
     """
+    if client is not None:
+        from segloop.distributed import iter_segment_distributed
+
+        return (
+            yield from iter_segment_distributed(
+                client,
+                input,
+                output,
+                model,
+                overwrite=overwrite,
+                resume=resume,
+                should_stop=should_stop,
+                **kwargs,
+            )
+        )
     job = SegmentJob(
         input, output, model, overwrite=overwrite, resume=resume, **kwargs
     )

@@ -179,6 +179,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from segloop.api import iter_segment
     from segloop.batch import batch_inputs
 
+    if args.scheduler is not None and args.client is None:
+        from segloop.distributed import connect
+
+        with connect(args.scheduler) as args.client:
+            return _cmd_segment(args)
     inputs = batch_inputs(args.input)
     if inputs is not None:
         return _segment_batch(args, inputs)
@@ -196,6 +201,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 resume=args.resume,
                 should_stop=stop,
+                client=args.client,
                 axes=args.axes,
                 channel=args.channel,
                 tile=args.tile,
@@ -437,6 +443,7 @@ def _segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         'diameter': args.diameter,
         'invert': args.invert,
         'rgb': args.rgb,
+        'client': args.client,
     }
 
 
@@ -888,7 +895,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help='seed of the dropout masks (same seed, same result)',
     )
-    seg.set_defaults(func=_cmd_segment)
+    seg.add_argument(
+        '--scheduler',
+        metavar='ADDRESS',
+        help='run the blocks on a dask.distributed cluster: the address of '
+        'its scheduler (e.g. tcp://host:8786; the workers need segloop '
+        'and must see INPUT and OUTPUT at the same paths), or local:N to '
+        'start N worker processes here; same results as without',
+    )
+    seg.set_defaults(func=_cmd_segment, client=None)
 
     demo = sub.add_parser('demo', help='segment the bundled sample image')
     demo.add_argument('--output-dir', default='segloop-demo')
@@ -1005,12 +1020,44 @@ def _add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print an :class:`InputWarning` as one ``segloop: warning:`` line."""
+    import warnings
+
+    from segloop.core.errors import InputWarning
+
+    if issubclass(category, InputWarning):
+        print(f'segloop: warning: {message}', file=sys.stderr)
+    else:
+        print(
+            warnings.formatwarning(message, category, filename, lineno, line),
+            end='',
+            file=sys.stderr,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    from segloop.core.errors import SegloopError
+    import warnings
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a parsed command; user mistakes become one line and code 2."""
+    from segloop.core.errors import SegloopError
+
     try:
         return int(args.func(args))
     except SegloopError as error:

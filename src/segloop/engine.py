@@ -88,18 +88,29 @@ from segloop.core.relabel import (
 from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.stitch import id_stride, offset_ids, stitch_blocks
 from segloop.core.uncertainty import MEASURES, derive_seed
-from segloop.inputs import plan_zoom, prepare_input
+from segloop.inputs import check_tile, plan_zoom, prepare_input
 from segloop.inputs import select_channel as select_channel  # re-exported
 from segloop.io.ome_zarr import check_output_path
 from segloop.io.readers import ImageSource, open_image
 from segloop.io.store import BlockStore
-from segloop.models import DEFAULT_MODEL_3D
+from segloop.models import BUNDLED_DIR, DEFAULT_MODEL_3D
 from segloop.models.loaded import Model, load_model
 
 MIN_SIZE = 4
 # Z planes per block when a 2D model runs plane by plane through a stack.
 PLANES_PER_BLOCK = 8
 DEFAULT_BATCH = {2: 4, 3: 1}
+# What a worker reopens itself instead of receiving (see worker_state).
+_LOCAL = (
+    'source',
+    'data',
+    'zoomed',
+    'model',
+    'predictor',
+    'store',
+    'queue',
+    'instance_executor',
+)
 
 
 @functools.cache
@@ -120,6 +131,15 @@ def trim_heap() -> None:
     libc = _libc()
     if libc is not None and hasattr(libc, 'malloc_trim'):
         libc.malloc_trim(0)
+
+
+def _model_reference(path: Path | None) -> str | None:
+    """A bundled model's name (found in any install), else its folder."""
+    if path is None:
+        return None
+    if path.parent.resolve() == BUNDLED_DIR.resolve():
+        return path.name
+    return str(path.absolute())
 
 
 class BlockDone(NamedTuple):
@@ -279,6 +299,9 @@ class SegmentJob:
             else open_image(image, axes)
         )
         self.source = source
+        # how a worker process reopens the input (see worker_state)
+        self.input_path = input_path.absolute() if input_path else None
+        self.axes_given = axes
         self.model = load_model(choose_model(model, source.axes))
         self.data, self.input_info = prepare_input(
             source, channel, invert=invert, rgb=rgb
@@ -305,11 +328,7 @@ class SegmentJob:
         self.instance_executor: Executor | None = None
         # a 2D model runs plane by plane through a Z stack
         self.planewise = dims == 2 and len(self.shape) == 3
-        tile = tuple(tile or DEFAULT_TILE[dims])
-        if len(tile) != dims:
-            raise InputError(
-                f'--tile needs {dims} sizes for this {dims}D model, got {tile}'
-            )
+        tile = check_tile(tile or DEFAULT_TILE[dims], dims)
         divisor = self.predictor.divisor
         net_shape = self.shape[-dims:]
         given = {k.upper(): float(v) for k, v in (scale or {}).items()}
@@ -708,6 +727,94 @@ class SegmentJob:
         trim_heap()
         return BlockDone(t, block.region, 0, self.total)
 
+    def run_block(self, t: int, index: int) -> BlockDone:
+        """Read, predict, write and record one block, in this thread.
+
+        What a distributed worker runs per task (no prefetch, no
+        overlap); the result is the same as :meth:`iter_run`'s for the
+        block. ``done`` of the event is 0.
+        """
+        block = self.blocks[index]
+        block_input = self._read((t, index))
+        probs, extended = drain(self._predict(t, block, block_input, None))
+        return self._finish_block(t, block, probs, extended)
+
+    def pending_jobs(self) -> list[tuple[int, int]]:
+        """Take every ``(t, block index)`` left in the queue, in order.
+
+        The queue is empty afterwards: the caller runs them all (a
+        distributed run submits them at once).
+        """
+        jobs = []
+        while (job := self.queue.pop()) is not None:
+            jobs.append(job)
+        return jobs
+
+    def worker_state(self) -> dict[str, Any]:
+        """A picklable description of this job for worker processes.
+
+        Holds the plan (blocks, tile geometry, zoom, instance settings,
+        normalisation of every time point, computed here first) but
+        not the input pixels, model, predictor or store: a worker
+        reopens those in :meth:`from_worker_state` (the input and the
+        store by path, so both must be visible to the workers). An
+        in-memory input travels as it is. Device and precision are the
+        ones resolved here, so every worker computes the same numbers.
+        """
+        for t in range(self.times):
+            self._range(t)
+        state = {k: v for k, v in vars(self).items() if k not in _LOCAL}
+        state['reopen'] = {
+            'input': self.input_path or self.source,
+            'conversion': self.input_info,
+            'model': self.model if self.model.path is None else None,
+            'model_path': _model_reference(self.model.path),
+            'model_sha256': weights_hash(self.model.path)
+            if self.model.path
+            else '',
+            'device': str(self.predictor.device),
+            'precision': 'bf16' if self.predictor.mixed_precision else 'fp32',
+        }
+        return state
+
+    @classmethod
+    def from_worker_state(
+        cls, state: dict[str, Any], model: Model
+    ) -> SegmentJob:
+        """The job of :meth:`worker_state`, on a worker, ready to run blocks.
+
+        ``model`` is the job's model as loaded on this worker (see
+        :mod:`segloop.distributed`, which loads it once per process).
+        Only :meth:`run_block` and :meth:`settle_one` may be used on
+        the result.
+        """
+        job = cls.__new__(cls)
+        reopen = state['reopen']
+        vars(job).update({k: v for k, v in state.items() if k != 'reopen'})
+        given = reopen['input']
+        job.source = (
+            given
+            if isinstance(given, ImageSource)
+            else open_image(given, job.axes_given)
+        )
+        conversion = reopen['conversion']
+        job.data, _ = prepare_input(
+            job.source,
+            conversion['channel'],
+            invert=conversion['invert'],
+            rgb=conversion['rgb'] or 'auto',
+        )
+        if job.zoom is not None:
+            lead = (1.0,) * (job.data.ndim - len(job.geometry.tile))
+            job.zoomed = ZoomedView(job.data, (*lead, *job.zoom))
+        job.model = model
+        job.predictor = Predictor(
+            model.network, reopen['device'], reopen['precision']
+        )
+        job.store = BlockStore.attach(job.output)
+        job.instance_executor = None
+        return job
+
     def iter_run(
         self, should_stop: Callable[[], bool] | None = None
     ) -> Generator[BlockDone, None, Path]:
@@ -774,7 +881,18 @@ class SegmentJob:
                 yield finishing.result()._replace(done=done)
         if should_stop is not None and should_stop():
             raise InterruptedError('segmentation was cancelled')
-        objects = self._stitch()
+        return self.complete()
+
+    def complete(self, settled: bool = False) -> Path:
+        """Settle and stitch ids, write the pyramid, mark the store complete.
+
+        Called once every block is in the ledger (by :meth:`iter_run`, or
+        by :func:`segloop.distributed.iter_run_distributed` after the
+        workers wrote the blocks). ``settled``: every block's final ids
+        are written already (by :meth:`settle_one` on workers). Returns
+        the output path.
+        """
+        objects = self._stitch(settled)
         self.store.finish(
             {
                 'objects': objects,
@@ -796,43 +914,61 @@ class SegmentJob:
         (see :mod:`segloop.core.relabel`); a block whose stored
         probabilities give the masks it was labelled from keeps its ids.
         """
-        margin = (0,) * (len(self.shape) - len(self.label_margin)) + tuple(
-            self.label_margin
-        )
-        lead = self._lead(t)
-
-        def settle(block: Block) -> np.ndarray | None:
-            extended = extended_region(block.region, margin, self.shape)
-            probabilities = np.asarray(
-                self.store.probabilities[(*lead, slice(None), *extended)]
-            )
-            args = (
-                probabilities,
-                extended,
-                block,
-                self.params,
-                self.sampling,
-                self.id_stride,
-                self.store.read_digest(t, block.index),
-            )
-            if self.instance_executor is None:
-                return settle_block(*args)
-            return self.instance_executor.submit(settle_block, *args).result()
-
         for block, ids in ordered_map(
-            settle, self.blocks, self.instance_workers
+            functools.partial(self._settled_ids, t),
+            self.blocks,
+            self.instance_workers,
         ):
             if ids is not None:
                 self.store.write_raw(t, block.region, ids)
 
-    def _stitch(self) -> list[int]:
+    def _settled_ids(self, t: int, block: Block) -> np.ndarray | None:
+        """A block's final ids (uint32, its region) or None: keep them.
+
+        Reads the block and its label margin from the stored
+        probabilities; see :meth:`_settle`. Thread-safe.
+        """
+        margin = (0,) * (len(self.shape) - len(self.label_margin)) + tuple(
+            self.label_margin
+        )
+        extended = extended_region(block.region, margin, self.shape)
+        probabilities = np.asarray(
+            self.store.probabilities[(*self._lead(t), slice(None), *extended)]
+        )
+        args = (
+            probabilities,
+            extended,
+            block,
+            self.params,
+            self.sampling,
+            self.id_stride,
+            self.store.read_digest(t, block.index),
+        )
+        if self.instance_executor is None:
+            return settle_block(*args)
+        return self.instance_executor.submit(settle_block, *args).result()
+
+    def settle_one(self, t: int, index: int) -> None:
+        """:meth:`_settle` for one block: what a distributed worker runs.
+
+        Blocks are independent here (each reads stored probabilities and
+        writes only its own ids), so they may run anywhere, in any order,
+        once every block's probabilities are written.
+        """
+        block = self.blocks[index]
+        ids = self._settled_ids(t, block)
+        if ids is not None:
+            self.store.write_raw(t, block.region, ids)
+
+    def _stitch(self, settled: bool = False) -> list[int]:
         """Join ids across block faces; write final ids 1..N per t.
 
         Returns the number of objects per time point.
         """
         objects = []
         for t in range(self.times):
-            self._settle(t)
+            if not settled:
+                self._settle(t)
             objects.append(
                 stitch_blocks(
                     self.blocks,

@@ -14,6 +14,8 @@ with :mod:`segloop.core.rescale`. Both the blockwise engine
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,48 @@ from segloop.models.loaded import Model
 
 # Y/X size of the central crop that ``diameter='auto'`` segments first.
 AUTO_CROP = 768
+# Largest tile (pixels or voxels) a run accepts: 4096² or 64×512², whose
+# activations already need gigabytes; larger ones are refused before any
+# memory is allocated (a tile larger than the image is never needed).
+MAX_TILE_VOXELS = 4096 * 4096
+
+
+def check_tile(tile: Sequence[int], dims: int) -> tuple[int, ...]:
+    """Refuse a tile of the wrong length or of a memory-exhausting size.
+
+    Parameters
+    ----------
+    tile : sequence of int
+        Network input per tile, one size per spatial axis of the model.
+    dims : int
+        2 or 3, the model's spatial dimensions.
+
+    Returns
+    -------
+    tuple of int
+        The tile.
+
+    Raises
+    ------
+    InputError
+        Not ``dims`` sizes, a size below 1, or more than
+        :data:`MAX_TILE_VOXELS` pixels in all.
+    """
+    tile = tuple(int(n) for n in tile)
+    if len(tile) != dims:
+        raise InputError(
+            f'--tile needs {dims} sizes for this {dims}D model, got {tile}'
+        )
+    if min(tile) < 1:
+        raise InputError(f'--tile sizes must be >= 1, got {tile}')
+    if math.prod(tile) > MAX_TILE_VOXELS:
+        example = '512,512' if dims == 2 else '32,256,256'
+        raise InputError(
+            f'--tile {",".join(map(str, tile))} is too large '
+            f'({math.prod(tile):,} pixels; at most {MAX_TILE_VOXELS:,}, '
+            f'e.g. 4096,4096): choose a smaller tile, e.g. --tile {example}'
+        )
+    return tile
 
 
 def select_channel(

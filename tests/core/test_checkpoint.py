@@ -22,6 +22,13 @@ def _save(tmp_path, model):
     return save_model(tmp_path / 'm', model, info)
 
 
+def _forget_hash(folder):
+    """Drop the recorded weights hash, as in a folder made by hand."""
+    config = json.loads((folder / 'config.json').read_text())
+    del config['weights_sha256']
+    (folder / 'config.json').write_text(json.dumps(config))
+
+
 def test_round_trip(tmp_path, tiny_unet_2d) -> None:
     folder = _save(tmp_path, tiny_unet_2d)
     loaded, info = load_model(folder)
@@ -59,6 +66,7 @@ def test_pickled_code_is_never_executed(
 ) -> None:
     folder = _save(tmp_path, tiny_unet_2d)
     (folder / 'weights.safetensors').unlink()
+    _forget_hash(folder)  # so that torch.load itself must refuse it
     with open(folder / 'weights.pt', 'wb') as handle:
         pickle.dump({'x': _Payload()}, handle)
     monkeypatch.chdir(tmp_path)
@@ -88,5 +96,8 @@ def test_weights_of_another_network_are_refused(
     (folder / 'weights.safetensors').write_bytes(
         (other / 'weights.safetensors').read_bytes()
     )
+    with pytest.raises(ModelFileError, match='SHA-256'):
+        load_model(folder)
+    _forget_hash(folder)
     with pytest.raises(ModelFileError, match='do not match'):
         load_model(folder)

@@ -24,6 +24,10 @@ object_size : dict, optional
     per spatial axis of ``axes``), ``pixel_size`` (per axis, or null when
     unknown) and how it was measured; ``--diameter`` rescales inputs to
     it (see :mod:`segloop.core.objsize`).
+weights_sha256 : str, optional
+    SHA-256 of the weights file, written by :func:`save_model`; when
+    present, :func:`load_model` refuses weights that do not match it
+    (changed or damaged after saving) before reading them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,7 +44,7 @@ from typing import Any
 import torch
 
 from segloop.core.config import ModelConfig
-from segloop.core.errors import ModelFileError
+from segloop.core.errors import ModelFileError, writing
 from segloop.core.unet import UNet
 
 FORMAT_VERSION = 1
@@ -82,6 +87,7 @@ class ModelInfo:
     name: str = 'model'
     object_size: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+    weights_sha256: str = ''
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``config.json`` content."""
@@ -95,6 +101,11 @@ class ModelInfo:
             'instances': self.instances,
             'provenance': self.provenance,
             **({'object_size': self.object_size} if self.object_size else {}),
+            **(
+                {'weights_sha256': self.weights_sha256}
+                if self.weights_sha256
+                else {}
+            ),
         }
 
     @classmethod
@@ -104,8 +115,20 @@ class ModelInfo:
         if not isinstance(version, int):
             raise ModelFileError('config.json has no integer format_version')
         if version > FORMAT_VERSION:
+            provenance = data.get('provenance')
+            made_by = (
+                provenance.get('package_version')
+                if isinstance(provenance, dict)
+                else None
+            )
+            newer = (
+                f'a newer segloop ({made_by})'
+                if made_by
+                else 'a newer segloop'
+            )
             raise ModelFileError(
-                f'model format version {version} is newer than this segloop '
+                f'this model was made by {newer}: its format version '
+                f'{version} is newer than this segloop {package_version()} '
                 f'understands ({FORMAT_VERSION}); upgrade segloop '
                 '(pip install -U napari-segloop)'
             )
@@ -121,6 +144,7 @@ class ModelInfo:
                 name=str(data.get('name', 'model')),
                 format_version=version,
                 object_size=dict(data.get('object_size') or {}),
+                weights_sha256=str(data.get('weights_sha256') or ''),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f'config.json is invalid: {error}') from None
@@ -140,22 +164,25 @@ def save_model(folder: str | Path, model: UNet, info: ModelInfo) -> Path:
     """Write ``model`` and ``info`` to ``folder`` (created if missing).
 
     Weights are written to a temporary name and renamed, so an interrupted
-    save never leaves a folder that looks complete.
+    save never leaves a folder that looks complete. ``config.json``
+    records the weights' SHA-256 (``weights_sha256``), checked on load.
     """
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     state = {
         k: v.detach().to('cpu').contiguous()
         for k, v in model.state_dict().items()
     }
-    tmp_weights = folder / (WEIGHTS_NAME + '.tmp')
-    save_file(state, str(tmp_weights))
-    tmp_config = folder / (CONFIG_NAME + '.tmp')
-    tmp_config.write_text(json.dumps(info.to_dict(), indent=2) + '\n')
-    tmp_weights.replace(folder / WEIGHTS_NAME)
-    tmp_config.replace(folder / CONFIG_NAME)
+    with writing(folder):  # no space, no permission: a clear OutputError
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp_weights = folder / (WEIGHTS_NAME + '.tmp')
+        save_file(state, str(tmp_weights))
+        info = replace(info, weights_sha256=_sha256(tmp_weights))
+        tmp_config = folder / (CONFIG_NAME + '.tmp')
+        tmp_config.write_text(json.dumps(info.to_dict(), indent=2) + '\n')
+        tmp_weights.replace(folder / WEIGHTS_NAME)
+        tmp_config.replace(folder / CONFIG_NAME)
     return folder
 
 
@@ -175,7 +202,39 @@ def read_info(folder: str | Path) -> ModelInfo:
         raise ModelFileError(f'cannot read {path}: {error}') from None
     if not isinstance(data, dict):
         raise ModelFileError(f'{path} does not hold a JSON object')
-    return ModelInfo.from_dict(data)
+    try:
+        return ModelInfo.from_dict(data)
+    except ModelFileError as error:
+        raise ModelFileError(f'{folder}: {error}') from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _weights_file(folder: Path) -> Path | None:
+    """The weights file :func:`load_model` reads, or None."""
+    for name in (WEIGHTS_NAME, TORCH_WEIGHTS_NAME):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _check_hash(folder: Path, info: ModelInfo) -> None:
+    """Refuse weights whose SHA-256 is not the one in ``config.json``."""
+    path = _weights_file(folder)
+    if not info.weights_sha256 or path is None:
+        return
+    if _sha256(path) != info.weights_sha256:
+        raise ModelFileError(
+            f'{path} is corrupt or was changed after it was saved (its '
+            f'SHA-256 differs from the one in {CONFIG_NAME}); restore it or '
+            'use another model'
+        )
 
 
 def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -194,9 +253,13 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
             ) from None
     if torch_path.is_file():
         try:
-            state = torch.load(
-                torch_path, map_location='cpu', weights_only=True
-            )
+            with warnings.catch_warnings():
+                # torch's notes on pickle protocols: the refusal below is
+                # the user's one message
+                warnings.simplefilter('ignore', UserWarning)
+                state = torch.load(
+                    torch_path, map_location='cpu', weights_only=True
+                )
         except Exception as error:  # noqa: BLE001 - any unpickling refusal
             raise ModelFileError(
                 f'{torch_path} was refused: it is not a plain weights '
@@ -221,6 +284,7 @@ def load_model(folder: str | Path) -> tuple[UNet, ModelInfo]:
     """
     folder = Path(folder)
     info = read_info(folder)
+    _check_hash(folder, info)
     state = _read_weights(folder)
     model = UNet(info.network)
     try:
@@ -236,9 +300,5 @@ def load_model(folder: str | Path) -> tuple[UNet, ModelInfo]:
 
 def weights_hash(folder: str | Path) -> str:
     """SHA-256 of the weights file, to stamp outputs with the model used."""
-    folder = Path(folder)
-    for name in (WEIGHTS_NAME, TORCH_WEIGHTS_NAME):
-        path = folder / name
-        if path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-    return ''
+    path = _weights_file(Path(folder))
+    return '' if path is None else _sha256(path)

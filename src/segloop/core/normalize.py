@@ -6,7 +6,11 @@ runs use the same numbers as a whole-image run (see DESIGN.md).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+from segloop.core.errors import InputWarning
 
 DEFAULT_PERCENTILES = (1.0, 99.8)
 
@@ -37,10 +41,22 @@ def percentile_range(
 ) -> tuple[float, float]:
     """Return the (low, high) percentile values of ``image``, ignoring NaN.
 
-    Works for 8-bit, 16-bit and float images of any shape.
+    Works for 8-bit, 16-bit and float images of any shape. NaN or
+    infinite values among the sampled pixels give an
+    :class:`~segloop.core.errors.InputWarning`: :func:`normalize` turns
+    them into 0, the low percentile's level (background).
     """
     values = sample_pixels(image).astype(np.float32, copy=False)
-    values = values[np.isfinite(values)]
+    finite = np.isfinite(values)
+    if not finite.all():
+        warnings.warn(
+            'the image has NaN or infinite pixels; they are segmented as '
+            'the lowest intensity (background): replace them first (e.g. '
+            'numpy.nan_to_num) if that is wrong',
+            InputWarning,
+            stacklevel=2,
+        )
+        values = values[finite]
     if values.size == 0:
         return 0.0, 1.0
     lo, hi = np.percentile(values, [low, high])

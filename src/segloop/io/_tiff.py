@@ -25,6 +25,7 @@ import zarr
 
 from segloop.core.errors import InputError
 from segloop.io._checks import DEFAULT_AXES, check_array
+from segloop.io._guard import guarded_dask, read_error
 from segloop.io._units import positive, to_seconds, to_um
 
 TIFF_SUFFIXES = ('.tif', '.tiff', '.btf', '.tf2', '.tf8')
@@ -223,6 +224,8 @@ def _parse_tiff(path: Path, log: _TiffLog) -> tifffile.TiffFile:
         except Exception:
             tif.close()
             raise
+    except PermissionError as exc:
+        raise read_error(path, exc) from None
     except _TIFF_ERRORS as exc:
         raise InputError(
             f'{path} cannot be read as a TIFF ({exc}); check that it is a '
@@ -300,7 +303,9 @@ def open_tiff(path: Path) -> tuple[tifffile.TiffFile, Any]:
 def tiff_dask(tif: tifffile.TiffFile) -> da.Array:
     """Level 0 of series 0 as a lazy dask array, in the file's axes.
 
-    The zarr store behind it keeps ``tif`` open for lazy reads.
+    The zarr store behind it keeps ``tif`` open for lazy reads; pixels
+    that cannot be decoded raise :class:`InputError` when computed (see
+    :func:`segloop.io._guard.guarded_dask`).
     """
     store = tif.series[0].aszarr(level=0)
-    return da.from_zarr(zarr.open_array(store, mode='r'))
+    return guarded_dask(zarr.open_array(store, mode='r'), tif.filehandle.path)

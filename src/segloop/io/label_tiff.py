@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from segloop.core.errors import InputError
+from segloop.core.errors import InputError, writing
+from segloop.io.ome_zarr import _looks_like_zarr
 
 UINT16_MAX = int(np.iinfo(np.uint16).max)
 
@@ -27,12 +28,19 @@ def check_new_file(path: str | Path, overwrite: bool = False) -> Path:
     Raises
     ------
     InputError
-        It exists (without ``overwrite``) or is a folder, or its folder is
+        It exists (without ``overwrite``) or is a folder, lies inside a
+        Zarr store (e.g. the output it is exported from), or its folder is
         missing or not writable.
     """
     out = Path(path).expanduser().absolute()
     if out.is_dir():
         raise InputError(f'{out} is a folder; give a file name')
+    for parent in out.parents:
+        if _looks_like_zarr(parent):
+            raise InputError(
+                f'{out} lies inside the Zarr store {parent}; choose a file '
+                'outside it'
+            )
     if out.exists() and not overwrite:
         raise InputError(
             f'{out} exists; pass --overwrite or choose another file'
@@ -83,33 +91,35 @@ def write_labels_tiff(
     resolution = None
     if 'X' in scale and 'Y' in scale:
         resolution = (1.0 / scale['X'], 1.0 / scale['Y'])
-    if dtype == np.uint16:
-        metadata: dict = {'axes': axes}
-        if resolution is not None:
-            metadata['unit'] = 'um'
-        if 'Z' in scale:
-            metadata['spacing'] = scale['Z']
-        if 'T' in scale:
-            metadata['finterval'] = scale['T']
-        tifffile.imwrite(
-            path,
-            data,
-            shape=tuple(shape),
-            dtype=dtype,
-            imagej=True,
-            photometric='minisblack',
-            resolution=resolution,
-            metadata=metadata,
-        )
-    else:
-        tifffile.imwrite(
-            path,
-            data,
-            shape=tuple(shape),
-            dtype=dtype,
-            photometric='minisblack',
-            resolution=resolution,
-            resolutionunit='MICROMETER' if resolution else None,
-            metadata={'axes': axes},
-        )
+    # no space, no permission: an OutputError naming the folder
+    with writing(Path(path).parent):
+        if dtype == np.uint16:
+            metadata: dict = {'axes': axes}
+            if resolution is not None:
+                metadata['unit'] = 'um'
+            if 'Z' in scale:
+                metadata['spacing'] = scale['Z']
+            if 'T' in scale:
+                metadata['finterval'] = scale['T']
+            tifffile.imwrite(
+                path,
+                data,
+                shape=tuple(shape),
+                dtype=dtype,
+                imagej=True,
+                photometric='minisblack',
+                resolution=resolution,
+                metadata=metadata,
+            )
+        else:
+            tifffile.imwrite(
+                path,
+                data,
+                shape=tuple(shape),
+                dtype=dtype,
+                photometric='minisblack',
+                resolution=resolution,
+                resolutionunit='MICROMETER' if resolution else None,
+                metadata={'axes': axes},
+            )
     return dtype

@@ -30,6 +30,7 @@ import zarr
 
 from segloop.core.errors import InputError
 from segloop.io._checks import DEFAULT_AXES, check_array
+from segloop.io._guard import guarded_dask, read_error
 from segloop.io._ngff import find_multiscales, ngff_scale
 from segloop.io._tiff import (
     TIFF_SUFFIXES,
@@ -348,7 +349,7 @@ def _open_ome_zarr(
     if axes is not None and [str(n).upper() for n in names] != list(file_axes):
         scale = {}  # user renamed the axes: the stored sizes may not fit
     return _finish(
-        da.from_zarr(array), file_axes, str(path), _stem(path), scale
+        guarded_dask(array, path), file_axes, str(path), _stem(path), scale
     )
 
 
@@ -360,6 +361,8 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
             f'{path} is not a Zarr store ({exc}); open a .tif/.tiff file '
             'or a .zarr folder'
         ) from None
+    except PermissionError as exc:
+        raise read_error(path, exc) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(
             f'{path} cannot be read as Zarr ({exc}); check that the store '
@@ -367,7 +370,8 @@ def _open_zarr(path: Path, axes: str | None) -> ImageSource:
         ) from None
     if isinstance(node, zarr.Array):
         check_array(node.shape, node.dtype, path.name)
-        return _open_array(da.from_zarr(node), axes, str(path), _stem(path))
+        data = guarded_dask(node, path)
+        return _open_array(data, axes, str(path), _stem(path))
     multiscales = find_multiscales(node.attrs.asdict())
     if not multiscales:
         arrays = sorted(name for name, _ in node.arrays())

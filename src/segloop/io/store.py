@@ -29,8 +29,9 @@ the pyramid are written and the state is removed. Resuming checks
 
 from __future__ import annotations
 
+import functools
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ import numpy as np
 import zarr
 
 from segloop.core.blocks import plan_blocks
-from segloop.core.errors import InputError
+from segloop.core.errors import InputError, writing
 from segloop.io import ome_zarr
 from segloop.io._ngff import (
     _downsample_mean,
@@ -59,6 +60,17 @@ PLANES_PER_CHUNK = 4
 DIGEST_BYTES = 32
 UNCERTAINTY = 'uncertainty'
 _V2_KEYS = {'name': 'v2', 'separator': '/'}
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Make an OSError of a write an OutputError naming the store."""
+
+    @functools.wraps(method)
+    def guarded(self: BlockStore, *args: Any, **kwargs: Any) -> Any:
+        with writing(self.path, resumable=True):
+            return method(self, *args, **kwargs)
+
+    return guarded
 
 
 class BlockStore:
@@ -141,6 +153,40 @@ class BlockStore:
         prob_axes = _probability_axes(label_axes)
         scale = _normalise_scale(scale, label_axes)
         meta = plain_metadata(metadata)
+        try:
+            with writing(path):
+                return cls._create(
+                    path,
+                    label_axes,
+                    prob_axes,
+                    label_shape,
+                    class_names,
+                    block_shape,
+                    n_blocks,
+                    scale,
+                    meta,
+                    uncertainty,
+                )
+        except BaseException:
+            # nothing of value yet: leave no half-made store behind
+            shutil.rmtree(path, ignore_errors=True)
+            raise
+
+    @classmethod
+    def _create(
+        cls,
+        path: Path,
+        label_axes: str,
+        prob_axes: str,
+        label_shape: Sequence[int],
+        class_names: Sequence[str],
+        block_shape: Sequence[int],
+        n_blocks: int,
+        scale: dict[str, float],
+        meta: dict[str, Any],
+        uncertainty: Sequence[str],
+    ) -> BlockStore:
+        """:meth:`create` once its arguments are checked."""
         if path.exists():
             shutil.rmtree(path)
         root = zarr.open_group(str(path), mode='w-', zarr_format=2)
@@ -245,6 +291,22 @@ class BlockStore:
             )
         return cls(path, root)
 
+    @classmethod
+    def attach(cls, path: Path) -> BlockStore:
+        """Open a run's store from another process, to write its blocks.
+
+        For a distributed worker: the client created (or resumed, with
+        the signature check) the store; the worker only writes blocks
+        and ledger entries into it.
+        """
+        try:
+            return cls(path, zarr.open_group(str(path), mode='r+'))
+        except (OSError, KeyError, ValueError, zarr.errors.BaseZarrError):
+            raise InputError(
+                f'{path} cannot be opened here: the output must be on a '
+                'filesystem that every worker sees at the same path'
+            ) from None
+
     # -- ledger
 
     def done_jobs(self) -> set[tuple[int, int]]:
@@ -254,6 +316,7 @@ class BlockStore:
             (int(t), int(b)) for t, b in zip(*np.nonzero(ledger), strict=True)
         }
 
+    @_guarded
     def mark_done(self, t: int, index: int) -> None:
         """Record that block ``index`` of time point ``t`` is written."""
         self.ledger[t, index] = 1
@@ -263,6 +326,7 @@ class BlockStore:
     def _lead(self, t: int) -> tuple[int, ...]:
         return (t,) if self.label_axes.startswith('T') else ()
 
+    @_guarded
     def write_block(
         self,
         t: int,
@@ -285,6 +349,7 @@ class BlockStore:
             self.raw_labels[(*lead, *region)] = raw_labels
             self.labels[(*lead, *region)] = raw_labels
 
+    @_guarded
     def write_digest(self, t: int, index: int, digest: bytes) -> None:
         """Record what block ``index`` of time point ``t`` was made from."""
         if self.digests is not None:
@@ -297,6 +362,7 @@ class BlockStore:
         value = np.asarray(self.digests[t, index], dtype=np.uint8)
         return value.tobytes() if value.any() else None
 
+    @_guarded
     def write_raw(
         self, t: int, region: tuple[slice, ...], raw_labels: np.ndarray
     ) -> None:
@@ -307,6 +373,7 @@ class BlockStore:
         """Per-block ids (before stitching) of a region."""
         return np.asarray(self.raw_labels[(*self._lead(t), *region)])
 
+    @_guarded
     def write_labels(
         self, t: int, region: tuple[slice, ...], labels: np.ndarray
     ) -> None:
@@ -315,6 +382,7 @@ class BlockStore:
 
     # -- finishing
 
+    @_guarded
     def finish(self, extra_metadata: dict[str, Any] | None = None) -> None:
         """Write the pyramids, drop the run state, mark complete."""
         meta = self.metadata
@@ -341,10 +409,12 @@ class BlockStore:
             group.attrs['multiscales'] = multiscales_attrs(
                 self.label_axes, scale, datasets, name
             )
-        del self.root[STATE]
         meta.update(plain_metadata(extra_metadata))
         meta['complete'] = True
+        # marked complete only now that every array is written; the run
+        # state goes last, so a failure before here leaves it resumable
         self.root.attrs['segloop'] = meta
+        del self.root[STATE]
 
 
 def run_progress(path: str | Path) -> tuple[int, int] | None:
@@ -362,6 +432,7 @@ def _level_array(
     shape: Sequence[int],
     dtype: Any,
     chunks: Sequence[int],
+    overwrite: bool = False,
 ) -> zarr.Array:
     chunks = tuple(
         max(1, min(int(c), int(n))) for c, n in zip(chunks, shape, strict=True)
@@ -373,6 +444,7 @@ def _level_array(
         chunks=chunks,
         chunk_key_encoding=_V2_KEYS,
         fill_value=0,
+        overwrite=overwrite,
     )
 
 
@@ -424,8 +496,15 @@ def _write_pyramid(
         shape = list(previous.shape)
         shape[iy] //= 2
         shape[ix] //= 2
+        # overwrite: a finish that failed part-way (e.g. a full disk)
+        # may have left this level; a resumed run writes it again
         array = _level_array(
-            group, str(level), shape, previous.dtype, level0.chunks
+            group,
+            str(level),
+            shape,
+            previous.dtype,
+            level0.chunks,
+            overwrite=True,
         )
         for block in plan_blocks(shape, array.chunks):
             source = list(block.region)

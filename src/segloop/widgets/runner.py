@@ -9,13 +9,15 @@ the widget shows on the GUI thread. Nothing here raises: errors become a
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import multiprocessing
 import os
 import threading
+import warnings
 from collections.abc import Generator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,9 @@ class RunResult:
         uncertainty whose labels are in memory.
     index : tuple of int or None
         For a preview: where ``labels`` go in the labels layer's data.
+    warnings : list of str
+        What the input's use changed (e.g. NaN pixels read as
+        background), once each, to show as warnings.
     """
 
     status: str
@@ -111,6 +116,7 @@ class RunResult:
     features: dict | None = None
     regions: list | None = None
     index: tuple | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 def error_message(err: BaseException, action: str = 'segmentation') -> str:
@@ -307,6 +313,7 @@ def run_segmentation(
     focus : (t, region), optional
         Segment these blocks first (see ``SegmentJob.prioritize``).
     """
+    noticed: list[str] = []
     try:
         # imported here: loads torch, which the GUI thread must not wait for
         import torch
@@ -316,17 +323,48 @@ def run_segmentation(
         torch.set_num_threads(GUI_TORCH_THREADS)
 
         kwargs = {k: v for k, v in options.items() if v is not None}
-        job = SegmentJob(data, output, model, **kwargs)
-        job.instance_executor = instance_pool()
-        if focus is not None:
-            job.prioritize(*focus)
-        yield job
-        path = yield from job.iter_run(should_stop)
-        return _finished(job, path)
+        with input_warnings(noticed):
+            job = SegmentJob(data, output, model, **kwargs)
+            job.instance_executor = instance_pool()
+            if focus is not None:
+                job.prioritize(*focus)
+            yield job
+            path = yield from job.iter_run(should_stop)
+        result = _finished(job, path)
     except InterruptedError:
-        return RunResult('cancelled', output)
+        result = RunResult('cancelled', output)
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised
-        return RunResult('error', output, error_message(err))
+        result = RunResult('error', output, error_message(err))
+    result.warnings = noticed
+    return result
+
+
+@contextlib.contextmanager
+def input_warnings(noticed: list[str]) -> Generator[None, None, None]:
+    """Collect :class:`~segloop.core.errors.InputWarning` messages, once each.
+
+    The engine warns on its reader thread, where napari's relay of a
+    worker's warnings does not reach the notification manager; the widget
+    shows what is collected here on the GUI thread instead. Other
+    warnings are shown as usual.
+    """
+    from segloop.core.errors import InputWarning
+
+    show = warnings.showwarning
+
+    def collect(
+        message: Any, category: type, *args: Any, **kwargs: Any
+    ) -> None:
+        if issubclass(category, InputWarning):
+            if str(message) not in noticed:
+                noticed.append(str(message))
+        else:
+            show(message, category, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('always', InputWarning)
+        warnings.showwarning = collect
+        yield
 
 
 def estimate_size(

@@ -33,7 +33,7 @@ from typing import Any
 import napari.layers
 import numpy as np
 from napari.qt.threading import thread_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -650,6 +650,8 @@ class SegmentWidget(QWidget):
     def _on_returned(self, result: RunResult) -> None:
         self.result = result
         self._refresh_timer.stop()
+        for message in result.warnings:
+            show_warning(f'segloop: {message}')
         if result.status == 'finished':
             self._show_final_labels(result)
             found = (

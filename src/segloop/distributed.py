@@ -1,0 +1,368 @@
+"""Blockwise segmentation on a dask.distributed cluster.
+
+The client plans the run as a local one does (:class:`SegmentJob`: tile
+grid, blocks, normalisation, the output store and its ledger), then runs
+the blocks as dask tasks::
+
+    client                              each worker (once per run)
+    ------                              --------------------------
+    SegmentJob(...)  plan, create or    _JobPlugin.setup: load the model
+      resume the store                  (once per process), reopen the
+    register _JobPlugin(worker_state)   input and the store by path
+    one task per pending block          SegmentJob.run_block: read ->
+    yield BlockDone as tasks finish       predict -> write -> ledger
+    one task per block                  SegmentJob.settle_one: final
+                                          ids from stored probabilities
+    SegmentJob.complete(settled=True):
+      stitch, pyramid, mark complete
+
+Workers write each block's probabilities, ids and ledger entry straight
+into the shared store (one chunk per block, one ledger file per block,
+so concurrent writers never touch the same file); the client reads
+nothing but the events until every block is written. The instance step
+(:meth:`SegmentJob.settle_one`) runs on the workers too, once all
+probabilities are written; only the stitch across block faces and the
+pyramid run on the client. Block results do not depend on where or in
+which order blocks run, so the output is the same, bit for bit, as a
+local run's; a re-run with ``resume=True`` skips the ledgered blocks.
+A task lost with its worker is run again by dask on another worker; a
+block that kills several workers (e.g. out of memory) stops the run
+with a :class:`DistributedError`.
+
+Only this module imports ``distributed``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import pickle
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import dask
+from distributed import (
+    Client,
+    LocalCluster,
+    WorkerPlugin,
+    as_completed,
+    get_worker,
+)
+from distributed.client import Future
+
+from segloop.core.checkpoint import weights_hash
+from segloop.core.errors import ModelFileError, SegloopError
+from segloop.engine import BlockDone, SegmentJob
+from segloop.models.loaded import Model, load_model
+
+# Seconds to wait for a scheduler before giving up.
+CONNECT_TIMEOUT_S = 10.0
+# Seconds between checks for finished blocks and ``should_stop``.
+POLL_S = 0.05
+# Times dask may rerun a block after an error inside the task (a lost
+# worker is retried by the scheduler on its own, see allowed-failures).
+RETRIES = 0
+
+
+class DistributedError(SegloopError):
+    """The cluster cannot be reached or cannot finish the run."""
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(reference: str, sha256: str) -> Model:
+    """A bundled model's name or a folder, loaded once per worker process.
+
+    Raises
+    ------
+    ModelFileError
+        Its weights differ from the client's (``sha256``).
+    """
+    model = load_model(reference)
+    if model.path is None or weights_hash(model.path) != sha256:
+        raise ModelFileError(
+            f'model {reference} differs on this worker from the one the '
+            'run was planned with: install the same model on every worker'
+        )
+    return model
+
+
+class _JobPlugin(WorkerPlugin):
+    """Holds one run's :class:`SegmentJob` on each worker.
+
+    Registered by the client for the length of a run (also on workers
+    that join or restart meanwhile); blocks of a worker run one at a
+    time, with torch using the worker's threads.
+    """
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.state = state
+        self.job: SegmentJob | None = None
+        self.lock: threading.Lock | None = None
+
+    def setup(self, worker: Any) -> None:
+        import torch
+
+        reopen = self.state['reopen']
+        model = reopen['model'] or _cached_model(
+            reopen['model_path'], reopen['model_sha256']
+        )
+        self.lock = threading.Lock()
+        torch.set_num_threads(max(1, int(worker.state.nthreads)))
+        self.job = SegmentJob.from_worker_state(self.state, model)
+
+    def teardown(self, worker: Any) -> None:
+        self.job = None
+
+    def run(self, step: str, t: int, index: int) -> BlockDone | None:
+        """One step of block ``index`` of time point ``t``.
+
+        ``'predict'``: :meth:`SegmentJob.run_block`; ``'settle'``:
+        :meth:`SegmentJob.settle_one`.
+        """
+        job, lock = self.job, self.lock  # teardown may clear them
+        if job is None or lock is None:
+            raise DistributedError(
+                'a worker could not set up the run (see its log)'
+            )
+        with lock, dask.config.set(scheduler='synchronous'):
+            if step == 'predict':
+                return job.run_block(t, index)
+            job.settle_one(t, index)
+            return None
+
+
+def _run_step(name: str, step: str, t: int, index: int) -> BlockDone | None:
+    """The task of one block's step, on a worker (see _JobPlugin.run)."""
+    plugin = get_worker().plugins[name]
+    return plugin.run(step, t, index)
+
+
+def local_dask() -> Any:
+    """A context in which dask arrays compute here, not on the cluster.
+
+    A connected Client becomes dask's default scheduler; the client's
+    own reads (planning, normalisation, stitching) and a worker's block
+    reads must not be sent to the cluster as dask graphs.
+    """
+    return dask.config.set(scheduler='threads')
+
+
+def iter_segment_distributed(
+    client: Client,
+    input: Any,
+    output: str | Path,
+    model: Any = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    **kwargs: Any,
+) -> Generator[BlockDone, None, Path]:
+    """Plan a :class:`SegmentJob` here and run it on ``client``'s cluster.
+
+    ``kwargs`` are :class:`SegmentJob`'s (``overwrite``, ``resume``,
+    ...); see :func:`iter_run_distributed` for the rest.
+    """
+    with local_dask():
+        job = SegmentJob(input, output, model, **kwargs)
+    return (yield from iter_run_distributed(job, client, should_stop))
+
+
+def iter_run_distributed(
+    job: SegmentJob,
+    client: Client,
+    should_stop: Callable[[], bool] | None = None,
+) -> Generator[BlockDone, None, Path]:
+    """Run ``job``'s remaining blocks on ``client``'s cluster, then finish.
+
+    Parameters
+    ----------
+    job : SegmentJob
+        A planned (new or resumed) run; its store must be on a
+        filesystem the workers see at the same path, and so must a file
+        input (an in-memory input is sent to each worker).
+    client : distributed.Client
+        Connected to the scheduler whose workers run the blocks.
+    should_stop : callable, optional
+        Polled every :data:`POLL_S` seconds; True cancels the blocks not
+        yet running and raises InterruptedError once the running ones
+        are in the ledger or cancelled (the store stays resumable).
+
+    Yields
+    ------
+    BlockDone
+        As each block is written and ledgered, in completion order.
+
+    Returns
+    -------
+    Path
+        The output store, complete.
+    """
+    jobs = job.pending_jobs()
+    done = job.total - len(jobs)
+    name = _start(job, client)
+    futures: list[Future] = []
+    try:
+        futures = _submit(client, name, 'predict', jobs)
+        for event in _completed(futures, should_stop):
+            done += 1
+            yield event._replace(done=done, total=job.total)
+        # every block's probabilities are written: final ids, blockwise
+        every = [
+            (t, b) for t in range(job.times) for b in range(len(job.blocks))
+        ]
+        futures = _submit(client, name, 'settle', every)
+        for _ in _completed(futures, should_stop):
+            pass
+    finally:
+        client.cancel(futures)
+        _unregister(client, name)
+    with local_dask():
+        return job.complete(settled=True)
+
+
+def _start(job: SegmentJob, client: Client) -> str:
+    """Send ``job``'s plan to the workers; return the plugin's name."""
+    name = f'segloop-{uuid.uuid4().hex}'
+    with local_dask():
+        plugin = _JobPlugin(job.worker_state())
+    try:
+        cloudpickle.dumps(plugin)
+    except (TypeError, AttributeError, pickle.PicklingError) as error:
+        raise DistributedError(
+            f'this run cannot be sent to the workers ({error}); give the '
+            'input as a file path'
+        ) from None
+    try:
+        client.register_plugin(plugin, name=name)
+    except Exception as error:
+        _unregister(client, name)
+        if isinstance(error, SegloopError):
+            raise
+        raise DistributedError(
+            f'the workers could not start the run: {error}'
+        ) from None
+    return name
+
+
+def _submit(
+    client: Client, name: str, step: str, jobs: list[tuple[int, int]]
+) -> list[Future]:
+    """One task per ``(t, block index)``, in order (earlier runs first)."""
+    return [
+        client.submit(
+            _run_step,
+            name,
+            step,
+            t,
+            index,
+            key=f'{name}-{step}-{t}-{index}',
+            pure=False,
+            retries=RETRIES,
+        )
+        for t, index in jobs
+    ]
+
+
+def _unregister(client: Client, name: str) -> None:
+    """Drop a run's plugin from the workers (gone already: nothing)."""
+    with suppress(ValueError, OSError):
+        client.unregister_worker_plugin(name)
+
+
+def _completed(
+    futures: list[Future], should_stop: Callable[[], bool] | None
+) -> Iterator[Any]:
+    """Results of ``futures`` as they finish; stop when asked to."""
+    finished = as_completed(futures)
+    while not finished.is_empty():
+        if should_stop is not None and should_stop():
+            raise InterruptedError('segmentation was cancelled')
+        batch = finished.next_batch(block=False)
+        if not batch:
+            time.sleep(POLL_S)
+        for future in batch:
+            yield _result(future)
+
+
+def _result(future: Future) -> Any:
+    """A task's result; its error as the local run would raise it."""
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return future.result()
+    except KilledWorker:
+        raise DistributedError(
+            f'block task {future.key} killed several workers (out of '
+            'memory?): use a smaller --block or --tile, or workers with '
+            'more memory'
+        ) from None
+
+
+def parse_scheduler(address: str) -> int | None:
+    """Workers of ``'local:N'`` (``'local'``: 2); None for an address."""
+    text = address.strip()
+    if text != 'local' and not text.startswith('local:'):
+        return None
+    count = text.partition(':')[2] or '2'
+    if not count.isdigit() or int(count) < 1:
+        raise DistributedError(
+            f'--scheduler {address!r}: use local:N with N >= 1 worker '
+            'processes, or a scheduler address such as tcp://host:8786'
+        )
+    return int(count)
+
+
+@contextmanager
+def connect(address: str, timeout: float | None = None) -> Iterator[Client]:
+    """A client of the scheduler at ``address``, or of a local cluster.
+
+    Parameters
+    ----------
+    address : str
+        ``'local:N'``: start N worker processes here, one thread each
+        (for tests and demos), closed on exit. Anything else: the
+        address of a running scheduler, e.g. ``'tcp://host:8786'``.
+    timeout : float, optional
+        Seconds to wait for the scheduler (default
+        :data:`CONNECT_TIMEOUT_S`).
+
+    Raises
+    ------
+    DistributedError
+        The scheduler cannot be reached in time.
+    """
+    workers = parse_scheduler(address)
+    if workers is not None:
+        with (
+            LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=':0',
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    wait_s = CONNECT_TIMEOUT_S if timeout is None else timeout
+    try:
+        client = Client(address, timeout=wait_s)
+    except (ValueError, TypeError) as error:
+        raise DistributedError(
+            f'--scheduler {address!r} is not a scheduler address ({error}); '
+            'use e.g. tcp://host:8786, or local:N'
+        ) from None
+    except (OSError, TimeoutError):
+        raise DistributedError(
+            f'cannot reach the dask scheduler at {address} within '
+            f'{wait_s:g} s; check --scheduler (e.g. tcp://host:8786) and '
+            'that the scheduler runs, or use local:N'
+        ) from None
+    with client:
+        yield client
