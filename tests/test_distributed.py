@@ -98,6 +98,15 @@ def test_distributed_run_equals_local_bit_for_bit(
     assert reference[1].max() > 10
 
 
+def test_local_run_with_a_client_open_reads_here(
+    client, image_file, reference, tmp_path
+):
+    # the open Client is dask's default scheduler; a run without client=
+    # must not send its TIFF reads to the cluster (they cannot be pickled)
+    output = drain(iter_segment(image_file, tmp_path / 'plain.zarr', **KWARGS))
+    _assert_same(reference, _arrays(output))
+
+
 def test_in_memory_input_with_zoom_and_mc_dropout(client, tmp_path):
     image = tifffile.imread(sample_path())[:200, :220]
     kwargs = {**KWARGS, 'diameter': 14, 'mc_samples': 2, 'live_labels': True}

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 
 from segloop.core.config import Blending, TileConfig
@@ -359,10 +360,13 @@ def iter_segment(
                 **kwargs,
             )
         )
-    job = SegmentJob(
-        input, output, model, overwrite=overwrite, resume=resume, **kwargs
-    )
-    return (yield from job.iter_run(should_stop))
+    # A dask Client open in this process would become dask's default
+    # scheduler and receive the input reads as graphs: read here.
+    with dask.config.set(scheduler='threads'):
+        job = SegmentJob(
+            input, output, model, overwrite=overwrite, resume=resume, **kwargs
+        )
+        return (yield from job.iter_run(should_stop))
 
 
 def segment(
