@@ -59,19 +59,25 @@ def instance_pool() -> ProcessPoolExecutor:
 def warm_up() -> threading.Thread:
     """Load what the first run needs, on a background thread.
 
-    Importing torch (its C library, ~2 s here) and pandas (napari's
-    Labels layers use it) holds the GIL in long stretches: done when the
-    user clicks Segment, it would stall napari for a second. The widget
+    Importing torch (its C library, ~2 s here), pandas (napari's Labels
+    layers use it) and what Retrain needs holds the GIL in long stretches:
+    done when the user clicks Segment or Retrain, it would stall napari
+    for a second. The widget
     calls this when it is created; the thread never touches Qt.
     """
 
     def load() -> None:
         import pandas  # noqa: F401
-        import torch  # noqa: F401
+        import torch
 
         from segloop import engine  # noqa: F401
 
         instance_pool()
+        # Retrain: the fine-tuning modules, and torch._dynamo, which
+        # torch.optim imports when the first optimiser is made (~1 s)
+        import torch._dynamo  # noqa: F401
+
+        from segloop import finetuner  # noqa: F401
 
     thread = threading.Thread(target=load, name='segloop-warm-up', daemon=True)
     thread.start()
