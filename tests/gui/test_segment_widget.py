@@ -108,8 +108,8 @@ def test_rerun_replaces_only_its_own_layers(viewer_widget, qtbot) -> None:
         widget.run_button.click()
     assert widget.result.status == 'finished', widget.result.message
     assert widget.output != first_output
-    # the replaced run's temporary folder is gone
-    assert not first_output.exists()
+    # the replaced run's temporary folder is removed (in the background)
+    qtbot.waitUntil(lambda: not first_output.exists(), timeout=10_000)
     names = _layer_names(viewer)
     assert names.count(f'{SAMPLE_NAME} [labels]') == 1
     assert names.count(f'{SAMPLE_NAME} [probability]') == 1

@@ -83,10 +83,22 @@ def _remove_run_folders() -> None:
 
 
 def _forget_run(output: Path | None) -> None:
-    """Remove a run's temporary folder (only one this process made)."""
-    if output is not None and output.parent in _RUN_FOLDERS:
-        shutil.rmtree(output.parent, ignore_errors=True)
-        _RUN_FOLDERS.discard(output.parent)
+    """Remove a run's temporary folder (only one this process made).
+
+    On a background thread: deleting a store's files takes tens of
+    milliseconds, which the GUI thread must not wait for.
+    """
+    if output is None or output.parent not in _RUN_FOLDERS:
+        return
+    folder = output.parent
+
+    def remove() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+        _RUN_FOLDERS.discard(folder)
+
+    threading.Thread(
+        target=remove, name='segloop-cleanup', daemon=True
+    ).start()
 
 
 def format_seconds(seconds: float) -> str:
