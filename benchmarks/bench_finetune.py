@@ -2,9 +2,11 @@
 
 Run (the numbers in docs/performance.md)::
 
-    python benchmarks/bench_finetune.py --threads 1 --steps 600 --lr 2e-3 \
-        --batch-size 8 --train-norm --val-fraction 0 --replay 0.5 \
-        --time-limit 115
+    python benchmarks/bench_finetune.py --threads 1 --clock cpu \
+        --time-limit 115 --steps 1000 --lr 3e-3 --batch-size 8 --patch 96 \
+        --train-norm --val-fraction 0 --replay 0.5 --l2sp 5e-3 \
+        --interpolate 0.75 --tune-thresholds --pick global --objects 20 \
+        --pixel-budget 0.05 --paint-images 4
 
 Starts from the bundled 2D model ``nuclei2d`` (trained on fluorescence,
 nuclei bright on dark) and the H&E brightfield set
@@ -17,13 +19,18 @@ nuclei bright on dark) and the H&E brightfield set
 2. A seeded choice of ``--paint-images`` images is "painted" by a
    simulated user on a limited budget taken from the ground truth where
    the model is wrong: at most ``--objects`` missed/mis-shaped nuclei
-   (true objects without a prediction at IoU ≥ 0.5), painted whole
-   (interior + boundary + a 2-pixel background ring), then background
-   strokes on false-positive predictions, until ``--pixel-budget`` of
-   those images' pixels are painted.
+   (true objects without a prediction at IoU ≥ 0.5; ``--pick global``:
+   drawn from all painted images together), painted whole (interior +
+   boundary + a 2-pixel background ring), then background over whole
+   false-positive detections (``--fp-radius``: only a dab), while the
+   total stays within ``--pixel-budget`` of those images' pixels.
 3. ``iter_finetune`` trains a copy for at most ``--time-limit`` seconds
-   (CPU), optionally replaying patches of ``nuclei2d/train`` (not the
-   validation images).
+   (``--clock cpu``: CPU seconds of this process, which other jobs on
+   the shared machine do not eat into), optionally replaying patches of
+   ``nuclei2d/train`` (not the validation images), with L2-SP,
+   distillation and weight interpolation as chosen;
+   ``--tune-thresholds`` then fits the instance thresholds to the
+   painting (:func:`segloop.finetuner.tune_thresholds`).
 4. Accuracy TP/(TP+FP+FN) at IoU 0.5 on the OTHER images of shift2d
    (never painted) and on the nuclei2d validation split recorded in the
    model's config.json (forgetting check), before and after.
@@ -50,14 +57,16 @@ from segloop.api import predict
 from segloop.core.checkpoint import save_model
 from segloop.core.finetune import (
     FinetuneConfig,
+    corrections_to_targets,
     iter_finetune,
     targets_to_corrections,
 )
+from segloop.core.instances import probabilities_to_instances
 from segloop.core.metrics import evaluate_pairs, iou_matrix
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.targets import IGNORE, instances_to_classes
 from segloop.core.training import PatchSampler
-from segloop.finetuner import finetuned_model
+from segloop.finetuner import finetuned_model, tune_thresholds
 from segloop.io.datasets import load_labelled, split_names
 from segloop.models.loaded import Model, load_model
 
@@ -66,14 +75,33 @@ DATA = ROOT.parent / 'shared' / 'data'
 RESULTS = ROOT / 'benchmarks' / 'results' / 'finetune.json'
 
 
-def accuracy(model: Model, items: list, invert: bool) -> dict:
-    """Pooled match scores at IoU 0.5 over labelled items."""
+def accuracy(
+    model: Model, items: list, invert: bool, params: list | None = None
+) -> dict:
+    """Pooled match scores at IoU 0.5 over labelled items.
+
+    With ``params`` (instance settings): also the scores with each of
+    them, from the same probabilities, under ``'with_params'``.
+    """
     pairs = []
+    others: list[list] = [[] for _ in params or ()]
     for item in items:
         image = 255 - item.image if invert else item.image
         result = predict(image, model, axes='YX')
         pairs.append((item.labels, result.labels))
-    return evaluate_pairs(pairs, (0.5,))[0].to_dict()
+        for k, setting in enumerate(params or ()):
+            labels = probabilities_to_instances(result.probabilities, setting)
+            others[k].append((item.labels, labels))
+    out = evaluate_pairs(pairs, (0.5,))[0].to_dict()
+    if params:
+        out['with_params'] = [
+            {
+                **setting.to_dict(),
+                **evaluate_pairs(pairs_k, (0.5,))[0].to_dict(),
+            }
+            for setting, pairs_k in zip(params, others, strict=True)
+        ]
+    return out
 
 
 def simulate_user(
@@ -82,8 +110,20 @@ def simulate_user(
     max_objects: int,
     pixel_budget: float,
     rng: np.random.Generator,
+    pick: str = 'per-image',
+    fp_radius: int = 0,
+    fp_first: bool = False,
 ) -> tuple[list[np.ndarray], dict]:
     """Paint corrections from the truth where the model is wrong.
+
+    ``pick`` 'per-image': ``max_objects / len(items)`` random wrong
+    objects from each image (fewer where an image has fewer); 'global':
+    ``max_objects`` random wrong objects from all the images together
+    (each painted whole while it fits in the pixel budget). False
+    positives are then painted as background: the whole (eroded)
+    detection, or with ``fp_radius`` > 0 a brush dab of that radius at
+    its most interior point. With ``fp_first`` (global pick), the pixels
+    of all false positives are set aside before objects are chosen.
 
     Returns the corrections (uint8, 0 unpainted, class + 1) per image and
     a summary of what was painted.
@@ -93,17 +133,45 @@ def simulate_user(
     for k in range(max_objects % len(items)):
         per_image[k] += 1
     corrections, wrong_total = [], 0
-    predictions = []
-    for item, n_obj in zip(items, per_image, strict=True):
+    predictions, wrong_ids = [], []
+    for item in items:
         pred = predict(255 - item.image, model, axes='YX').labels
         predictions.append(pred)
         truth = item.labels
         iou = iou_matrix(truth, pred)
         true_ids = np.unique(truth[truth > 0])
         best = iou.max(axis=1) if iou.shape[1] else np.zeros(len(true_ids))
-        wrong = true_ids[best < 0.5]
-        wrong_total += len(wrong)
-        chosen = rng.permutation(wrong)[:n_obj]
+        wrong_ids.append(true_ids[best < 0.5])
+        wrong_total += len(wrong_ids[-1])
+    if pick == 'global':
+        # random wrong objects from all images, each painted whole while
+        # it fits in the pixel budget
+        pool = [(k, i) for k, ids in enumerate(wrong_ids) for i in ids]
+        picked: list[list[int]] = [[] for _ in items]
+        # fp_first: the false positives' pixels are set aside first
+        used = (
+            min(budget_px, _fp_pixels(items, predictions, fp_radius))
+            if fp_first
+            else 0
+        )
+        for j in rng.permutation(len(pool)):
+            k, i = pool[j]
+            if sum(len(c) for c in picked) >= max_objects:
+                break
+            obj = items[k].labels == i
+            ring = ndimage.binary_dilation(obj, iterations=2)
+            n_new = int((ring & ((items[k].labels == 0) | obj)).sum())
+            if used + n_new <= budget_px:
+                picked[k].append(int(i))
+                used += n_new
+        choices = [np.array(c, dtype=np.int64) for c in picked]
+    else:
+        choices = [
+            rng.permutation(wrong)[:n_obj]
+            for wrong, n_obj in zip(wrong_ids, per_image, strict=True)
+        ]
+    for item, chosen in zip(items, choices, strict=True):
+        truth = item.labels
         target = np.full(truth.shape, IGNORE, np.int8)
         if len(chosen):
             objects = np.isin(truth, chosen)
@@ -120,14 +188,9 @@ def simulate_user(
     # background strokes on false positives, image by image in turn
     fp_regions = []
     for k, (item, pred) in enumerate(zip(items, predictions, strict=True)):
-        iou = iou_matrix(item.labels, pred)
-        pred_ids = np.unique(pred[pred > 0])
-        best = iou.max(axis=0) if iou.shape[0] else np.zeros(len(pred_ids))
-        for pid in rng.permutation(pred_ids[best < 0.5]):
-            region = (pred == pid) & (item.labels == 0)
-            region = ndimage.binary_erosion(region, iterations=1)
-            if region.sum() >= 10:
-                fp_regions.append((k, region))
+        ids = rng.permutation(_false_ids(item.labels, pred))
+        for region in _fp_regions(item.labels, pred, ids, fp_radius):
+            fp_regions.append((k, region))
     order = rng.permutation(len(fp_regions))
     fp_painted = 0
     for index in order:
@@ -148,8 +211,54 @@ def simulate_user(
         'painted_fraction': painted / sum(it.labels.size for it in items),
         'pixel_budget': pixel_budget,
         'object_budget': max_objects,
+        'pick': pick,
+        'fp_radius': fp_radius,
+        'fp_first': fp_first,
     }
     return [targets_to_corrections(t) for t in corrections], summary
+
+
+def _fp_regions(
+    labels: np.ndarray, pred: np.ndarray, ids: np.ndarray, radius: int
+) -> list[np.ndarray]:
+    """Background pixels to paint over each false detection in ``ids``."""
+    regions = []
+    for pid in ids:
+        region = (pred == pid) & (labels == 0)
+        region = ndimage.binary_erosion(region, iterations=1)
+        if region.sum() >= 10:
+            if radius > 0:
+                region = _dab(region, radius)
+            regions.append(region)
+    return regions
+
+
+def _false_ids(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Predicted objects without a true object at IoU ≥ 0.5."""
+    iou = iou_matrix(labels, pred)
+    pred_ids = np.unique(pred[pred > 0])
+    best = iou.max(axis=0) if iou.shape[0] else np.zeros(len(pred_ids))
+    return pred_ids[best < 0.5]
+
+
+def _fp_pixels(items: list, predictions: list, radius: int) -> int:
+    """All the pixels :func:`simulate_user` would paint over false ones."""
+    return sum(
+        int(region.sum())
+        for item, pred in zip(items, predictions, strict=True)
+        for region in _fp_regions(
+            item.labels, pred, _false_ids(item.labels, pred), radius
+        )
+    )
+
+
+def _dab(region: np.ndarray, radius: int) -> np.ndarray:
+    """A disk of ``radius`` at the most interior point, inside ``region``."""
+    distance = ndimage.distance_transform_edt(region)
+    cy, cx = np.unravel_index(int(np.argmax(distance)), region.shape)
+    yy, xx = np.ogrid[: region.shape[0], : region.shape[1]]
+    disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    return region & disk
 
 
 def replay_sampler(n_images: int, seed: int, patch: int) -> PatchSampler:
@@ -171,6 +280,9 @@ def main() -> None:
     parser.add_argument('--paint-images', type=int, default=4)
     parser.add_argument('--objects', type=int, default=20)
     parser.add_argument('--pixel-budget', type=float, default=0.05)
+    parser.add_argument(
+        '--pick', choices=('per-image', 'global'), default='per-image'
+    )
     parser.add_argument('--time-limit', type=float, default=110.0)
     parser.add_argument('--steps', type=int, default=2000)
     parser.add_argument('--lr', type=float, default=5e-4)
@@ -185,6 +297,28 @@ def main() -> None:
     parser.add_argument('--elastic', type=float, default=0.3)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--fp-radius', type=int, default=0)
+    parser.add_argument('--fp-first', action='store_true')
+    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall')
+    parser.add_argument('--distill', type=float, default=0.0)
+    parser.add_argument('--distill-t', type=float, default=1.0)
+    parser.add_argument('--l2sp', type=float, default=0.0)
+    parser.add_argument('--encoder-lr-scale', type=float, default=1.0)
+    parser.add_argument('--interpolate', type=float, default=1.0)
+    parser.add_argument(
+        '--tune-thresholds',
+        action='store_true',
+        help='after fine-tuning, fit the foreground and seed thresholds '
+        'to the painted corrections (segloop.core.corrections.'
+        'tune_on_painted)',
+    )
+    parser.add_argument('--no-bf16', action='store_true')
+    parser.add_argument(
+        '--reuse-before',
+        type=Path,
+        help='take the "before" scores from this earlier results file '
+        '(same --seed and --paint-images) instead of measuring them',
+    )
     parser.add_argument('--skip-original', action='store_true')
     parser.add_argument('--output', type=Path, default=RESULTS)
     parser.add_argument('--save', type=Path, help='write the new model here')
@@ -208,18 +342,28 @@ def main() -> None:
     )
 
     t0 = time.perf_counter()
-    before = {
-        'shift2d_other_raw': accuracy(parent, held, invert=False),
-        'shift2d_other': accuracy(parent, held, invert=True),
-    }
-    if original:
-        before['nuclei2d_validation'] = accuracy(parent, original, False)
+    if args.reuse_before is not None:
+        before = json.loads(args.reuse_before.read_text())['before']
+    else:
+        before = {
+            'shift2d_other_raw': accuracy(parent, held, invert=False),
+            'shift2d_other': accuracy(parent, held, invert=True),
+        }
+        if original:
+            before['nuclei2d_validation'] = accuracy(parent, original, False)
     print('before', {k: round(v['accuracy'], 4) for k, v in before.items()})
     eval_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(args.seed + 1)
     corrections, painting = simulate_user(
-        parent, paint, args.objects, args.pixel_budget, rng
+        parent,
+        paint,
+        args.objects,
+        args.pixel_budget,
+        rng,
+        args.pick,
+        args.fp_radius,
+        args.fp_first,
     )
     print('painted', painting)
     replay = (
@@ -240,8 +384,16 @@ def main() -> None:
         val_fraction=args.val_fraction,
         elastic=args.elastic,
         seed=args.seed,
+        bf16=not args.no_bf16,
+        clock=args.clock,
+        distill_weight=args.distill,
+        distill_temperature=args.distill_t,
+        l2sp_weight=args.l2sp,
+        encoder_lr_scale=args.encoder_lr_scale,
+        interpolate=args.interpolate,
     )
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     events = iter_finetune(
         parent.network,
         [255 - it.image for it in paint],
@@ -263,15 +415,29 @@ def main() -> None:
                 f'{event.elapsed_s:.0f}s'
             )
     train_wall = time.perf_counter() - t0
+    train_cpu = time.process_time() - cpu0
     tuned = finetuned_model(result, parent)
+    thresholds = None
+    if args.tune_thresholds:
+        # instance thresholds fitted to the painted corrections only
+        untuned = tuned.instance_params()
+        _, thresholds = tune_thresholds(
+            tuned,
+            [255 - it.image for it in paint],
+            [corrections_to_targets(c) for c in corrections],
+        )
+        print('thresholds', thresholds['chosen'])
     if args.save is not None:
         save_model(args.save, tuned.network, tuned.info)
 
+    compare = [untuned] if thresholds else None
     after = {
-        'shift2d_other': accuracy(tuned, held, invert=True),
+        'shift2d_other': accuracy(tuned, held, True, compare),
     }
     if original:
-        after['nuclei2d_validation'] = accuracy(tuned, original, False)
+        after['nuclei2d_validation'] = accuracy(
+            tuned, original, False, compare
+        )
     print('after', {k: round(v['accuracy'], 4) for k, v in after.items()})
     gain = (
         after['shift2d_other']['accuracy']
@@ -282,16 +448,20 @@ def main() -> None:
         + ' '.join(
             f'--{k.replace("_", "-")}' + ('' if v is True else f' {v}')
             for k, v in vars(args).items()
-            if k not in ('output', 'save') and v not in (False, None)
+            if k not in ('output', 'save', 'reuse_before')
+            and v is not None
+            and v is not False
         ),
         'parent_model': 'nuclei2d',
         'data': 'shift2d/train (H&E brightfield, inverted for the model)',
         'n_eval_images': len(held),
         'n_original_validation_images': len(original),
         'painting': painting,
+        'thresholds': thresholds,
         'finetune': {
             **result.provenance()['finetune'],
             'train_wall_s': round(train_wall, 1),
+            'train_cpu_s': round(train_cpu, 1),
             'patch_seconds': round(result.elapsed_s / max(1, result.steps), 3),
         },
         'before': before,
@@ -314,6 +484,9 @@ def main() -> None:
             'uptime_before': uptime_before,
             'loadavg_before': load_before,
             'loadavg_after': os.getloadavg(),
+            'uptime_after': subprocess.run(
+                ['uptime'], capture_output=True, text=True, check=False
+            ).stdout.strip(),
         },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -171,3 +171,30 @@ def test_python_save_keeps_parent_settings(tmp_path, parent, painted):
     assert reloaded.name == 'mine'
     assert reloaded.info.provenance['parent_model'] == str(parent)
     assert reloaded.info.network == model.info.network
+
+
+def test_cpu_clock_and_thresholds_fitted_to_the_painting(
+    tmp_path, parent, painted
+):
+    out = tmp_path / 'new'
+    argv = [
+        'finetune',
+        str(painted['image']),
+        str(painted['corrections']),
+        '--model',
+        str(parent),
+        '-o',
+        str(out),
+        *FAST,
+        '--clock',
+        'cpu',
+        '--tune-thresholds',
+    ]
+    assert main(argv) == 0
+    config = json.loads((out / 'config.json').read_text())
+    finetune = config['provenance']['finetune']
+    assert finetune['config']['clock'] == 'cpu'
+    chosen = finetune['thresholds']
+    assert config['instances']['fg_threshold'] == chosen['fg_threshold']
+    assert config['instances']['seed_threshold'] == chosen['seed_threshold']
+    assert 0.5 <= chosen['fg_threshold'] <= 0.8

@@ -41,7 +41,9 @@ def painted_image():
     return (image * 200 + 20).astype(np.uint8), corrections
 
 
-def _retrain(image, corrections, folder, stop=False, zoom=None, **config):
+def _retrain(
+    image, corrections, folder, stop=False, zoom=None, fit=False, **config
+):
     """run_retrain's generator on a YX image with the FAST budget."""
     return run_retrain(
         image,
@@ -53,6 +55,7 @@ def _retrain(image, corrections, folder, stop=False, zoom=None, **config):
         folder,
         lambda: stop,
         zoom,
+        fit,
     )
 
 
@@ -64,7 +67,7 @@ def test_run_retrain_saves_a_new_model_and_keeps_the_parent(
     before = hashlib.sha256(weights.read_bytes()).hexdigest()
     steps = []
     generator = _retrain(
-        image, corrections, tmp_path / 'mine', zoom=(0.75,) * 2
+        image, corrections, tmp_path / 'mine', zoom=(0.75,) * 2, fit=True
     )
     while True:
         try:
@@ -80,6 +83,9 @@ def test_run_retrain_saves_a_new_model_and_keeps_the_parent(
     config = json.loads((result.folder / 'config.json').read_text())
     assert config['provenance']['parent_model'] == 'nuclei2d'
     assert config['provenance']['made_by'] == 'napari Retrain'
+    fitted = config['provenance']['finetune']['thresholds']
+    assert config['instances']['fg_threshold'] == fitted['fg_threshold']
+    assert 0.5 <= fitted['fg_threshold'] <= 0.8
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == before
 
 

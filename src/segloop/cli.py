@@ -6,8 +6,9 @@ User mistakes print one line on stderr and exit with code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,9 +174,24 @@ class _StopFlag:
         self.signal = signum
 
 
-def _cmd_segment(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopFlag]:
+    """A :class:`_StopFlag` set by SIGINT/SIGTERM while the block runs."""
     import signal
 
+    stop = _StopFlag()
+    previous = {
+        s: signal.signal(s, stop.handle)
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield stop
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
     from segloop.api import iter_segment
     from segloop.batch import batch_inputs
 
@@ -187,40 +203,21 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     inputs = batch_inputs(args.input)
     if inputs is not None:
         return _segment_batch(args, inputs)
-    stop = _StopFlag()
-    previous = {
-        s: signal.signal(s, stop.handle)
-        for s in (signal.SIGINT, signal.SIGTERM)
-    }
     try:
-        output = _run_with_bar(
-            iter_segment(
-                args.input,
-                args.output,
-                args.model,
-                overwrite=args.overwrite,
-                resume=args.resume,
-                should_stop=stop,
-                client=args.client,
-                axes=args.axes,
-                channel=args.channel,
-                tile=args.tile,
-                overlap=args.overlap,
-                block=args.block,
-                batch_size=args.batch_size,
-                device=args.device,
-                precision=args.precision,
-                scale=args.scale,
-                mc_samples=args.mc_samples,
-                live_labels=False,
-                mc_seed=args.mc_seed,
-                diameter=args.diameter,
-                invert=args.invert,
-                rgb=args.rgb,
-            ),
-            'segment',
-            unit='block',
-        )
+        with _stop_on_signals() as stop:
+            output = _run_with_bar(
+                iter_segment(
+                    args.input,
+                    args.output,
+                    args.model,
+                    overwrite=args.overwrite,
+                    resume=args.resume,
+                    should_stop=stop,
+                    **_segment_kwargs(args),
+                ),
+                'segment',
+                unit='block',
+            )
     except InterruptedError:
         print(
             f'segloop: interrupted; {args.output} is marked incomplete. '
@@ -228,9 +225,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     _print_object_size(output)
     print(f'wrote {output}')
     return 0
@@ -449,8 +443,6 @@ def _segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _segment_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
     """Segment a folder or glob: one output each, a summary at the end."""
-    import signal
-
     from segloop.api import iter_segment
     from segloop.batch import format_summary, plan_outputs, run_batch
     from segloop.core.errors import InputError
@@ -465,7 +457,6 @@ def _segment_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
         raise InputError(f'folder {folder.parent} does not exist')
     folder.mkdir(exist_ok=True)
     items = plan_outputs(inputs, folder)
-    stop = _StopFlag()
 
     def segment_one(item: Any, overwrite: bool, resume: bool) -> int:
         print(f'{item.input} -> {item.output}')
@@ -490,12 +481,9 @@ def _segment_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
         message = item.error if named else f'{item.input}: {item.error}'
         print(f'segloop: error: {message}', file=sys.stderr)
 
-    previous = {
-        s: signal.signal(s, stop.handle)
-        for s in (signal.SIGINT, signal.SIGTERM)
-    }
     try:
-        run_batch(items, segment_one, args.overwrite, args.resume, report)
+        with _stop_on_signals() as stop:
+            run_batch(items, segment_one, args.overwrite, args.resume, report)
     except InterruptedError:
         print(format_summary(items))
         print(
@@ -504,9 +492,6 @@ def _segment_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     print(format_summary(items))
     return 1 if any(i.status == 'failed' for i in items) else 0
 
@@ -687,6 +672,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         bf16=not args.fp32,
+        clock=args.clock,
     )
     events = iter_finetune_files(
         args.image,
@@ -702,6 +688,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         name=args.name,
         device=None if args.device == 'auto' else args.device,
+        thresholds=args.tune_thresholds,
     )
     bar = None
     try:
@@ -751,17 +738,30 @@ def _add_finetune_parser(sub: Any) -> None:
         '-o', '--output', required=True, help='new model folder to write'
     )
     ft.add_argument('--name', help='model name (default: <parent>-finetuned)')
-    ft.add_argument('--steps', type=_positive_int, default=300)
+    ft.add_argument('--steps', type=_positive_int, default=1000)
     ft.add_argument(
         '--time-limit',
         type=float,
         default=120.0,
         help='seconds (default 120)',
     )
-    ft.add_argument('--lr', type=float, default=2e-3)
+    ft.add_argument(
+        '--clock',
+        choices=('wall', 'cpu'),
+        default='wall',
+        help="what --time-limit counts: 'wall' clock (default) or 'cpu' "
+        'seconds of this process (not eaten by other jobs)',
+    )
+    ft.add_argument(
+        '--tune-thresholds',
+        action='store_true',
+        help='afterwards, fit the foreground threshold of the new model '
+        'to the painted corrections',
+    )
+    ft.add_argument('--lr', type=float, default=3e-3)
     ft.add_argument('--batch-size', type=_positive_int, default=8)
     ft.add_argument(
-        '--patch', type=_shape, help='patch size (default 128 or 8,96,96)'
+        '--patch', type=_shape, help='patch size (default 96 or 8,96,96)'
     )
     ft.add_argument('--freeze-encoder', action='store_true')
     ft.add_argument(

@@ -132,13 +132,16 @@ def iter_finetune_files(
     name: str | None = None,
     device: str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    thresholds: bool = False,
 ) -> Generator[TrainEvent, None, tuple[Path, FinetuneResult]]:
     """Fine-tune ``model`` on painted files and save the new model folder.
 
     Yields the training events; returns ``(folder, result)``. Refuses an
     existing, non-empty ``output`` unless ``overwrite`` (checked before any
     work). ``invert`` (brightfield) applies to the image only; segment
-    with the same setting. The parent model is never modified.
+    with the same setting. The parent model is never modified. With
+    ``thresholds``, the new model's foreground threshold is fitted to
+    the painting afterwards (:func:`tune_thresholds`).
     """
     output = Path(output)
     if output.exists() and not output.is_dir():
@@ -167,8 +170,7 @@ def iter_finetune_files(
         device=device,
         should_stop=should_stop,
     )
-    folder = save_finetuned(
-        output,
+    tuned = finetuned_model(
         result,
         parent,
         name=name,
@@ -179,6 +181,9 @@ def iter_finetune_files(
             'invert': invert,
         },
     )
+    if thresholds:
+        tune_thresholds(tuned, pixels, targets)
+    folder = save_model(output, tuned.network, tuned.info)
     return folder, result
 
 
@@ -205,6 +210,73 @@ def finetuned_model(
         parent.info, result, _parent_ref(parent), name, extra
     )
     return Model(result.model, info, None)
+
+
+def tune_thresholds(
+    model: Model,
+    images: np.ndarray | list[np.ndarray],
+    targets: np.ndarray | list[np.ndarray],
+) -> tuple[Model, dict[str, Any]]:
+    """Fit the instance thresholds of a fine-tuned model to the painting.
+
+    Segments each painted image with ``model`` and picks the foreground
+    threshold (0.5 to 0.8; the seed threshold is kept) whose instances
+    best match the painted objects and background
+    (:func:`segloop.core.corrections.tune_on_painted`).
+
+    Parameters
+    ----------
+    model : Model
+        Usually the result of :func:`finetuned_model`; its ``info`` is
+        updated in place (``instances``, and the search under
+        ``provenance['finetune']['thresholds']``).
+    images : ndarray or list of ndarray, (Y, X) or (Z, Y, X)
+        The painted images as the model sees them (inverted already for
+        brightfield).
+    targets : ndarray or list of ndarray, same shapes
+        Class targets, ``IGNORE`` unpainted.
+
+    Returns
+    -------
+    (Model, dict)
+        ``model`` and a summary: chosen and previous settings, and the
+        score of every candidate.
+    """
+    from segloop.core.corrections import tune_on_painted
+    from segloop.core.normalize import normalize, percentile_range
+    from segloop.core.predict import Predictor
+
+    images = [images] if isinstance(images, np.ndarray) else list(images)
+    targets = [targets] if isinstance(targets, np.ndarray) else list(targets)
+    predictor = Predictor(model.network)
+    dims = model.network.config.spatial_dims
+    probabilities = []
+    for image in images:
+        norm = normalize(image, *percentile_range(image, *model.percentiles))
+        if dims == 2 and norm.ndim == 3:  # a 2D model, plane by plane
+            planes = [predictor.predict(plane[None]) for plane in norm]
+            probabilities.append(np.stack(planes, axis=1))
+        else:
+            probabilities.append(predictor.predict(norm[None]))
+    previous = model.instance_params()
+    chosen, table = tune_on_painted(probabilities, targets, previous)
+    model.info.instances.update(
+        fg_threshold=chosen.fg_threshold,
+        seed_threshold=chosen.seed_threshold,
+    )
+    summary = {
+        'chosen': chosen.to_dict(),
+        'previous': previous.to_dict(),
+        'table': table,
+    }
+    finetune = model.info.provenance.get('finetune')
+    if isinstance(finetune, dict):
+        finetune['thresholds'] = {
+            'fg_threshold': chosen.fg_threshold,
+            'seed_threshold': chosen.seed_threshold,
+            'previous': [previous.fg_threshold, previous.seed_threshold],
+        }
+    return model, summary
 
 
 def save_finetuned(

@@ -299,3 +299,224 @@ def test_time_limited_runs_finish_warm_up_and_anneal() -> None:
     )
     assert _learning_rate(3, 2.5, config) == pytest.approx(0.5e-3)
     assert _learning_rate(50, 100.0, config) == pytest.approx(0.0)
+
+
+def _distance(a: UNet, b: UNet) -> float:
+    with torch.no_grad():
+        return float(
+            sum(
+                (p - q).pow(2).sum()
+                for p, q in zip(a.parameters(), b.parameters(), strict=True)
+            )
+        )
+
+
+def test_distillation_is_zero_for_the_parent_itself(
+    tiny_unet_2d: UNet,
+) -> None:
+    from segloop.core.forgetting import distillation_loss, keep_parent_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 8, 8)
+    for t in (1.0, 2.0):
+        assert float(distillation_loss(logits, logits, t)) == pytest.approx(
+            0.0, abs=1e-6
+        )
+        assert float(distillation_loss(logits.flip(1), logits, t)) > 0.01
+    extra = keep_parent_loss(
+        tiny_unet_2d,
+        torch.device('cpu'),
+        n_replay=2,
+        distill_weight=1.0,
+        l2sp_weight=1.0,
+        bf16=False,
+    )
+    assert extra is not None
+    x = torch.rand(3, 1, 32, 32)
+    y = torch.zeros(3, 32, 32, dtype=torch.long)
+    student = tiny_unet_2d  # the parent itself, in eval mode
+    with torch.no_grad():
+        assert float(extra(student, x, y, student(x))) == pytest.approx(
+            0.0, abs=1e-6
+        )
+        other = torch.zeros_like(student(x))
+        assert float(extra(student, x, y, other)) > 0.0
+    # neither weight: no extra loss at all
+    assert (
+        keep_parent_loss(tiny_unet_2d, torch.device('cpu'), n_replay=2) is None
+    )
+
+
+def test_l2sp_is_zero_at_the_parent_and_keeps_weights_close(
+    tiny_unet_2d: UNet,
+) -> None:
+    from segloop.core.forgetting import l2sp_penalty, weight_anchor
+
+    anchor = weight_anchor(tiny_unet_2d)
+    with torch.no_grad():
+        assert float(l2sp_penalty(tiny_unet_2d, anchor)) == 0.0
+    image, _, corrections = _task()
+    free, _ = _run(
+        iter_finetune(
+            tiny_unet_2d,
+            image,
+            corrections,
+            _config(steps=10, l2sp_weight=0.0, interpolate=1.0),
+        )
+    )
+    held, _ = _run(
+        iter_finetune(
+            tiny_unet_2d,
+            image,
+            corrections,
+            _config(steps=10, l2sp_weight=10.0, interpolate=1.0),
+        )
+    )
+    with torch.no_grad():
+        assert float(l2sp_penalty(free.model, anchor)) > 0
+    assert _distance(held.model, tiny_unet_2d) < _distance(
+        free.model, tiny_unet_2d
+    )
+
+
+def test_distillation_runs_on_replayed_patches(tiny_unet_2d: UNet) -> None:
+    from segloop.core.training import PatchSampler
+
+    image, _, corrections = _task()
+    other, other_labels = synthetic_nuclei((64, 64), n=5, radius=5, seed=3)
+    replay = PatchSampler(
+        [other[None].astype(np.float32) / 255],
+        [instances_to_classes(other_labels).astype(np.int8)],
+        (32, 32),
+    )
+    config = _config(
+        steps=4, batch_size=4, replay_fraction=0.5, distill_weight=1.0
+    )
+    result, events = _run(
+        iter_finetune(tiny_unet_2d, image, corrections, config, replay=replay)
+    )
+    assert len(events) == 4
+    assert np.isfinite(result.final_loss)
+    assert result.provenance()['finetune']['config']['distill_weight'] == 1.0
+
+
+def test_encoder_lr_scale_zero_keeps_encoder_weights(
+    tiny_unet_2d: UNet,
+) -> None:
+    image, _, corrections = _task()
+    result, _ = _run(
+        iter_finetune(
+            tiny_unet_2d,
+            image,
+            corrections,
+            _config(steps=4, encoder_lr_scale=0.0),
+        )
+    )
+    for old, new in zip(
+        tiny_unet_2d.encoders.parameters(),
+        result.model.encoders.parameters(),
+        strict=True,
+    ):
+        assert torch.equal(old, new)
+    assert not torch.equal(tiny_unet_2d.head.weight, result.model.head.weight)
+
+
+def test_cpu_clock_counts_process_time(
+    tiny_unet_2d: UNet, monkeypatch
+) -> None:
+    import time
+
+    image, _, corrections = _task()
+    ticks = iter(range(0, 10_000, 7))  # a fake CPU clock: 7 s per call
+    monkeypatch.setattr(time, 'process_time', lambda: float(next(ticks)))
+    result, events = _run(
+        iter_finetune(
+            tiny_unet_2d,
+            image,
+            corrections,
+            _config(steps=50, clock='cpu', time_limit_s=30.0),
+        )
+    )
+    assert result.stopped == 'time'
+    assert result.steps < 50
+    assert events[-1].elapsed_s > 30.0
+    assert all(e.elapsed_s % 7 == 0 for e in events)
+    with pytest.raises(InputError, match='clock'):
+        next(
+            iter_finetune(
+                tiny_unet_2d, image, corrections, _config(clock='gpu')
+            )
+        )
+
+
+def test_interpolation_blends_towards_the_parent(tiny_unet_2d: UNet) -> None:
+    image, _, corrections = _task()
+    full, _ = _run(
+        iter_finetune(
+            tiny_unet_2d, image, corrections, _config(steps=4, interpolate=1.0)
+        )
+    )
+    half, _ = _run(
+        iter_finetune(
+            tiny_unet_2d, image, corrections, _config(steps=4, interpolate=0.5)
+        )
+    )
+    none, _ = _run(
+        iter_finetune(
+            tiny_unet_2d, image, corrections, _config(steps=4, interpolate=0.0)
+        )
+    )
+    old, new, mid = (_state(m) for m in (tiny_unet_2d, full.model, half.model))
+    for key, value in old.items():
+        if value.is_floating_point():
+            expected = 0.5 * (value + new[key])
+            assert torch.allclose(mid[key], expected, atol=1e-6)
+    zero = _state(none.model)
+    assert all(
+        torch.equal(zero[k], v)
+        for k, v in old.items()
+        if v.is_floating_point()
+    )
+    with pytest.raises(InputError, match='interpolate'):
+        next(
+            iter_finetune(
+                tiny_unet_2d, image, corrections, _config(interpolate=1.5)
+            )
+        )
+
+
+def test_painted_scores_count_found_missed_and_false_objects() -> None:
+    from segloop.core.corrections import painted_scores
+
+    targets = np.full((40, 40), IGNORE, np.int8)
+    targets[5:12, 5:12] = 1  # painted object, found
+    targets[20:27, 5:12] = 1  # painted object, missed
+    targets[25:40, 25:40] = 0  # painted background
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:12, 5:13] = 1
+    labels[28:34, 28:34] = 2  # on painted background: false
+    labels[0:3, 30:33] = 3  # unpainted: not counted
+    assert painted_scores(labels, targets) == (1, 1, 1)
+
+
+def test_thresholds_tuned_on_painting_drop_a_faint_false_object() -> None:
+    from segloop.core.corrections import tune_on_painted
+    from segloop.core.instances import InstanceParams
+
+    targets = np.full((48, 48), IGNORE, np.int8)
+    prob = np.zeros((3, 48, 48), np.float32)
+    prob[0] = 1.0
+    targets[4:16, 4:16] = 1  # a true object, confident
+    prob[:, 4:16, 4:16] = np.array([0.05, 0.95, 0.0])[:, None, None]
+    targets[28:44, 28:44] = 0  # painted background with a faint blob
+    prob[:, 30:40, 30:40] = np.array([0.35, 0.65, 0.0])[:, None, None]
+    params = InstanceParams(fg_threshold=0.5, seed_threshold=0.5, min_size=4)
+    chosen, rows = tune_on_painted([prob], [targets], params)
+    assert chosen.fg_threshold >= 0.7
+    assert chosen.seed_threshold == 0.5  # kept by default
+    assert chosen.min_size == 4
+    assert len(rows) == 4
+    _, grid = tune_on_painted([prob], [targets], params, (0.5,), (0.5, 0.6))
+    assert len(grid) == 2
+    best = max(r['accuracy'] for r in rows)
+    assert best == 1.0

@@ -10,6 +10,7 @@ the user touched (:func:`touched_mask`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -151,3 +152,120 @@ def count_painted(
         objects += int(n)
     pixels['total'] = int(sum(pixels[n] for n in class_names))
     return pixels, objects
+
+
+def painted_scores(
+    labels: np.ndarray, targets: np.ndarray
+) -> tuple[int, int, int]:
+    """Object matches of instance labels against painted corrections.
+
+    The painted objects are the connected regions of the object classes
+    (interior, boundary) of ``targets``, each taken as one whole object.
+    A painted object is found (TP) when a predicted object overlaps it
+    with IoU ≥ 0.5, else missed (FN); a predicted object lying mostly
+    (> 50 % of its pixels) on pixels painted background is a false
+    positive (FP). Unpainted pixels count for nothing else.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Predicted instances, 0 background.
+    targets : ndarray of int, same shape
+        Class targets (0 background, > 0 object classes, ``IGNORE``
+        unpainted), e.g. from :func:`corrections_to_targets`.
+
+    Returns
+    -------
+    (int, int, int)
+        TP, FP, FN.
+    """
+    from segloop.core.metrics import iou_matrix
+
+    labels = np.asarray(labels)
+    targets = np.asarray(targets)
+    painted, n_painted = ndimage.label(targets > 0)
+    tp = 0
+    if n_painted and labels.any():
+        iou = iou_matrix(painted, labels)
+        tp = int((iou.max(axis=1) >= 0.5).sum())
+    fp = 0
+    ids, sizes = np.unique(labels[labels > 0], return_counts=True)
+    if ids.size:
+        on_background = np.bincount(
+            labels[targets == 0].ravel(), minlength=int(ids.max()) + 1
+        )[ids]
+        fp = int((on_background > 0.5 * sizes).sum())
+    return tp, fp, n_painted - tp
+
+
+def tune_on_painted(
+    probabilities: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    params: Any,
+    fg_thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8),
+    seed_thresholds: Sequence[float] | None = None,
+) -> tuple[Any, list[dict[str, float]]]:
+    """Choose instance thresholds that best fit the painted corrections.
+
+    Every pair of foreground and seed thresholds turns ``probabilities``
+    into instances (:func:`~segloop.core.instances.probabilities_to_instances`)
+    scored by :func:`painted_scores`, pooled over the images; the best
+    TP / (TP + FP + FN) wins (ties: the pair nearest ``params``).
+
+    Parameters
+    ----------
+    probabilities : sequence of ndarray, each (K, *spatial), float
+        Class probabilities of the (fine-tuned) model on painted images.
+    targets : sequence of ndarray, each spatial, int
+        Painted class targets (``IGNORE`` unpainted), same order.
+    params : InstanceParams
+        Current settings; the other fields are kept.
+    fg_thresholds, seed_thresholds : sequence of float
+        Candidates; ``seed_thresholds`` None keeps ``params``' seed
+        threshold (a painting of a few dozen objects rarely tells seed
+        thresholds apart: ties were broken arbitrarily and the choice
+        did not carry over to other images).
+
+    Returns
+    -------
+    (InstanceParams, list of dict)
+        The chosen settings and one row per candidate pair
+        (``fg_threshold``, ``seed_threshold``, ``tp``, ``fp``, ``fn``,
+        ``accuracy``).
+    """
+    from dataclasses import replace
+
+    from segloop.core.instances import probabilities_to_instances
+
+    if seed_thresholds is None:
+        seed_thresholds = (params.seed_threshold,)
+    rows, best = [], None
+    for fg in fg_thresholds:
+        for seed in seed_thresholds:
+            candidate = replace(
+                params, fg_threshold=float(fg), seed_threshold=float(seed)
+            )
+            tp = fp = fn = 0
+            for prob, target in zip(probabilities, targets, strict=True):
+                labels = probabilities_to_instances(prob, candidate)
+                a, b, c = painted_scores(labels, target)
+                tp, fp, fn = tp + a, fp + b, fn + c
+            accuracy = tp / max(1, tp + fp + fn)
+            rows.append(
+                {
+                    'fg_threshold': float(fg),
+                    'seed_threshold': float(seed),
+                    'tp': tp,
+                    'fp': fp,
+                    'fn': fn,
+                    'accuracy': accuracy,
+                }
+            )
+            distance = abs(fg - params.fg_threshold) + abs(
+                seed - params.seed_threshold
+            )
+            key = (-accuracy, distance)
+            if best is None or key < best[0]:
+                best = (key, candidate)
+    assert best is not None
+    return best[1], rows

@@ -94,17 +94,28 @@ class PaintedPatchSampler:
         return np.stack(xs), np.stack(ys)
 
 
+def replay_count(batch_size: int, fraction: float) -> int:
+    """Patches of a batch of ``batch_size`` that :func:`mix_samplers` replays.
+
+    ``round(fraction * batch_size)``, at most ``batch_size - 1`` (one
+    painted patch at least); 0 for ``fraction <= 0``.
+    """
+    if fraction <= 0:
+        return 0
+    return max(0, min(batch_size - 1, round(fraction * batch_size)))
+
+
 def mix_samplers(
     main: Callable[[np.random.Generator, int], Batch],
     replay: Callable[[np.random.Generator, int], Batch] | None,
     fraction: float,
 ) -> Callable[[np.random.Generator, int], Batch]:
-    """Batches with ``round(fraction * n)`` patches from ``replay``."""
+    """Batches whose last :func:`replay_count` patches come from ``replay``."""
     if replay is None or fraction <= 0:
         return main
 
     def sample(rng: np.random.Generator, n: int) -> Batch:
-        n_replay = min(n - 1, round(fraction * n))
+        n_replay = replay_count(n, fraction)
         x, y = main(rng, n - n_replay)
         if n_replay < 1:
             return x, y

@@ -51,6 +51,9 @@ class TrainEvent:
 
 
 Validate = Callable[[UNet], tuple[float, float]]
+ExtraLoss = Callable[
+    [UNet, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor
+]
 
 
 class PatchSampler:
@@ -185,6 +188,10 @@ def iter_train(
     val_every: int = 10,
     patience: int | None = None,
     train_mode: Callable[[UNet], None] | None = None,
+    *,
+    extra_loss: ExtraLoss | None = None,
+    clock: Callable[[], float] | None = None,
+    param_groups: list[dict] | None = None,
 ) -> Generator[TrainEvent, None, UNet]:
     """Train ``model`` in place, yielding one event per step.
 
@@ -213,6 +220,18 @@ def iter_train(
         ``train_mode(model)`` puts the model in training mode (default
         ``model.train()``); e.g. keeps frozen parts in eval mode. Only
         parameters with ``requires_grad`` are optimised.
+    extra_loss : callable, optional
+        ``extra_loss(model, x, y, logits) -> Tensor`` (a scalar) added to
+        the masked loss of each step, e.g. a distillation or weight
+        penalty; ``x`` and ``y`` are the batch on ``device``.
+    clock : callable, optional
+        Seconds for ``elapsed_s``, the time limit and the schedule
+        (default :func:`time.perf_counter`, wall clock); e.g.
+        :func:`time.process_time` to count CPU seconds of this process.
+    param_groups : list of dict, optional
+        Optimiser groups (``params`` plus an optional ``lr_scale``, a
+        factor on the scheduled learning rate); default: one group of
+        the parameters with ``requires_grad``.
 
     Returns
     -------
@@ -241,8 +260,12 @@ def iter_train(
             set_train()
 
     set_train()
+    if param_groups is None:
+        param_groups = [
+            {'params': [p for p in model.parameters() if p.requires_grad]}
+        ]
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
+        param_groups,
         lr=config.learning_rate,
         weight_decay=config.weight_decay,
     )
@@ -251,12 +274,13 @@ def iter_train(
         weights[2] = config.boundary_weight
     best: tuple[float, dict[str, torch.Tensor]] | None = None
     bad = 0
-    start = time.perf_counter()
+    now = clock or time.perf_counter
+    start = now()
     try:
         for step in range(config.steps):
-            lr = _learning_rate(step, time.perf_counter() - start, config)
+            lr = _learning_rate(step, now() - start, config)
             for group in optimizer.param_groups:
-                group['lr'] = lr
+                group['lr'] = lr * group.get('lr_scale', 1.0)
             x, y = sample_batch(rng, config.batch_size)
             xt = (
                 torch.from_numpy(x)
@@ -267,10 +291,12 @@ def iter_train(
             with autocast(device, config.bf16):
                 logits = model(xt)
             loss = masked_loss(logits, yt, weights, config.dice_weight)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, xt, yt, logits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            elapsed = time.perf_counter() - start
+            elapsed = now() - start
             stopped = None
             if (
                 config.time_limit_s is not None

@@ -125,6 +125,7 @@ def run_retrain(
     folder: Path,
     should_stop: Callable[[], bool],
     zoom: tuple[float, ...] | None = None,
+    fit_thresholds: bool = False,
 ) -> Generator[Any, None, RetrainResult]:
     """Fine-tune ``model`` on the painted corrections; save the new model.
 
@@ -153,6 +154,10 @@ def run_retrain(
     zoom : tuple of float, optional
         The zoom per network axis of the Segment run (``diameter``):
         training sees the image and corrections at that scale too.
+    fit_thresholds : bool
+        Afterwards, fit the new model's foreground threshold to the
+        corrections (:func:`segloop.finetuner.tune_thresholds`: segments
+        the painted planes once more).
 
     Yields
     ------
@@ -164,8 +169,10 @@ def run_retrain(
         # imported here: loads torch, which the GUI thread must not wait for
         import torch
 
+        from segloop.core.checkpoint import save_model
+        from segloop.core.corrections import corrections_to_targets
         from segloop.core.finetune import FinetuneConfig, iter_finetune
-        from segloop.finetuner import save_finetuned
+        from segloop.finetuner import finetuned_model, tune_thresholds
         from segloop.inputs import prepare_input
         from segloop.io.readers import open_image
         from segloop.models.loaded import load_model
@@ -202,10 +209,12 @@ def run_retrain(
         classes = set().union(*(np.unique(painted[i]).tolist() for i in kept))
         if classes - {0} == {1}:
             yield ONLY_BACKGROUND
+        images = [images[i] for i in kept]
+        painted = [painted[i] for i in kept]
         result = yield from iter_finetune(
             parent.network,
-            [images[i] for i in kept],
-            [painted[i] for i in kept],
+            images,
+            painted,
             FinetuneConfig(**config),
             percentiles=parent.percentiles,
             device=options.get('device'),
@@ -213,13 +222,14 @@ def run_retrain(
         )
         if result.steps == 0:
             return RetrainResult('cancelled', message='Retrain stopped')
-        save_finetuned(
-            folder,
-            result,
-            parent,
-            name=folder.name,
-            extra={'made_by': 'napari Retrain'},
+        model = finetuned_model(
+            result, parent, folder.name, {'made_by': 'napari Retrain'}
         )
+        if fit_thresholds:
+            classes = parent.network.config.out_channels
+            targets = [corrections_to_targets(p, classes) for p in painted]
+            tune_thresholds(model, images, targets)
+        save_model(folder, model.network, model.info)
         status = 'stopped' if result.stopped == 'user' else 'finished'
         return RetrainResult(
             status,
