@@ -69,6 +69,7 @@ from segloop.core.training import PatchSampler
 from segloop.finetuner import finetuned_model, tune_thresholds
 from segloop.io.datasets import load_labelled, split_names
 from segloop.models.loaded import Model, load_model
+from segloop.models.replay import load_replay
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / 'shared' / 'data'
@@ -290,6 +291,13 @@ def main() -> None:
     parser.add_argument('--patch', type=int, default=128)
     parser.add_argument('--replay', type=float, default=0.25)
     parser.add_argument('--replay-images', type=int, default=40)
+    parser.add_argument(
+        '--replay-source',
+        choices=('shared', 'bundled'),
+        default='shared',
+        help="replay --replay-images images of shared/data ('shared') or "
+        "the model's shipped replay.npz ('bundled', what the app does)",
+    )
     parser.add_argument('--freeze-encoder', action='store_true')
     parser.add_argument('--train-norm', action='store_true')
     parser.add_argument('--patience', type=int, default=5)
@@ -366,11 +374,12 @@ def main() -> None:
         args.fp_first,
     )
     print('painted', painting)
-    replay = (
-        replay_sampler(args.replay_images, args.seed, args.patch)
-        if args.replay > 0
-        else None
-    )
+    if args.replay <= 0:
+        replay = None
+    elif args.replay_source == 'bundled':  # what Retrain and the CLI use
+        replay = load_replay(parent)
+    else:
+        replay = replay_sampler(args.replay_images, args.seed, args.patch)
     config = FinetuneConfig(
         steps=args.steps,
         time_limit_s=args.time_limit,

@@ -32,6 +32,7 @@ from segloop.inputs import select_channel
 from segloop.io.readers import open_image
 from segloop.models import BUNDLED_DIR
 from segloop.models.loaded import Model, load_model
+from segloop.models.replay import load_replay
 
 
 def read_volume(
@@ -167,6 +168,7 @@ def iter_finetune_files(
         targets=targets,
         config=config,
         percentiles=parent.percentiles,
+        replay=load_replay(parent),
         device=device,
         should_stop=should_stop,
     )

@@ -53,6 +53,7 @@ from segloop.core.painted import (
 from segloop.core.targets import IGNORE
 from segloop.core.training import (
     Batch,
+    PatchSampler,
     TrainEvent,
     iter_train,
     masked_loss,
@@ -116,7 +117,8 @@ class FinetuneConfig:
         Probability of an elastic deformation per patch.
     replay_fraction : float
         Share of each batch drawn from ``replay`` patches (original
-        training data) to prevent forgetting.
+        training data) to prevent forgetting, when ``replay`` is given
+        (0.5: measured best, docs/performance.md).
     dice_weight, boundary_weight : float
         Loss settings, as in :class:`~segloop.core.config.TrainConfig`.
     seed : int
@@ -160,7 +162,7 @@ class FinetuneConfig:
     val_every: int = 20
     patience: int | None = 5
     elastic: float = 0.3
-    replay_fraction: float = 0.0
+    replay_fraction: float = 0.5
     dice_weight: float = 1.0
     boundary_weight: float = 2.0
     seed: int = 0
@@ -339,7 +341,9 @@ def iter_finetune(
     *,
     targets: np.ndarray | Sequence[np.ndarray] | None = None,
     percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
-    replay: Callable[[np.random.Generator, int], Batch] | None = None,
+    replay: Callable[[np.random.Generator, int], Batch]
+    | tuple[Sequence[np.ndarray], Sequence[np.ndarray]]
+    | None = None,
     device: str | torch.device | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Generator[TrainEvent, None, FinetuneResult]:
@@ -363,10 +367,13 @@ def iter_finetune(
         where unpainted, e.g. from :func:`instances_to_targets`.
     percentiles : (float, float)
         Normalisation percentiles of the model (its config.json).
-    replay : callable, optional
+    replay : callable or (images, targets), optional
         ``replay(rng, n) -> (x, y)`` patches of the original training data
-        (e.g. a :class:`~segloop.core.training.PatchSampler`), mixed in
-        at ``config.replay_fraction``.
+        (e.g. a :class:`~segloop.core.training.PatchSampler`), or the
+        data itself: normalised images (C, Y, X) and class targets, cut
+        into patches of the fine-tuning's size (e.g.
+        :func:`segloop.models.replay.load_replay`); mixed in at
+        ``config.replay_fraction``.
     device : str or torch.device, optional
         Default: best available.
     should_stop : callable, optional
@@ -439,6 +446,8 @@ def iter_finetune(
     sampler = PaintedPatchSampler(
         norm_images, train_targets, patch, config.elastic
     )
+    if isinstance(replay, tuple):
+        replay = PatchSampler(*replay, patch[-2:])
     sample = mix_samplers(sampler, replay, config.replay_fraction)
     dev = (
         pick_device(device) if not isinstance(device, torch.device) else device

@@ -176,6 +176,7 @@ def run_retrain(
         from segloop.inputs import prepare_input
         from segloop.io.readers import open_image
         from segloop.models.loaded import load_model
+        from segloop.models.replay import load_replay
 
         torch.set_num_threads(GUI_TORCH_THREADS)
         source = open_image(data, options.get('axes'))
@@ -217,6 +218,7 @@ def run_retrain(
             painted,
             FinetuneConfig(**config),
             percentiles=parent.percentiles,
+            replay=load_replay(parent),
             device=options.get('device'),
             should_stop=should_stop,
         )
