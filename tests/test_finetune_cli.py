@@ -59,21 +59,27 @@ def _weights(folder):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_finetune_writes_a_new_model_with_provenance(
-    tmp_path, parent, painted, capsys
-):
-    before = _weights(parent)
-    out = tmp_path / 'new'
-    argv = [
+def _finetune_argv(painted, parent, out, corrections='corrections', *extra):
+    """``segloop finetune`` arguments for the painted fixture's files."""
+    return [
         'finetune',
         str(painted['image']),
-        str(painted['corrections']),
+        str(painted[corrections]),
+        *extra,
         '--model',
         str(parent),
         '-o',
         str(out),
         *FAST,
     ]
+
+
+def test_finetune_writes_a_new_model_with_provenance(
+    tmp_path, parent, painted, capsys
+):
+    before = _weights(parent)
+    out = tmp_path / 'new'
+    argv = _finetune_argv(painted, parent, out)
     assert main(argv) == 0
     assert 'model written to' in capsys.readouterr().out
     config = json.loads((out / 'config.json').read_text())
@@ -93,18 +99,9 @@ def test_finetune_writes_a_new_model_with_provenance(
 
 def test_finetune_from_edited_instance_labels(tmp_path, parent, painted):
     out = tmp_path / 'new'
-    argv = [
-        'finetune',
-        str(painted['image']),
-        str(painted['labels']),
-        '--instances',
-        '--invert',
-        '--model',
-        str(parent),
-        '-o',
-        str(out),
-        *FAST,
-    ]
+    argv = _finetune_argv(
+        painted, parent, out, 'labels', '--instances', '--invert'
+    )
     assert main(argv) == 0
     assert (out / 'weights.safetensors').is_file()
     provenance = json.loads((out / 'config.json').read_text())['provenance']
@@ -178,14 +175,7 @@ def test_cpu_clock_and_thresholds_fitted_to_the_painting(
 ):
     out = tmp_path / 'new'
     argv = [
-        'finetune',
-        str(painted['image']),
-        str(painted['corrections']),
-        '--model',
-        str(parent),
-        '-o',
-        str(out),
-        *FAST,
+        *_finetune_argv(painted, parent, out),
         '--clock',
         'cpu',
         '--tune-thresholds',

@@ -392,15 +392,13 @@ class RetrainPanel(QGroupBox):
 
     def _on_model_changed(self, index: int = -1) -> None:
         model = Path(self.host.model_combo.current_model())
-        self.save_button.setEnabled(
-            any(model.parent == root for root in _MODEL_FOLDERS)
-        )
+        self.save_button.setEnabled(_is_retrained(model))
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Copy the chosen retrained model folder to ``path`` (asked when
         None); an existing path is refused. Returns the new folder."""
         model = Path(self.host.model_combo.current_model())
-        if not any(model.parent == root for root in _MODEL_FOLDERS):
+        if not _is_retrained(model):
             show_error('Choose a retrained model in the model list first')
             return None
         if path is None:
@@ -416,3 +414,8 @@ class RetrainPanel(QGroupBox):
         shutil.copytree(model, target)
         self.status.setText(f'Model saved in {target}')
         return target
+
+
+def _is_retrained(model: Path) -> bool:
+    """Whether ``model`` is a folder a Retrain of this session wrote."""
+    return model.parent in _MODEL_FOLDERS

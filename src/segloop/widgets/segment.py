@@ -186,7 +186,8 @@ class SegmentWidget(QWidget):
         self._source: napari.layers.Image | None = None
         self._outputs: dict[str, napari.layers.Layer] = {}
         self._outputs_source: napari.layers.Image | None = None
-        self._run_key: tuple | None = None  # what the latest run was
+        # what the latest run was: (_settings_key, model)
+        self._run_key: tuple[tuple[int, str], str] | None = None
         self._run_axes = ''  # the axes of the latest run's source
         self._clock: tuple[float, int] | None = None  # first block seen
         self._refresh_timer = QTimer(self)
@@ -403,7 +404,7 @@ class SegmentWidget(QWidget):
         layer, options = chosen
         self.retrain.absorb_label_edits()  # before the labels are replaced
         model = self.model_combo.current_model()
-        key = (id(layer), model, repr(sorted(options.items())))
+        key = (_settings_key(layer, options), model)
         resume = (
             self.result is not None
             and self.result.status == 'cancelled'
@@ -528,11 +529,9 @@ class SegmentWidget(QWidget):
         """
         if options.get('diameter') is None:
             return None
-        key = self._run_key
-        same_run = key is not None and key[::2] == (
-            id(layer),
-            repr(sorted(options.items())),
-        )
+        same_run = self._run_key is not None and self._run_key[
+            0
+        ] == _settings_key(layer, options)
         if self.job is None or not same_run:
             return False
         return self.job.zoom
@@ -914,6 +913,13 @@ class SegmentWidget(QWidget):
             path,
             None if corrections is None else corrections.data,
         )
+
+
+def _settings_key(
+    layer: napari.layers.Image, options: dict[str, Any]
+) -> tuple[int, str]:
+    """The image layer and Segment settings of a run, comparable."""
+    return id(layer), repr(sorted(options.items()))
 
 
 def _data(layer: napari.layers.Image) -> Any:
