@@ -26,11 +26,14 @@ nuclei bright on dark) and the H&E brightfield set
    total stays within ``--pixel-budget`` of those images' pixels.
 3. ``iter_finetune`` trains a copy for at most ``--time-limit`` seconds
    (``--clock cpu``: CPU seconds of this process, which other jobs on
-   the shared machine do not eat into), optionally replaying patches of
+   the shared machine do not eat into), with ``--object-fraction`` of
+   the painted patches centred on painted objects, replaying patches of
    ``nuclei2d/train`` (not the validation images), with L2-SP,
    distillation and weight interpolation as chosen;
    ``--tune-thresholds`` then fits the instance thresholds to the
-   painting (:func:`segloop.finetuner.tune_thresholds`).
+   painting (:func:`segloop.finetuner.tune_thresholds`). With
+   ``--rounds`` N the user paints and retrains N times, each round with
+   1/N of the budgets, painting where the latest model is still wrong.
 4. Accuracy TP/(TP+FP+FN) at IoU 0.5 on the OTHER images of shift2d
    (never painted) and on the nuclei2d validation split recorded in the
    model's config.json (forgetting check), before and after.
@@ -114,6 +117,7 @@ def simulate_user(
     pick: str = 'per-image',
     fp_radius: int = 0,
     fp_first: bool = False,
+    painted_before: list[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], dict]:
     """Paint corrections from the truth where the model is wrong.
 
@@ -126,23 +130,31 @@ def simulate_user(
     its most interior point. With ``fp_first`` (global pick), the pixels
     of all false positives are set aside before objects are chosen.
 
+    ``painted_before`` (class targets, ``IGNORE`` unpainted, one per
+    image): an earlier round's painting, kept and counted in the pixel
+    budget; objects it touches are not painted again.
+
     Returns the corrections (uint8, 0 unpainted, class + 1) per image and
-    a summary of what was painted.
+    a summary of what was painted (this round's and earlier).
     """
     budget_px = int(pixel_budget * sum(it.labels.size for it in items))
+    earlier = painted_before or [
+        np.full(it.labels.shape, IGNORE, np.int8) for it in items
+    ]
     per_image = [max_objects // len(items)] * len(items)
     for k in range(max_objects % len(items)):
         per_image[k] += 1
     corrections, wrong_total = [], 0
     predictions, wrong_ids = [], []
-    for item in items:
+    for item, before in zip(items, earlier, strict=True):
         pred = predict(255 - item.image, model, axes='YX').labels
         predictions.append(pred)
         truth = item.labels
         iou = iou_matrix(truth, pred)
         true_ids = np.unique(truth[truth > 0])
         best = iou.max(axis=1) if iou.shape[1] else np.zeros(len(true_ids))
-        wrong_ids.append(true_ids[best < 0.5])
+        touched = np.unique(truth[before != IGNORE])
+        wrong_ids.append(np.setdiff1d(true_ids[best < 0.5], touched))
         wrong_total += len(wrong_ids[-1])
     if pick == 'global':
         # random wrong objects from all images, each painted whole while
@@ -150,11 +162,11 @@ def simulate_user(
         pool = [(k, i) for k, ids in enumerate(wrong_ids) for i in ids]
         picked: list[list[int]] = [[] for _ in items]
         # fp_first: the false positives' pixels are set aside first
-        used = (
-            min(budget_px, _fp_pixels(items, predictions, fp_radius))
-            if fp_first
-            else 0
-        )
+        used = sum(int((t != IGNORE).sum()) for t in earlier)
+        if fp_first:
+            used = min(
+                budget_px, used + _fp_pixels(items, predictions, fp_radius)
+            )
         for j in rng.permutation(len(pool)):
             k, i = pool[j]
             if sum(len(c) for c in picked) >= max_objects:
@@ -171,9 +183,9 @@ def simulate_user(
             rng.permutation(wrong)[:n_obj]
             for wrong, n_obj in zip(wrong_ids, per_image, strict=True)
         ]
-    for item, chosen in zip(items, choices, strict=True):
+    for item, chosen, before in zip(items, choices, earlier, strict=True):
         truth = item.labels
-        target = np.full(truth.shape, IGNORE, np.int8)
+        target = before.copy()
         if len(chosen):
             objects = np.isin(truth, chosen)
             ring = ndimage.binary_dilation(objects, iterations=2)
@@ -276,9 +288,41 @@ def replay_sampler(n_images: int, seed: int, patch: int) -> PatchSampler:
     return PatchSampler(images, targets, (patch, patch))
 
 
+def run_finetune(
+    model: Model,
+    images: list[np.ndarray],
+    corrections: list[np.ndarray],
+    config: FinetuneConfig,
+    replay: object,
+):
+    """One Retrain: :func:`iter_finetune` on CPU, progress printed."""
+    events = iter_finetune(
+        model.network, images, corrections, config, replay=replay, device='cpu'
+    )
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if event.val_loss is not None:
+            print(
+                f'step {event.step} loss {event.loss:.4f} '
+                f'val {event.val_loss:.4f} acc {event.val_accuracy:.3f} '
+                f'{event.elapsed_s:.0f}s'
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--paint-images', type=int, default=4)
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=1,
+        help='paint and retrain this many times, each with its share of '
+        'the object, pixel and time budgets (the user looks at the new '
+        'result and paints where it is still wrong)',
+    )
     parser.add_argument('--objects', type=int, default=20)
     parser.add_argument('--pixel-budget', type=float, default=0.05)
     parser.add_argument(
@@ -303,6 +347,12 @@ def main() -> None:
     parser.add_argument('--patience', type=int, default=5)
     parser.add_argument('--val-fraction', type=float, default=0.2)
     parser.add_argument('--elastic', type=float, default=0.3)
+    parser.add_argument(
+        '--object-fraction',
+        type=float,
+        default=FinetuneConfig.object_fraction,
+        help='share of painted patches centred on painted objects',
+    )
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--fp-radius', type=int, default=0)
@@ -363,17 +413,6 @@ def main() -> None:
     eval_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(args.seed + 1)
-    corrections, painting = simulate_user(
-        parent,
-        paint,
-        args.objects,
-        args.pixel_budget,
-        rng,
-        args.pick,
-        args.fp_radius,
-        args.fp_first,
-    )
-    print('painted', painting)
     if args.replay <= 0:
         replay = None
     elif args.replay_source == 'bundled':  # what Retrain and the CLI use
@@ -381,8 +420,8 @@ def main() -> None:
     else:
         replay = replay_sampler(args.replay_images, args.seed, args.patch)
     config = FinetuneConfig(
-        steps=args.steps,
-        time_limit_s=args.time_limit,
+        steps=max(1, args.steps // args.rounds),
+        time_limit_s=args.time_limit / args.rounds,
         batch_size=args.batch_size,
         patch_shape=(args.patch, args.patch),
         learning_rate=args.lr,
@@ -392,6 +431,7 @@ def main() -> None:
         patience=args.patience if args.patience > 0 else None,
         val_fraction=args.val_fraction,
         elastic=args.elastic,
+        object_fraction=args.object_fraction,
         seed=args.seed,
         bf16=not args.no_bf16,
         clock=args.clock,
@@ -401,41 +441,45 @@ def main() -> None:
         encoder_lr_scale=args.encoder_lr_scale,
         interpolate=args.interpolate,
     )
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    events = iter_finetune(
-        parent.network,
-        [255 - it.image for it in paint],
-        corrections,
-        config,
-        replay=replay,
-        device='cpu',
-    )
-    while True:
-        try:
-            event = next(events)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if event.val_loss is not None:
-            print(
-                f'step {event.step} loss {event.loss:.4f} '
-                f'val {event.val_loss:.4f} acc {event.val_accuracy:.3f} '
-                f'{event.elapsed_s:.0f}s'
-            )
-    train_wall = time.perf_counter() - t0
-    train_cpu = time.process_time() - cpu0
-    tuned = finetuned_model(result, parent)
-    thresholds = None
-    if args.tune_thresholds:
-        # instance thresholds fitted to the painted corrections only
-        untuned = tuned.instance_params()
-        _, thresholds = tune_thresholds(
+    paint_images = [255 - it.image for it in paint]
+    tuned, targets, rounds = parent, None, []
+    train_wall = train_cpu = 0.0
+    for r in range(1, args.rounds + 1):
+        # each round: the user paints where the current model is wrong,
+        # within r / rounds of the budgets, then retrains it
+        corrections, painting = simulate_user(
             tuned,
-            [255 - it.image for it in paint],
-            [corrections_to_targets(c) for c in corrections],
+            paint,
+            args.objects * r // args.rounds
+            - args.objects * (r - 1) // args.rounds,
+            args.pixel_budget * r / args.rounds,
+            rng,
+            args.pick,
+            args.fp_radius,
+            args.fp_first,
+            painted_before=targets,
         )
-        print('thresholds', thresholds['chosen'])
+        print(f'round {r} painted', painting)
+        targets = [corrections_to_targets(c) for c in corrections]
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        result = run_finetune(tuned, paint_images, corrections, config, replay)
+        train_wall += time.perf_counter() - t0
+        train_cpu += time.process_time() - cpu0
+        previous, tuned = tuned, finetuned_model(result, tuned)
+        thresholds = None
+        if args.tune_thresholds:
+            # instance thresholds fitted to the painted corrections only
+            untuned = tuned.instance_params()
+            _, thresholds = tune_thresholds(tuned, paint_images, targets)
+            print('thresholds', thresholds['chosen'])
+        rounds.append(
+            {
+                'painting': painting,
+                'steps': result.steps,
+                'elapsed_s': round(result.elapsed_s, 1),
+                'parent': previous.name,
+            }
+        )
     if args.save is not None:
         save_model(args.save, tuned.network, tuned.info)
 
@@ -466,12 +510,13 @@ def main() -> None:
         'n_eval_images': len(held),
         'n_original_validation_images': len(original),
         'painting': painting,
+        'rounds': rounds,
         'thresholds': thresholds,
         'finetune': {
             **result.provenance()['finetune'],
             'train_wall_s': round(train_wall, 1),
             'train_cpu_s': round(train_cpu, 1),
-            'patch_seconds': round(result.elapsed_s / max(1, result.steps), 3),
+            'steps_all_rounds': sum(r['steps'] for r in rounds),
         },
         'before': before,
         'after': after,

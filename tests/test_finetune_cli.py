@@ -188,3 +188,20 @@ def test_cpu_clock_and_thresholds_fitted_to_the_painting(
     assert config['instances']['fg_threshold'] == chosen['fg_threshold']
     assert config['instances']['seed_threshold'] == chosen['seed_threshold']
     assert 0.5 <= chosen['fg_threshold'] <= 0.8
+
+
+def test_threshold_fit_never_lowers_the_foreground_threshold(
+    parent, painted
+):
+    from segloop.core.finetune import corrections_to_targets
+    from segloop.finetuner import tune_thresholds
+    from segloop.models.loaded import load_model as load
+
+    model = load(parent)
+    model.info.instances.update(fg_threshold=0.7)
+    image = tifffile.imread(painted['image'])
+    targets = corrections_to_targets(tifffile.imread(painted['corrections']))
+    _, summary = tune_thresholds(model, image, targets)
+    assert [row['fg_threshold'] for row in summary['table']] == [0.7, 0.8]
+    assert summary['chosen']['fg_threshold'] >= 0.7
+    assert model.instance_params().fg_threshold >= 0.7

@@ -756,7 +756,7 @@ def _add_finetune_parser(sub: Any) -> None:
         '--tune-thresholds',
         action='store_true',
         help='afterwards, fit the foreground threshold of the new model '
-        'to the painted corrections',
+        'to the painted corrections (never below the current one)',
     )
     ft.add_argument('--lr', type=float, default=3e-3)
     ft.add_argument('--batch-size', type=_positive_int, default=8)

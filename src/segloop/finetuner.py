@@ -222,9 +222,14 @@ def tune_thresholds(
     """Fit the instance thresholds of a fine-tuned model to the painting.
 
     Segments each painted image with ``model`` and picks the foreground
-    threshold (0.5 to 0.8; the seed threshold is kept) whose instances
-    best match the painted objects and background
-    (:func:`segloop.core.corrections.tune_on_painted`).
+    threshold (0.5 to 0.8, not below the current one; the seed threshold
+    is kept) whose instances best match the painted objects and
+    background (:func:`segloop.core.corrections.tune_on_painted`).
+
+    Lower thresholds are not tried: the model was just trained on these
+    very pixels, so the false detections painted there are gone at any
+    threshold and the fit would favour a lower one, which lets false
+    detections back in on other images (docs/performance.md).
 
     Parameters
     ----------
@@ -244,7 +249,7 @@ def tune_thresholds(
         ``model`` and a summary: chosen and previous settings, and the
         score of every candidate.
     """
-    from segloop.core.corrections import tune_on_painted
+    from segloop.core.corrections import FG_THRESHOLDS, tune_on_painted
     from segloop.core.normalize import normalize, percentile_range
     from segloop.core.predict import Predictor
 
@@ -261,7 +266,12 @@ def tune_thresholds(
         else:
             probabilities.append(predictor.predict(norm[None]))
     previous = model.instance_params()
-    chosen, table = tune_on_painted(probabilities, targets, previous)
+    candidates = [
+        t for t in FG_THRESHOLDS if t >= previous.fg_threshold - 1e-6
+    ] or [previous.fg_threshold]
+    chosen, table = tune_on_painted(
+        probabilities, targets, previous, candidates
+    )
     model.info.instances.update(
         fg_threshold=chosen.fg_threshold,
         seed_threshold=chosen.seed_threshold,

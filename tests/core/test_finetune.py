@@ -140,6 +140,25 @@ def test_sampler_centres_patches_on_painted_pixels() -> None:
     assert all((patch != IGNORE).any() for patch in y)
 
 
+def test_sampler_object_fraction_shows_the_few_painted_objects() -> None:
+    # a wide background stroke and one small painted object far from it
+    image = np.zeros((1, 200, 200), np.float32)
+    target = np.full((200, 200), IGNORE, np.int8)
+    target[10:190, 10:60] = 0
+    target[150:154, 170:174] = 1
+
+    def patches_with_object(fraction: float) -> int:
+        sampler = PaintedPatchSampler(
+            [image], [target], (32, 32), elastic=0.0, object_fraction=fraction
+        )
+        _, y = sampler(np.random.default_rng(0), 40)
+        return sum(bool((patch > 0).any()) for patch in y)
+
+    assert patches_with_object(1.0) == 40
+    assert patches_with_object(0.0) == 0
+    assert 10 <= patches_with_object(0.5) <= 30
+
+
 def test_split_holds_back_whole_regions() -> None:
     _, labels, corrections = _task()
     targets = corrections_to_targets(corrections)
@@ -497,6 +516,23 @@ def test_painted_scores_count_found_missed_and_false_objects() -> None:
     labels[28:34, 28:34] = 2  # on painted background: false
     labels[0:3, 30:33] = 3  # unpainted: not counted
     assert painted_scores(labels, targets) == (1, 1, 1)
+
+
+def test_touching_painted_nuclei_count_as_two_objects() -> None:
+    from segloop.core.corrections import painted_objects, painted_scores
+
+    # three nuclei in a row, painted with the boundaries between them
+    truth = np.zeros((30, 50), np.int32)
+    for k in range(3):
+        truth[5:20, 5 + 12 * k : 17 + 12 * k] = k + 1
+    targets = instances_to_classes(truth).astype(np.int8)
+    objects, n_objects = painted_objects(targets)
+    assert n_objects == 3
+    for k in range(1, 4):
+        assert set(np.unique(objects[truth == k])) == {k}
+    assert painted_scores(truth, targets) == (3, 0, 0)
+    merged = (truth > 0).astype(np.int32)  # one prediction over all
+    assert painted_scores(merged, targets) == (0, 0, 3)
 
 
 def test_thresholds_tuned_on_painting_drop_a_faint_false_object() -> None:

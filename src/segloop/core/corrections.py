@@ -18,6 +18,9 @@ from scipy import ndimage
 from segloop.core.errors import InputError
 from segloop.core.targets import IGNORE, instances_to_classes
 
+#: Foreground thresholds :func:`tune_on_painted` tries by default.
+FG_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
+
 
 def corrections_to_targets(
     corrections: np.ndarray, n_classes: int = 3
@@ -154,15 +157,45 @@ def count_painted(
     return pixels, objects
 
 
+def painted_objects(targets: np.ndarray) -> tuple[np.ndarray, int]:
+    """The objects a painting shows, as instance labels.
+
+    Each connected region of painted interior (class 1) is one object,
+    grown over the painted boundary (class 2) around it, so touching
+    nuclei painted with a boundary between them stay apart. Object
+    pixels that no interior reaches (a boundary stroke alone) are left
+    out; with no interior painted at all (a 2-class model), each
+    connected region of the object classes is one object.
+
+    Parameters
+    ----------
+    targets : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Class targets (0 background, > 0 object classes, ``IGNORE``
+        unpainted).
+
+    Returns
+    -------
+    (ndarray of int32, int)
+        Labels 1..N (0 elsewhere) and N.
+    """
+    from skimage.segmentation import expand_labels
+
+    interior, n_objects = ndimage.label(targets == 1)
+    if n_objects == 0:
+        return ndimage.label(targets > 0)
+    grown = expand_labels(interior, distance=3)
+    grown[targets <= 0] = 0
+    return grown.astype(np.int32), n_objects
+
+
 def painted_scores(
     labels: np.ndarray, targets: np.ndarray
 ) -> tuple[int, int, int]:
     """Object matches of instance labels against painted corrections.
 
-    The painted objects are the connected regions of the object classes
-    (interior, boundary) of ``targets``, each taken as one whole object.
-    A painted object is found (TP) when a predicted object overlaps it
-    with IoU ≥ 0.5, else missed (FN); a predicted object lying mostly
+    The painted objects are those of :func:`painted_objects`. One is
+    found (TP) when a predicted object overlaps it with IoU ≥ 0.5, else
+    missed (FN); a predicted object lying mostly
     (> 50 % of its pixels) on pixels painted background is a false
     positive (FP). Unpainted pixels count for nothing else.
 
@@ -183,7 +216,7 @@ def painted_scores(
 
     labels = np.asarray(labels)
     targets = np.asarray(targets)
-    painted, n_painted = ndimage.label(targets > 0)
+    painted, n_painted = painted_objects(targets)
     tp = 0
     if n_painted and labels.any():
         iou = iou_matrix(painted, labels)
@@ -202,7 +235,7 @@ def tune_on_painted(
     probabilities: Sequence[np.ndarray],
     targets: Sequence[np.ndarray],
     params: Any,
-    fg_thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8),
+    fg_thresholds: Sequence[float] = FG_THRESHOLDS,
     seed_thresholds: Sequence[float] | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Choose instance thresholds that best fit the painted corrections.
