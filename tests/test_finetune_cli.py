@@ -190,9 +190,7 @@ def test_cpu_clock_and_thresholds_fitted_to_the_painting(
     assert 0.5 <= chosen['fg_threshold'] <= 0.8
 
 
-def test_threshold_fit_never_lowers_the_foreground_threshold(
-    parent, painted
-):
+def test_threshold_fit_never_lowers_the_foreground_threshold(parent, painted):
     from segloop.core.finetune import corrections_to_targets
     from segloop.finetuner import tune_thresholds
     from segloop.models.loaded import load_model as load
