@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from segloop.core.lazyview import LazyView
+
 RgbMethod = Literal['luminance', 'hematoxylin']
 RGB_METHODS: tuple[str, ...] = ('luminance', 'hematoxylin')
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -68,7 +70,7 @@ def rgb_to_grey(
     )
 
 
-class GreyView:
+class GreyView(LazyView):
     """A lazy one-channel view of a multi-sample (RGB) or inverted array.
 
     Parameters
@@ -112,18 +114,8 @@ class GreyView:
         if c_axis is not None:
             del shape[c_axis]
         self.shape = tuple(shape)
-        self.ndim = len(shape)
-        self.dtype = np.dtype(np.float32)
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """The whole view in memory (``numpy.asarray(view)``)."""
-        data = self[(slice(None),) * self.ndim]
-        return data if dtype is None else data.astype(dtype)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
         if self.c_axis is None:
             data = np.asarray(self.array[key], dtype=np.float32)
         else:

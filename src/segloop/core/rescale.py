@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from segloop.core.lazyview import LazyView
+
 
 def zoomed_shape(
     shape: Sequence[int], zoom: Sequence[float]
@@ -124,7 +126,7 @@ def zoom_nearest(array: np.ndarray, zoom: Sequence[float]) -> np.ndarray:
     return out
 
 
-class ZoomedView:
+class ZoomedView(LazyView):
     """A lazy, linearly zoomed view of a sliceable array.
 
     Slicing the view with step-1 slices on the zoomed axes reads only the
@@ -154,18 +156,8 @@ class ZoomedView:
         self.zoom = tuple(float(z) for z in zoom)
         self.source_shape = tuple(int(n) for n in array.shape)
         self.shape = zoomed_shape(self.source_shape, self.zoom)
-        self.dtype = np.dtype(np.float32)
-        self.ndim = len(self.shape)
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """The whole view in memory (``numpy.asarray(view)``)."""
-        data = self[(slice(None),) * self.ndim]
-        return data if dtype is None else data.astype(dtype)
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (self.ndim - len(key))
+    def _read(self, key: tuple[Any, ...]) -> np.ndarray:
         read: list[Any] = []
         plans: list[tuple[int, np.ndarray, int]] = []
         squeeze: list[int] = []
