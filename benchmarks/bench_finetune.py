@@ -314,6 +314,12 @@ def run_finetune(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--parent',
+        default='nuclei2d',
+        help='model to fine-tune (a 2D nuclei model with the nuclei2d '
+        'validation split in its provenance)',
+    )
     parser.add_argument('--paint-images', type=int, default=4)
     parser.add_argument(
         '--rounds',
@@ -387,7 +393,7 @@ def main() -> None:
         ['uptime'], capture_output=True, text=True, check=False
     ).stdout.strip()
 
-    parent = load_model('nuclei2d')
+    parent = load_model(args.parent)
     shift = load_labelled(DATA / 'shift2d' / 'train')
     order = np.random.default_rng(args.seed).permutation(len(shift))
     paint = [shift[i] for i in order[: args.paint_images]]
@@ -505,7 +511,7 @@ def main() -> None:
             and v is not None
             and v is not False
         ),
-        'parent_model': 'nuclei2d',
+        'parent_model': args.parent,
         'data': 'shift2d/train (H&E brightfield, inverted for the model)',
         'n_eval_images': len(held),
         'n_original_validation_images': len(original),
