@@ -372,9 +372,9 @@ def main() -> None:
     parser.add_argument(
         '--tune-thresholds',
         action='store_true',
-        help='after fine-tuning, fit the foreground and seed thresholds '
-        'to the painted corrections (segloop.core.corrections.'
-        'tune_on_painted)',
+        help='after fine-tuning, fit the foreground threshold (never '
+        'below the current one) to the painted corrections '
+        '(segloop.finetuner.tune_thresholds)',
     )
     parser.add_argument('--no-bf16', action='store_true')
     parser.add_argument(

@@ -40,6 +40,15 @@ KWARGS = {
     'block': (100, 100),
     'live_labels': False,
 }
+# the CLI arguments of KWARGS' tiles and blocks on a local 2-worker cluster
+CLI_LOCAL2 = [
+    '--tile',
+    '128,128',
+    '--block',
+    '100,100',
+    '--scheduler',
+    'local:2',
+]
 
 
 @pytest.fixture(scope='module')
@@ -189,12 +198,7 @@ def test_cli_scheduler_local_2(image_file, reference, tmp_path, capsys):
             str(image_file),
             '-o',
             str(output),
-            '--tile',
-            '128,128',
-            '--block',
-            '100,100',
-            '--scheduler',
-            'local:2',
+            *CLI_LOCAL2,
         ]
     )
     assert code == 0
@@ -258,12 +262,7 @@ def test_killed_cli_run_resumes_identically(client, tmp_path):
         str(path),
         '-o',
         str(output),
-        '--tile',
-        '128,128',
-        '--block',
-        '100,100',
-        '--scheduler',
-        'local:2',
+        *CLI_LOCAL2,
     ]
     process = subprocess.Popen(
         command,

@@ -195,9 +195,9 @@ def painted_scores(
 
     The painted objects are those of :func:`painted_objects`. One is
     found (TP) when a predicted object overlaps it with IoU ≥ 0.5, else
-    missed (FN); a predicted object lying mostly
-    (> 50 % of its pixels) on pixels painted background is a false
-    positive (FP). Unpainted pixels count for nothing else.
+    missed (FN); a predicted object lying mostly (> 50 % of its pixels)
+    on pixels painted background is a false positive (FP). Unpainted
+    pixels count for nothing else.
 
     Parameters
     ----------
