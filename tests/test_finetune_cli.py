@@ -170,8 +170,8 @@ def test_python_save_keeps_parent_settings(tmp_path, parent, painted):
     assert reloaded.info.network == model.info.network
 
 
-def test_cpu_clock_and_thresholds_fitted_to_the_painting(
-    tmp_path, parent, painted
+def test_cpu_clock_blend_and_thresholds_fitted_to_the_painting(
+    tmp_path, parent, painted, capsys
 ):
     out = tmp_path / 'new'
     argv = [
@@ -179,15 +179,26 @@ def test_cpu_clock_and_thresholds_fitted_to_the_painting(
         '--clock',
         'cpu',
         '--tune-thresholds',
+        '--interpolate',
+        '1',
     ]
     assert main(argv) == 0
     config = json.loads((out / 'config.json').read_text())
     finetune = config['provenance']['finetune']
     assert finetune['config']['clock'] == 'cpu'
+    assert finetune['config']['interpolate'] == 1.0
     chosen = finetune['thresholds']
-    assert config['instances']['fg_threshold'] == chosen['fg_threshold']
-    assert config['instances']['seed_threshold'] == chosen['seed_threshold']
+    for key in ('fg_threshold', 'seed_threshold', 'min_size'):
+        assert config['instances'][key] == chosen[key]
     assert 0.5 <= chosen['fg_threshold'] <= 0.8
+    from segloop.models.loaded import load_model as load
+
+    own = load(parent).instance_params().min_size
+    assert chosen['min_size'] in (own, 2 * own)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv[:-1], '1.5'])
+    assert exit_info.value.code == 2
+    assert 'must be in [0, 1]' in capsys.readouterr().err
 
 
 def test_threshold_fit_never_lowers_the_foreground_threshold(parent, painted):
@@ -200,6 +211,9 @@ def test_threshold_fit_never_lowers_the_foreground_threshold(parent, painted):
     image = tifffile.imread(painted['image'])
     targets = corrections_to_targets(tifffile.imread(painted['corrections']))
     _, summary = tune_thresholds(model, image, targets)
-    assert [row['fg_threshold'] for row in summary['table']] == [0.7, 0.8]
+    assert sorted({row['fg_threshold'] for row in summary['table']}) == [
+        0.7,
+        0.8,
+    ]
     assert summary['chosen']['fg_threshold'] >= 0.7
     assert model.instance_params().fg_threshold >= 0.7

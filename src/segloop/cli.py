@@ -51,6 +51,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _weight(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'must be in [0, 1], got {value}')
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -673,6 +680,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         bf16=not args.fp32,
         clock=args.clock,
+        **(
+            {'interpolate': args.interpolate}
+            if args.interpolate is not None
+            else {}
+        ),
     )
     events = iter_finetune_files(
         args.image,
@@ -755,8 +767,9 @@ def _add_finetune_parser(sub: Any) -> None:
     ft.add_argument(
         '--tune-thresholds',
         action='store_true',
-        help='afterwards, fit the foreground threshold of the new model '
-        'to the painted corrections (never below the current one)',
+        help='afterwards, fit the foreground threshold (never below the '
+        'current one) and minimum object size (the current one or twice '
+        'it) of the new model to the painted corrections',
     )
     ft.add_argument('--lr', type=float, default=3e-3)
     ft.add_argument('--batch-size', type=_positive_int, default=8)
@@ -764,6 +777,12 @@ def _add_finetune_parser(sub: Any) -> None:
         '--patch', type=_shape, help='patch size (default 96 or 8,96,96)'
     )
     ft.add_argument('--freeze-encoder', action='store_true')
+    ft.add_argument(
+        '--interpolate',
+        type=_weight,
+        help='share of the fine-tuned weights in the new model, the rest '
+        "the parent's (default 0.6; 1: no blend, adapts and forgets most)",
+    )
     ft.add_argument(
         '--val-fraction',
         type=_fraction,

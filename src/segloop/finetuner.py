@@ -223,8 +223,11 @@ def tune_thresholds(
 
     Segments each painted image with ``model`` and picks the foreground
     threshold (0.5 to 0.8, not below the current one; the seed threshold
-    is kept) whose instances best match the painted objects and
-    background (:func:`segloop.core.corrections.tune_on_painted`).
+    is kept) and the minimum object size (the current one or twice it)
+    whose instances best match the painted objects and background
+    (:func:`segloop.core.corrections.tune_on_painted`). Painted-out false
+    detections are often small fragments, which the larger minimum size
+    removes; painted objects smaller than it count against it.
 
     Lower thresholds are not tried: the model was just trained on these
     very pixels, so the false detections painted there are gone at any
@@ -270,11 +273,16 @@ def tune_thresholds(
         t for t in FG_THRESHOLDS if t >= previous.fg_threshold - 1e-6
     ] or [previous.fg_threshold]
     chosen, table = tune_on_painted(
-        probabilities, targets, previous, candidates
+        probabilities,
+        targets,
+        previous,
+        candidates,
+        min_sizes=sorted({previous.min_size, 2 * previous.min_size}),
     )
     model.info.instances.update(
         fg_threshold=chosen.fg_threshold,
         seed_threshold=chosen.seed_threshold,
+        min_size=chosen.min_size,
     )
     summary = {
         'chosen': chosen.to_dict(),
@@ -286,7 +294,12 @@ def tune_thresholds(
         finetune['thresholds'] = {
             'fg_threshold': chosen.fg_threshold,
             'seed_threshold': chosen.seed_threshold,
-            'previous': [previous.fg_threshold, previous.seed_threshold],
+            'min_size': chosen.min_size,
+            'previous': [
+                previous.fg_threshold,
+                previous.seed_threshold,
+                previous.min_size,
+            ],
         }
     return model, summary
 

@@ -556,3 +556,82 @@ def test_thresholds_tuned_on_painting_drop_a_faint_false_object() -> None:
     assert len(grid) == 2
     best = max(r['accuracy'] for r in rows)
     assert best == 1.0
+
+
+def test_min_size_tuned_on_painting_drops_a_small_false_object() -> None:
+    from segloop.core.corrections import tune_on_painted
+    from segloop.core.instances import InstanceParams
+
+    targets = np.full((48, 48), IGNORE, np.int8)
+    prob = np.zeros((3, 48, 48), np.float32)
+    prob[0] = 1.0
+    targets[4:16, 4:16] = 1  # a true object of 144 px, confident
+    prob[:, 4:16, 4:16] = np.array([0.05, 0.95, 0.0])[:, None, None]
+    targets[28:44, 28:44] = 0  # painted background with a confident speck
+    prob[:, 34:39, 34:39] = np.array([0.05, 0.95, 0.0])[:, None, None]
+    params = InstanceParams(fg_threshold=0.5, seed_threshold=0.5, min_size=8)
+    kept, _ = tune_on_painted([prob], [targets], params)
+    assert kept.min_size == 8  # not a candidate unless asked
+    chosen, rows = tune_on_painted(
+        [prob], [targets], params, (0.5,), min_sizes=(8, 16, 32, 256)
+    )
+    # the 25 px speck goes at 32; 256 would drop the true object too
+    assert chosen.min_size == 32
+    scores = {row['min_size']: row['accuracy'] for row in rows}
+    assert scores[8] == scores[16] == 0.5
+    assert scores[32] == 1.0
+    assert scores[256] == 0.0
+
+
+def test_batchnorm_statistics_recomputed_on_the_training_mix(
+    tiny_unet_2d: UNet,
+) -> None:
+    from segloop.core.forgetting import recompute_batchnorm
+
+    def sample(rng: np.random.Generator, n: int):
+        x = rng.normal(3.0, 2.0, size=(n, 1, 32, 32)).astype(np.float32)
+        return x, np.zeros((n, 32, 32), np.int8)
+
+    norms = [
+        m
+        for m in tiny_unet_2d.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+    first = norms[0]
+    seen: list[torch.Tensor] = []
+    hook = first.register_forward_pre_hook(
+        lambda _, args: seen.append(args[0].mean(dim=(0, 2, 3)))
+    )
+    weights = {k: v.clone() for k, v in tiny_unet_2d.named_parameters()}
+    encoder = _state(tiny_unet_2d.encoders)
+
+    def run(exclude=None):
+        seen.clear()
+        recompute_batchnorm(
+            tiny_unet_2d,
+            sample,
+            np.random.default_rng(0),
+            batch_size=4,
+            n_batches=5,
+            device=torch.device('cpu'),
+            bf16=False,
+            exclude=exclude,
+        )
+
+    last = norms[-1].running_mean.clone()
+    run(exclude=tiny_unet_2d.encoders)  # a frozen encoder keeps its own
+    assert _same(_state(tiny_unet_2d.encoders), encoder)
+    assert not torch.equal(norms[-1].running_mean, last)
+    run()
+    hook.remove()
+    # equal-weight average of the 5 batches' means, no momentum blend
+    assert len(seen) == 5
+    assert torch.allclose(first.running_mean, torch.stack(seen).mean(0))
+    assert first.momentum == 0.1
+    assert not tiny_unet_2d.training
+    assert all(
+        torch.equal(v, weights[k]) for k, v in tiny_unet_2d.named_parameters()
+    )
+    again = _state(tiny_unet_2d)
+    run()  # the same batches, dropout off: the same statistics
+    assert _same(_state(tiny_unet_2d), again)

@@ -110,6 +110,11 @@ def test_retrain_learns_the_corrections_and_segments_again(
             corrections.paint((y, x), 1)
     painted = corrections.data[:] == 1
     assert len(np.unique(before[painted])) > 5
+    from segloop.core.finetune import FinetuneConfig
+
+    blend = widget.retrain.settings.interpolate
+    assert blend.value() == FinetuneConfig().interpolate
+    blend.setValue(0.8)  # keep more of the retrained weights
 
     _retrain(widget, qtbot)
 
@@ -131,6 +136,7 @@ def test_retrain_learns_the_corrections_and_segments_again(
         painted.sum()
     )
     assert provenance['steps'] == 8
+    assert provenance['finetune']['config']['interpolate'] == 0.8
     assert panel.save_model(tmp_path / 'my model') is None  # never overwrites
 
 

@@ -9,6 +9,7 @@ the user touched (:func:`touched_mask`).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -237,6 +238,7 @@ def tune_on_painted(
     params: Any,
     fg_thresholds: Sequence[float] = FG_THRESHOLDS,
     seed_thresholds: Sequence[float] | None = None,
+    min_sizes: Sequence[int] | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Choose instance thresholds that best fit the painted corrections.
 
@@ -258,13 +260,16 @@ def tune_on_painted(
         threshold (a painting of a few dozen objects rarely tells seed
         thresholds apart: ties were broken arbitrarily and the choice
         did not carry over to other images).
+    min_sizes : sequence of int, optional
+        Candidate minimum object sizes in pixels (voxels); None keeps
+        ``params``' minimum size.
 
     Returns
     -------
     (InstanceParams, list of dict)
-        The chosen settings and one row per candidate pair
-        (``fg_threshold``, ``seed_threshold``, ``tp``, ``fp``, ``fn``,
-        ``accuracy``).
+        The chosen settings and one row per candidate
+        (``fg_threshold``, ``seed_threshold``, ``min_size``, ``tp``,
+        ``fp``, ``fn``, ``accuracy``).
     """
     from dataclasses import replace
 
@@ -272,33 +277,43 @@ def tune_on_painted(
 
     if seed_thresholds is None:
         seed_thresholds = (params.seed_threshold,)
+    if min_sizes is None:
+        min_sizes = (params.min_size,)
     rows, best = [], None
-    for fg in fg_thresholds:
-        for seed in seed_thresholds:
-            candidate = replace(
-                params, fg_threshold=float(fg), seed_threshold=float(seed)
-            )
-            tp = fp = fn = 0
-            for prob, target in zip(probabilities, targets, strict=True):
-                labels = probabilities_to_instances(prob, candidate)
-                a, b, c = painted_scores(labels, target)
-                tp, fp, fn = tp + a, fp + b, fn + c
-            accuracy = tp / max(1, tp + fp + fn)
-            rows.append(
-                {
-                    'fg_threshold': float(fg),
-                    'seed_threshold': float(seed),
-                    'tp': tp,
-                    'fp': fp,
-                    'fn': fn,
-                    'accuracy': accuracy,
-                }
-            )
-            distance = abs(fg - params.fg_threshold) + abs(
-                seed - params.seed_threshold
-            )
-            key = (-accuracy, distance)
-            if best is None or key < best[0]:
-                best = (key, candidate)
+    for fg, seed, min_size in itertools.product(
+        fg_thresholds, seed_thresholds, min_sizes
+    ):
+        candidate = replace(
+            params,
+            fg_threshold=float(fg),
+            seed_threshold=float(seed),
+            min_size=int(min_size),
+        )
+        tp = fp = fn = 0
+        for prob, target in zip(probabilities, targets, strict=True):
+            labels = probabilities_to_instances(prob, candidate)
+            a, b, c = painted_scores(labels, target)
+            tp, fp, fn = tp + a, fp + b, fn + c
+        accuracy = tp / max(1, tp + fp + fn)
+        rows.append(
+            {
+                'fg_threshold': float(fg),
+                'seed_threshold': float(seed),
+                'min_size': int(min_size),
+                'tp': tp,
+                'fp': fp,
+                'fn': fn,
+                'accuracy': accuracy,
+            }
+        )
+        # ties: the candidate nearest the current settings
+        distance = (
+            abs(fg - params.fg_threshold)
+            + abs(seed - params.seed_threshold)
+            + abs(min_size - params.min_size) / max(1, params.min_size)
+        )
+        key = (-accuracy, distance)
+        if best is None or key < best[0]:
+            best = (key, candidate)
     assert best is not None
     return best[1], rows

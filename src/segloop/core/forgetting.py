@@ -9,16 +9,22 @@ added to the masked loss of :func:`segloop.core.training.iter_train`:
 - **L2-SP**: the squared distance of the trainable weights to the
   parent's weights (Li et al., ICML 2018);
 
-and one applied after training:
+and two applied after training:
 
 - **weight interpolation** (WiSE-FT, Wortsman et al., CVPR 2022): the
-  returned weights are a blend of the fine-tuned and the parent's.
+  returned weights are a blend of the fine-tuned and the parent's;
+- **batch-norm statistics recomputed** for the blended weights: a blend
+  of two networks' running statistics is not what the blended network
+  computes (Jordan et al., "REPAIR", ICLR 2023), so they are estimated
+  again on batches of the training mix, as SWA does after averaging.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -169,3 +175,66 @@ def interpolate_weights(model: UNet, parent: UNet, weight: float) -> UNet:
             if not torch.equal(value, anchor):  # frozen parts stay exact
                 value.mul_(weight).add_(anchor, alpha=1.0 - weight)
     return model
+
+
+def recompute_batchnorm(
+    model: UNet,
+    sample: Callable[[np.random.Generator, int], tuple[np.ndarray, ...]],
+    rng: np.random.Generator,
+    *,
+    batch_size: int,
+    n_batches: int,
+    device: torch.device,
+    bf16: bool = True,
+    exclude: torch.nn.Module | None = None,
+) -> UNet:
+    """Estimate the batch-norm running statistics of ``model`` anew.
+
+    The statistics are reset, then averaged (equal weight per batch) over
+    ``n_batches`` forward passes of ``sample(rng, batch_size)`` with
+    dropout off; no weight changes.
+
+    Parameters
+    ----------
+    model : UNet
+        Changed in place; returned in eval mode.
+    sample : callable
+        ``sample(rng, n) -> (x, ...)`` with ``x`` float32 of shape
+        (n, C, *spatial): the batches training drew from (painted and
+        replayed patches).
+    rng : numpy.random.Generator
+    batch_size, n_batches : int
+    device : torch.device
+    bf16 : bool
+        Autocast as in training.
+    exclude : torch.nn.Module, optional
+        A part whose statistics stay as they are (a frozen encoder).
+
+    Returns
+    -------
+    UNet
+        ``model``.
+    """
+    skip = set(exclude.modules()) if exclude is not None else set()
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        and m not in skip
+    ]
+    if not norms or n_batches < 1:
+        return model
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+        m.train()
+    with torch.inference_mode():
+        for _ in range(n_batches):
+            x = torch.from_numpy(sample(rng, batch_size)[0]).to(device)
+            with autocast(device, bf16):
+                model(x.contiguous(memory_format=model.memory_format))
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return model.eval()

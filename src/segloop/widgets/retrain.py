@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 DEFAULT_STEPS = 1000
 DEFAULT_TIME_LIMIT_S = 120
 DEFAULT_LEARNING_RATE = 3e-3
+DEFAULT_INTERPOLATE = 0.6
 LEGEND = (
     'Paint 1 background, 2 object, 3 boundary (0 = not painted, ignored) '
     'where the model is wrong, or fix the labels layer itself; then '
@@ -76,13 +77,17 @@ def _remove_model_folders() -> None:
 
 
 class TrainingSettings(CollapsibleForm):
-    """Learning rate and encoder freezing, hidden until opened.
+    """Learning rate, blend and encoder freezing, hidden until opened.
 
     Attributes
     ----------
     learning_rate : QDoubleSpinBox
+    interpolate : QDoubleSpinBox
+        Share of the retrained weights in the new model (the rest: the
+        current model's).
     fit_thresholds : QCheckBox
-        Fit the new model's foreground threshold to the corrections.
+        Fit the new model's foreground threshold and minimum object size
+        to the corrections.
     freeze_encoder : QCheckBox
         Train only the decoder (less forgetting, less adaptation).
     """
@@ -98,17 +103,29 @@ class TrainingSettings(CollapsibleForm):
             'AdamW learning rate (3e-3 scored best on the domain-shift '
             'benchmark)'
         )
-        self.fit_thresholds = QCheckBox('fit the object threshold')
+        self.interpolate = QDoubleSpinBox()
+        self.interpolate.setDecimals(2)
+        self.interpolate.setRange(0.0, 1.0)
+        self.interpolate.setSingleStep(0.05)
+        self.interpolate.setValue(DEFAULT_INTERPOLATE)
+        self.interpolate.setToolTip(
+            'Share of the retrained weights in the new model, the rest '
+            "the current model's: lower forgets less of what the model "
+            'knew, higher adapts more to your images (1: no blend)'
+        )
+        self.fit_thresholds = QCheckBox('fit the object settings')
         self.fit_thresholds.setChecked(True)
         self.fit_thresholds.setToolTip(
-            'After training, choose the foreground threshold whose objects '
-            'best match your corrections (segments the painted part once)'
+            'After training, choose the foreground threshold and minimum '
+            'object size whose objects best match your corrections '
+            '(segments the painted part once)'
         )
         self.freeze_encoder = QCheckBox('freeze encoder')
         self.freeze_encoder.setToolTip(
             'Train only the decoder: forgets less, adapts less'
         )
         self.rows.addRow('learning rate', self.learning_rate)
+        self.rows.addRow('retrained share', self.interpolate)
         self.rows.addRow(self.fit_thresholds)
         self.rows.addRow(self.freeze_encoder)
 
@@ -315,6 +332,7 @@ class RetrainPanel(QGroupBox):
             'time_limit_s': float(self.time_limit.value()),
             'learning_rate': float(self.settings.learning_rate.value()),
             'freeze_encoder': self.settings.freeze_encoder.isChecked(),
+            'interpolate': float(self.settings.interpolate.value()),
         }
         worker = thread_worker(
             run_retrain,

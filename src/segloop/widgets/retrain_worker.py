@@ -155,9 +155,10 @@ def run_retrain(
         The zoom per network axis of the Segment run (``diameter``):
         training sees the image and corrections at that scale too.
     fit_thresholds : bool
-        Afterwards, fit the new model's foreground threshold to the
-        corrections (:func:`segloop.finetuner.tune_thresholds`: segments
-        the painted planes once more).
+        Afterwards, fit the new model's foreground threshold and minimum
+        object size to the corrections
+        (:func:`segloop.finetuner.tune_thresholds`: segments the painted
+        planes once more).
 
     Yields
     ------
