@@ -76,6 +76,20 @@ def _remove_model_folders() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _number_box(
+    limits: tuple[float, float, float, int], value: float, tooltip: str
+) -> QDoubleSpinBox:
+    """A spin box; ``limits``: (minimum, maximum, step, decimals)."""
+    low, high, step, decimals = limits
+    box = QDoubleSpinBox()
+    box.setDecimals(decimals)
+    box.setRange(low, high)
+    box.setSingleStep(step)
+    box.setValue(value)
+    box.setToolTip(tooltip)
+    return box
+
+
 class TrainingSettings(CollapsibleForm):
     """Learning rate, blend and encoder freezing, hidden until opened.
 
@@ -94,24 +108,18 @@ class TrainingSettings(CollapsibleForm):
 
     def __init__(self) -> None:
         super().__init__('Training settings')
-        self.learning_rate = QDoubleSpinBox()
-        self.learning_rate.setDecimals(5)
-        self.learning_rate.setRange(1e-5, 0.1)
-        self.learning_rate.setSingleStep(5e-4)
-        self.learning_rate.setValue(DEFAULT_LEARNING_RATE)
-        self.learning_rate.setToolTip(
+        self.learning_rate = _number_box(
+            (1e-5, 0.1, 5e-4, 5),
+            DEFAULT_LEARNING_RATE,
             'AdamW learning rate (3e-3 scored best on the domain-shift '
-            'benchmark)'
+            'benchmark)',
         )
-        self.interpolate = QDoubleSpinBox()
-        self.interpolate.setDecimals(2)
-        self.interpolate.setRange(0.0, 1.0)
-        self.interpolate.setSingleStep(0.05)
-        self.interpolate.setValue(DEFAULT_INTERPOLATE)
-        self.interpolate.setToolTip(
+        self.interpolate = _number_box(
+            (0.0, 1.0, 0.05, 2),
+            DEFAULT_INTERPOLATE,
             'Share of the retrained weights in the new model, the rest '
             "the current model's: lower forgets less of what the model "
-            'knew, higher adapts more to your images (1: no blend)'
+            'knew, higher adapts more to your images (1: no blend)',
         )
         self.fit_thresholds = QCheckBox('fit the object settings')
         self.fit_thresholds.setChecked(True)
