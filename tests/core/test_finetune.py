@@ -263,11 +263,21 @@ def test_finetune_3d_and_2d_model_on_a_volume(
                 model,
                 image,
                 corrections,
-                _config(steps=3, patch_shape=patch, val_fraction=0.0),
+                # batch 4: batch norm adapted, then recomputed on 2 batches
+                _config(
+                    steps=3,
+                    patch_shape=patch,
+                    val_fraction=0.0,
+                    batch_size=4,
+                    norm_batches=2,
+                ),
             )
         )
         assert len(events) == 3
         assert np.isfinite(result.final_loss)
+        old, new = _state(model), _state(result.model)
+        means = [k for k in old if k.endswith('running_mean')]
+        assert all(not torch.equal(old[k], new[k]) for k in means)
 
 
 def test_user_mistakes_are_clear(tiny_unet_2d: UNet) -> None:
