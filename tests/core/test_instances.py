@@ -79,3 +79,27 @@ def test_metric_by_hand() -> None:
     assert (at_six.tp, at_six.fp, at_six.fn) == (0, 2, 2)
     pooled = evaluate_pairs([(truth, pred), (truth, truth)], (0.5,))[0]
     assert (pooled.tp, pooled.fp, pooled.fn) == (3, 1, 1)
+
+
+def test_one_watershed_serves_every_minimum_size() -> None:
+    from dataclasses import replace
+
+    from segloop.core.instances import finish_instances, watershed_regions
+
+    _, labels = blobs((64, 64), n=8, radius=5, seed=3)
+    labels[2:5, 2:5] = labels.max() + 1  # a 9-pixel speck
+    prob = _ideal_probabilities(labels)
+    params = InstanceParams(min_size=4)
+    regions = watershed_regions(prob, params)
+    kept = regions.copy()
+    sizes = []
+    for min_size in (4, 16, 400):
+        setting = replace(params, min_size=min_size)
+        shared = finish_instances(regions, setting)
+        assert np.array_equal(
+            shared, probabilities_to_instances(prob, setting)
+        )
+        sizes.append(int(shared.max()))
+    assert np.array_equal(regions, kept)  # not modified
+    assert sizes[0] == sizes[1] + 1  # the speck goes at 16
+    assert sizes[2] < sizes[1]

@@ -273,47 +273,46 @@ def tune_on_painted(
     """
     from dataclasses import replace
 
-    from segloop.core.instances import probabilities_to_instances
+    from segloop.core.instances import finish_instances, watershed_regions
 
     if seed_thresholds is None:
         seed_thresholds = (params.seed_threshold,)
     if min_sizes is None:
         min_sizes = (params.min_size,)
     rows, best = [], None
-    for fg, seed, min_size in itertools.product(
-        fg_thresholds, seed_thresholds, min_sizes
-    ):
-        candidate = replace(
-            params,
-            fg_threshold=float(fg),
-            seed_threshold=float(seed),
-            min_size=int(min_size),
+    for fg, seed in itertools.product(fg_thresholds, seed_thresholds):
+        thresholds = replace(
+            params, fg_threshold=float(fg), seed_threshold=float(seed)
         )
-        tp = fp = fn = 0
-        for prob, target in zip(probabilities, targets, strict=True):
-            labels = probabilities_to_instances(prob, candidate)
-            a, b, c = painted_scores(labels, target)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        accuracy = tp / max(1, tp + fp + fn)
-        rows.append(
-            {
-                'fg_threshold': float(fg),
-                'seed_threshold': float(seed),
-                'min_size': int(min_size),
-                'tp': tp,
-                'fp': fp,
-                'fn': fn,
-                'accuracy': accuracy,
-            }
-        )
-        # ties: the candidate nearest the current settings
-        distance = (
-            abs(fg - params.fg_threshold)
-            + abs(seed - params.seed_threshold)
-            + abs(min_size - params.min_size) / max(1, params.min_size)
-        )
-        key = (-accuracy, distance)
-        if best is None or key < best[0]:
-            best = (key, candidate)
+        # one watershed per image; the minimum size only filters it
+        regions = [watershed_regions(p, thresholds) for p in probabilities]
+        for min_size in min_sizes:
+            candidate = replace(thresholds, min_size=int(min_size))
+            tp = fp = fn = 0
+            for region, target in zip(regions, targets, strict=True):
+                labels = finish_instances(region, candidate)
+                a, b, c = painted_scores(labels, target)
+                tp, fp, fn = tp + a, fp + b, fn + c
+            accuracy = tp / max(1, tp + fp + fn)
+            rows.append(
+                {
+                    'fg_threshold': float(fg),
+                    'seed_threshold': float(seed),
+                    'min_size': int(min_size),
+                    'tp': tp,
+                    'fp': fp,
+                    'fn': fn,
+                    'accuracy': accuracy,
+                }
+            )
+            # ties: the candidate nearest the current settings
+            distance = (
+                abs(fg - params.fg_threshold)
+                + abs(seed - params.seed_threshold)
+                + abs(min_size - params.min_size) / max(1, params.min_size)
+            )
+            key = (-accuracy, distance)
+            if best is None or key < best[0]:
+                best = (key, candidate)
     assert best is not None
     return best[1], rows

@@ -122,6 +122,26 @@ def probabilities_to_instances(
         0 background, objects 1..N.
     """
     params = params or InstanceParams()
+    regions = watershed_regions(probabilities, params, sampling)
+    return finish_instances(regions, params)
+
+
+def watershed_regions(
+    probabilities: np.ndarray,
+    params: InstanceParams,
+    sampling: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The regions of :func:`probabilities_to_instances` before clean-up.
+
+    Uses the thresholds, ``h`` and ``smooth`` of ``params`` only; the
+    minimum size and hole filling are :func:`finish_instances`' (so one
+    watershed serves several of those settings).
+
+    Returns
+    -------
+    ndarray of int, shape spatial
+        0 background, > 0 regions (not numbered consecutively).
+    """
     spatial = probabilities.shape[1:]
     sampling = tuple(sampling or (1.0,) * len(spatial))
     foreground, interior = instance_masks(probabilities, params)
@@ -130,7 +150,21 @@ def probabilities_to_instances(
     orphans, n_orphans = ndi.label(foreground & (labels == 0))
     if n_orphans:
         labels = np.where(orphans > 0, orphans + labels.max(), labels)
-    labels = _clean(labels, params)
+    return labels
+
+
+def finish_instances(
+    regions: np.ndarray, params: InstanceParams
+) -> np.ndarray:
+    """Drop regions under ``min_size``, fill holes, number them 1..N.
+
+    ``regions`` (from :func:`watershed_regions`) is not modified.
+
+    Returns
+    -------
+    ndarray of int32, same shape
+    """
+    labels = _clean(regions, params)
     return relabel_sequential(labels)[0].astype(np.int32)
 
 
