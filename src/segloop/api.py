@@ -29,8 +29,8 @@ from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
 from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.tiling import tile_grid
 from segloop.core.uncertainty import MEASURES
-from segloop.engine import BlockDone, SegmentJob, check_image
-from segloop.inputs import check_tile, plan_zoom, prepare_input
+from segloop.engine import BlockDone, SegmentJob
+from segloop.inputs import check_image, check_tile, plan_zoom, prepare_input
 from segloop.io.readers import ImageSource, open_image
 from segloop.models.loaded import Model, load_model
 

@@ -26,169 +26,67 @@ run resumes from the ledger (``resume=True``) and ends with the same
 arrays as an uninterrupted one.
 
 Object size (``diameter``): blocks stay on the *original* grid; the
-network runs on a lazy, linearly zoomed view of the input
-(:class:`segloop.core.rescale.ZoomedView`) whose tile grid is anchored to
-the whole zoomed volume. Block sizes and the zoom are matched so that
-each block's zoomed extent is whole tile strides
-(:meth:`SegmentJob._zoomed_block`; the zoom moves by < 0.2 %): a block
-runs exactly its own tiles (no tile runs twice), and its probabilities
-are resampled linearly back to the original grid
-(:func:`segloop.core.rescale.unzoom`) before the instance step; the one
-zoomed pixel past a block face that its border pixels interpolate from,
-and its label margin, come from its edge tiles' outer margins, as the
-label context does without zoom. Chosen over "zoom the whole input, run
-into a zoomed store, zoom the outputs back" because (1) nothing the size
-of the image is held or written twice (memory follows the block, as
-without zoom); (2) the stored probabilities are on the input's grid, so
-the output has the input's shape and labels made from them agree with
-``segloop relabel``; (3) resumed and view-first runs give the same
-arrays (the result depends on the block size only along block faces,
-and the block size is part of the run's signature).
+network runs on a lazy, linearly zoomed view of the input, with block
+sizes and the zoom matched so that no tile runs for two blocks; how,
+and why this was chosen over zooming the whole input, is in
+:mod:`segloop.engine_plan`.
+
+This module keeps the plan and the loop over blocks; :class:`SegmentJob`
+takes the rest from its sibling modules: :mod:`segloop.engine_plan`
+(block shape, zoom alignment, label margin), :mod:`segloop.engine_block`
+(one block: read, predict, label, write), :mod:`segloop.engine_settle`
+(final ids: settle, then stitch) and :mod:`segloop.engine_workers` (the
+plan sent to distributed workers and reopened there). The input's checks
+and conversion are in :mod:`segloop.inputs`.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import math
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from segloop.core.blocks import (
-    Block,
-    BlockQueue,
-    TileGeometry,
-    block_input_ranges,
-    block_tile_starts,
-    check_block_shape,
-    default_block_shape,
-    iter_block,
-    plan_blocks,
-    read_reflected,
-)
+from segloop import engine_plan
+from segloop.core.blocks import BlockQueue, TileGeometry, plan_blocks
 from segloop.core.checkpoint import package_version, weights_hash
 from segloop.core.config import TileConfig
 from segloop.core.errors import InputError
 from segloop.core.events import drain
-from segloop.core.instances import InstanceParams, probabilities_to_instances
-from segloop.core.normalize import normalize, percentile_range
+from segloop.core.instances import InstanceParams
+from segloop.core.normalize import percentile_range
 from segloop.core.objsize import scaled_instance_params
 from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
-from segloop.core.relabel import (
-    extended_region,
-    mask_digest,
-    ordered_map,
-    settle_block,
+from segloop.core.rescale import ZoomedView, zoomed_shape
+from segloop.core.stitch import id_stride
+from segloop.core.uncertainty import MEASURES
+from segloop.engine_block import BlockDone, BlockStepsMixin
+from segloop.engine_plan import (  # re-exported
+    PLANES_PER_BLOCK as PLANES_PER_BLOCK,
 )
-from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
-from segloop.core.stitch import id_stride, offset_ids, stitch_blocks
-from segloop.core.uncertainty import MEASURES, derive_seed
-from segloop.inputs import check_tile, plan_zoom, prepare_input
+from segloop.engine_settle import SettleMixin
+from segloop.engine_workers import WorkerStateMixin
+from segloop.heap import trim_heap as trim_heap  # re-exported
+from segloop.inputs import MIN_SIZE as MIN_SIZE  # re-exported
+from segloop.inputs import (
+    check_image,
+    check_tile,
+    choose_model,
+    plan_zoom,
+    prepare_input,
+)
 from segloop.inputs import select_channel as select_channel  # re-exported
 from segloop.io.ome_zarr import check_output_path
 from segloop.io.readers import ImageSource, open_image
 from segloop.io.store import BlockStore
-from segloop.models import BUNDLED_DIR, DEFAULT_MODEL_3D
 from segloop.models.loaded import Model, load_model
 
-MIN_SIZE = 4
-# Z planes per block when a 2D model runs plane by plane through a stack.
-PLANES_PER_BLOCK = 8
 DEFAULT_BATCH = {2: 4, 3: 1}
-# What a worker reopens itself instead of receiving (see worker_state).
-_LOCAL = (
-    'source',
-    'data',
-    'zoomed',
-    'model',
-    'predictor',
-    'store',
-    'queue',
-    'instance_executor',
-)
 
 
-@functools.cache
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL('libc.so.6')
-    except OSError:  # not glibc (macOS, Windows, musl)
-        return None
-
-
-def trim_heap() -> None:
-    """Hand freed heap memory back to the OS (glibc's ``malloc_trim``).
-
-    Blocks allocate and free large arrays on several threads; without
-    this, glibc keeps the freed memory in per-thread arenas and the RSS
-    creeps up with the number of blocks instead of staying flat.
-    """
-    libc = _libc()
-    if libc is not None and hasattr(libc, 'malloc_trim'):
-        libc.malloc_trim(0)
-
-
-def _model_reference(path: Path | None) -> str | None:
-    """A bundled model's name (found in any install), else its folder."""
-    if path is None:
-        return None
-    if path.parent.resolve() == BUNDLED_DIR.resolve():
-        return path.name
-    return str(path.absolute())
-
-
-class BlockDone(NamedTuple):
-    """Progress event: a block is written.
-
-    Attributes
-    ----------
-    t : int
-        Its time point.
-    region : tuple of slice
-        Its pixels, per spatial axis of the labels (Z?, Y, X).
-    done, total : int
-        Blocks written (this run and earlier ones) / all blocks.
-    """
-
-    t: int
-    region: tuple[slice, ...]
-    done: int
-    total: int
-
-
-def check_image(source: ImageSource, model: Model) -> str:
-    """Validate sizes against the model; return the axes without 'C'."""
-    axes = source.axes.replace('C', '')
-    sizes = source.sizes
-    for axis in 'YX':
-        if sizes[axis] < MIN_SIZE:
-            raise InputError(
-                f'the image is only {sizes[axis]} pixel(s) along {axis}; '
-                f'segloop needs at least {MIN_SIZE}: check --axes or the file'
-            )
-    if model.spatial_axes == 'ZYX' and 'Z' not in axes:
-        raise InputError(
-            f"model '{model.name}' is 3D but the image has no Z axis "
-            f'(axes {source.axes}); use a 2D model or pass --axes'
-        )
-    return axes
-
-
-def choose_model(
-    model: str | Path | Model | None, axes: str
-) -> str | Path | Model | None:
-    """The default model for an image: 3D for stacks with Z, else 2D."""
-    if model is None and 'Z' in axes:
-        return DEFAULT_MODEL_3D
-    return model
-
-
-class SegmentJob:
+class SegmentJob(BlockStepsMixin, SettleMixin, WorkerStateMixin):
     """A planned blockwise run from an image to an output store.
 
     Parameters
@@ -251,7 +149,8 @@ class SegmentJob:
         a 3D model also takes one value per axis (Z, Y, X), e.g.
         ``(8, 20, 20)`` or ``'8,20,20'``, for anisotropic data.
         ``'auto'`` estimates it first (:func:`plan_zoom`). None: no
-        rescaling. See :meth:`_predict` for how it runs blockwise.
+        rescaling. See :mod:`segloop.engine_plan` for how it runs
+        blockwise.
     invert, rgb : optional
         Brightfield inversion and RGB(A) conversion; see
         :func:`select_channel`.
@@ -352,7 +251,15 @@ class SegmentJob:
             tile, overlap, divisor
         ).fitted(self.zoom_shape, divisor)
         # with zoom, this also aligns the zoom to whole tiles per block
-        self.block_shape = self._block_shape(block)
+        self.block_shape, self.zoom = engine_plan.plan_block_shape(
+            block,
+            self.shape,
+            self.volume_axes,
+            self.geometry,
+            zoom=self.zoom,
+            zoom_shape=self.zoom_shape,
+            planewise=self.planewise,
+        )
         if self.zoom is not None:
             self.zoom_shape = zoomed_shape(net_shape, self.zoom)
             self.diameter_info['zoom'] = [round(z, 6) for z in self.zoom]
@@ -432,78 +339,10 @@ class SegmentJob:
 
     # -- planning
 
-    def _block_shape(self, block: tuple[int, ...] | None) -> tuple[int, ...]:
-        if self.planewise:
-            planes = block[0] if block else PLANES_PER_BLOCK
-            yx = self._net_block(block[1:] if block else None)
-            return (max(1, min(int(planes), self.shape[0])), *yx)
-        return self._net_block(block)
-
-    def _net_block(self, block: tuple[int, ...] | None) -> tuple[int, ...]:
-        net_shape = self.shape[-len(self.geometry.tile) :]
-        if self.zoom is not None:
-            return self._zoomed_block(block, net_shape)
-        if block is None:
-            return default_block_shape(self.geometry, net_shape)
-        if len(block) != len(net_shape):
-            raise InputError(
-                f'--block needs {len(self.shape)} sizes for this image '
-                f'(axes {self.volume_axes}), got {tuple(block)}'
-            )
-        return check_block_shape(block, self.geometry)
-
-    def _zoomed_block(
-        self, block: tuple[int, ...] | None, net_shape: tuple[int, ...]
-    ) -> tuple[int, ...]:
-        """Original-grid block whose zoomed extent is whole tile strides.
-
-        The zoomed block is ``B`` = whole strides (default: near the
-        default block size; ``block``, in original pixels, rounded like
-        without zoom); the original block is ``b = round(B / zoom)``,
-        and the zoom becomes ``B / b`` (a change below ``zoom / 2B``,
-        < 0.2 % with the default tiles), so that every block boundary
-        falls on a tile boundary of the zoomed grid and no tile is run
-        for two blocks. Axes that fit in one block keep their zoom.
-        Sets ``self.zoom``.
-        """
-        assert self.zoom is not None
-        stride = self.geometry.stride
-        if block is None:
-            zoomed = default_block_shape(self.geometry, self.zoom_shape)
-        else:
-            if len(block) != len(net_shape):
-                raise InputError(
-                    f'--block needs {len(self.shape)} sizes for this image '
-                    f'(axes {self.volume_axes}), got {tuple(block)}'
-                )
-            zoomed = tuple(
-                max(s, round(int(b) * z / s) * s)
-                for b, z, s in zip(block, self.zoom, stride, strict=True)
-            )
-        sizes, zoom = [], []
-        for big, z, n, m in zip(
-            zoomed, self.zoom, net_shape, self.zoom_shape, strict=True
-        ):
-            if big >= m or z == 1.0:
-                sizes.append(n if big >= m else max(1, round(big / z)))
-                zoom.append(z)
-            else:
-                size = max(1, round(big / z))
-                sizes.append(size)
-                zoom.append(big / size)
-        self.zoom = tuple(zoom)
-        return tuple(sizes)
-
     @property
     def label_margin(self) -> tuple[int, ...]:
         """Context (original-grid pixels) around a block for its labels."""
-        if self.zoom is None:
-            return tuple(self.geometry.margin)
-        # what the edge tiles' outer margins cover, in original pixels
-        return tuple(
-            max(0, math.floor((m - 2) / z))
-            for m, z in zip(self.geometry.margin, self.zoom, strict=True)
-        )
+        return engine_plan.label_margin(self.geometry, self.zoom)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -568,177 +407,6 @@ class SegmentJob:
     def _lead(self, t: int) -> tuple[int, ...]:
         return (t,) if 'T' in self.axes else ()
 
-    def _read(self, job: tuple[int, int]) -> np.ndarray:
-        """Normalised input of a block with its tiles' context."""
-        t, index = job
-        block = self.blocks[index]
-        region, source = self._net_region(block), self.data
-        if self.zoom is not None:
-            source = self.zoomed
-        ranges = block_input_ranges(region, self.geometry)
-        if self.planewise:
-            z = block.region[0]
-            ranges = [(z.start, z.stop), *ranges]
-        raw = read_reflected(source, self._lead(t), ranges)
-        return normalize(raw, *self._range(t))
-
-    def _net_region(self, block: Block) -> tuple[slice, ...]:
-        """The pixels a block's tiles own, in the network's grid.
-
-        Without zoom: the block's own (Y, X) or (Z, Y, X) pixels. With
-        zoom: the block's zoomed extent, whole tile strides (see
-        :meth:`_zoomed_block`), so each zoomed pixel is owned by one
-        tile of one block. The zoomed pixels just outside it that the
-        block's border pixels and label margin are interpolated from
-        come from its edge tiles' outer margins (as the label margin
-        does without zoom).
-        """
-        dims = len(self.geometry.tile)
-        region = block.region[-dims:]
-        if self.zoom is None:
-            return region
-        return tuple(
-            slice(min(m, round(r.start * z)), min(m, round(r.stop * z)))
-            for r, z, m in zip(region, self.zoom, self.zoom_shape, strict=True)
-        )
-
-    def _network_fn(
-        self, t: int, z: int, region: tuple[slice, ...]
-    ) -> Callable[[np.ndarray], np.ndarray]:
-        """``fn(batch)`` for :func:`iter_block` of one block (and plane).
-
-        With MC dropout, each tile is seeded by its place in the volume:
-        ``iter_block`` calls ``fn`` once per group of ``batch_size`` tiles,
-        in the order of :func:`block_tile_starts`, from one thread.
-        """
-        if not self.mc_samples:
-            return self.predictor.forward
-        starts = block_tile_starts(region, self.geometry)
-        size = self.batch_size
-        groups = iter(
-            [starts[i : i + size] for i in range(0, len(starts), size)]
-        )
-
-        def fn(batch: np.ndarray) -> np.ndarray:
-            group = next(groups)
-            if len(group) != len(batch):
-                raise RuntimeError('tile batches and seeds are out of step')
-            seeds = [
-                derive_seed(self.mc_seed, t, z, *start) for start in group
-            ]
-            return self.predictor.forward_mc(
-                batch, self.mc_samples, seeds, self.background
-            )
-
-        return fn
-
-    def _predict(
-        self,
-        t: int,
-        block: Block,
-        block_input: np.ndarray,
-        should_stop: Callable[[], bool] | None,
-    ) -> Generator[int, None, tuple[np.ndarray, tuple[slice, ...]]]:
-        dims = len(self.geometry.tile)
-        shape = self.shape[-dims:]
-        region = self._net_region(block)
-        planes = block_input if self.planewise else block_input[None]
-        outputs = []
-        for index, plane in enumerate(planes):
-            z = block.region[0].start + index if self.planewise else -1
-            probs, extended = yield from iter_block(
-                plane[None],
-                region,
-                self.zoom_shape,
-                self.geometry,
-                self._network_fn(t, z, region),
-                self.batch_size,
-                should_stop,
-            )
-            if self.zoom is not None:
-                # back to the original grid: the block and its margin
-                target = extended_region(
-                    block.region[-dims:], self.label_margin, shape
-                )
-                probs = unzoom(
-                    probs,
-                    [e.start for e in extended],
-                    target,
-                    self.zoom_shape,
-                    self.zoom,
-                )
-                extended = target
-            outputs.append(probs)
-        if self.planewise:
-            return np.stack(outputs, axis=1), (block.region[0], *extended)
-        return outputs[0], extended
-
-    def _finish_block(
-        self,
-        t: int,
-        block: Block,
-        probabilities: np.ndarray,
-        extended: tuple[slice, ...],
-    ) -> BlockDone:
-        """Instance labels of a block; write it and record it as done."""
-        uncertainty = None
-        if self.mc_samples:
-            n_classes = probabilities.shape[0] - len(MEASURES)
-            uncertainty = probabilities[n_classes:]
-            probabilities = probabilities[:n_classes]
-        # small objects are dropped after stitching, by whole size
-        block_params = replace(self.params, min_size=0)
-        crop = tuple(
-            slice(r.start - e.start, r.stop - e.start)
-            for r, e in zip(block.region, extended, strict=True)
-        )
-        raw_ids = labels = None
-        if self.live_labels:
-            if self.instance_executor is None:
-                labels = probabilities_to_instances(
-                    probabilities, block_params, self.sampling
-                )
-            else:
-                labels = self.instance_executor.submit(
-                    probabilities_to_instances,
-                    probabilities,
-                    block_params,
-                    self.sampling,
-                ).result()
-            raw_ids = offset_ids(labels[crop], block.index, self.id_stride)
-        self.store.write_block(
-            t,
-            block.region,
-            probabilities[(slice(None), *crop)],
-            raw_ids,
-            None
-            if uncertainty is None
-            else dict(
-                zip(MEASURES, uncertainty[(slice(None), *crop)], strict=True)
-            ),
-        )
-        if self.live_labels:
-            # what these ids were made from; see _settle
-            self.store.write_digest(
-                t, block.index, mask_digest(probabilities, self.params)
-            )
-        self.store.mark_done(t, block.index)
-        del probabilities, labels, uncertainty
-        trim_heap()
-        return BlockDone(t, block.region, 0, self.total)
-
-    def run_block(self, t: int, index: int) -> BlockDone:
-        """Read, predict, write and record one block, in this thread.
-
-        What a distributed worker runs per task (no prefetch, no
-        overlap); the result is the same as :meth:`iter_run`'s for the
-        block. ``done`` of the event is 0.
-        """
-        block = self.blocks[index]
-        block_input = self._read((t, index))
-        probs, extended = drain(self._predict(t, block, block_input, None))
-        return self._finish_block(t, block, probs, extended)
-
     def pending_jobs(self) -> list[tuple[int, int]]:
         """Take every ``(t, block index)`` left in the queue, in order.
 
@@ -749,71 +417,6 @@ class SegmentJob:
         while (job := self.queue.pop()) is not None:
             jobs.append(job)
         return jobs
-
-    def worker_state(self) -> dict[str, Any]:
-        """A picklable description of this job for worker processes.
-
-        Holds the plan (blocks, tile geometry, zoom, instance settings,
-        normalisation of every time point, computed here first) but
-        not the input pixels, model, predictor or store: a worker
-        reopens those in :meth:`from_worker_state` (the input and the
-        store by path, so both must be visible to the workers). An
-        in-memory input travels as it is. Device and precision are the
-        ones resolved here, so every worker computes the same numbers.
-        """
-        for t in range(self.times):
-            self._range(t)
-        state = {k: v for k, v in vars(self).items() if k not in _LOCAL}
-        state['reopen'] = {
-            'input': self.input_path or self.source,
-            'conversion': self.input_info,
-            'model': self.model if self.model.path is None else None,
-            'model_path': _model_reference(self.model.path),
-            'model_sha256': weights_hash(self.model.path)
-            if self.model.path
-            else '',
-            'device': str(self.predictor.device),
-            'precision': 'bf16' if self.predictor.mixed_precision else 'fp32',
-        }
-        return state
-
-    @classmethod
-    def from_worker_state(
-        cls, state: dict[str, Any], model: Model
-    ) -> SegmentJob:
-        """The job of :meth:`worker_state`, on a worker, ready to run blocks.
-
-        ``model`` is the job's model as loaded on this worker (see
-        :mod:`segloop.distributed`, which loads it once per process).
-        Only :meth:`run_block` and :meth:`settle_one` may be used on
-        the result.
-        """
-        job = cls.__new__(cls)
-        reopen = state['reopen']
-        vars(job).update({k: v for k, v in state.items() if k != 'reopen'})
-        given = reopen['input']
-        job.source = (
-            given
-            if isinstance(given, ImageSource)
-            else open_image(given, job.axes_given)
-        )
-        conversion = reopen['conversion']
-        job.data, _ = prepare_input(
-            job.source,
-            conversion['channel'],
-            invert=conversion['invert'],
-            rgb=conversion['rgb'] or 'auto',
-        )
-        if job.zoom is not None:
-            lead = (1.0,) * (job.data.ndim - len(job.geometry.tile))
-            job.zoomed = ZoomedView(job.data, (*lead, *job.zoom))
-        job.model = model
-        job.predictor = Predictor(
-            model.network, reopen['device'], reopen['precision']
-        )
-        job.store = BlockStore.attach(job.output)
-        job.instance_executor = None
-        return job
 
     def iter_run(
         self, should_stop: Callable[[], bool] | None = None
@@ -902,79 +505,3 @@ class SegmentJob:
             }
         )
         return self.output
-
-    def _settle(self, t: int) -> None:
-        """Make each block's final ids from the stored probabilities.
-
-        A block labelled while the run went (``live_labels``) saw its own
-        prediction, whose margin came from its edge tiles' borders; the
-        store holds the neighbouring tiles' centres there, which can
-        differ. Final ids are those of the stored probabilities, so that
-        ``segloop relabel`` with the same settings gives the same labels
-        (see :mod:`segloop.core.relabel`); a block whose stored
-        probabilities give the masks it was labelled from keeps its ids.
-        """
-        for block, ids in ordered_map(
-            functools.partial(self._settled_ids, t),
-            self.blocks,
-            self.instance_workers,
-        ):
-            if ids is not None:
-                self.store.write_raw(t, block.region, ids)
-
-    def _settled_ids(self, t: int, block: Block) -> np.ndarray | None:
-        """A block's final ids (uint32, its region) or None: keep them.
-
-        Reads the block and its label margin from the stored
-        probabilities; see :meth:`_settle`. Thread-safe.
-        """
-        margin = (0,) * (len(self.shape) - len(self.label_margin)) + tuple(
-            self.label_margin
-        )
-        extended = extended_region(block.region, margin, self.shape)
-        probabilities = np.asarray(
-            self.store.probabilities[(*self._lead(t), slice(None), *extended)]
-        )
-        args = (
-            probabilities,
-            extended,
-            block,
-            self.params,
-            self.sampling,
-            self.id_stride,
-            self.store.read_digest(t, block.index),
-        )
-        if self.instance_executor is None:
-            return settle_block(*args)
-        return self.instance_executor.submit(settle_block, *args).result()
-
-    def settle_one(self, t: int, index: int) -> None:
-        """:meth:`_settle` for one block: what a distributed worker runs.
-
-        Blocks are independent here (each reads stored probabilities and
-        writes only its own ids), so they may run anywhere, in any order,
-        once every block's probabilities are written.
-        """
-        block = self.blocks[index]
-        ids = self._settled_ids(t, block)
-        if ids is not None:
-            self.store.write_raw(t, block.region, ids)
-
-    def _stitch(self, settled: bool = False) -> list[int]:
-        """Join ids across block faces; write final ids 1..N per t.
-
-        Returns the number of objects per time point.
-        """
-        objects = []
-        for t in range(self.times):
-            if not settled:
-                self._settle(t)
-            objects.append(
-                stitch_blocks(
-                    self.blocks,
-                    functools.partial(self.store.read_raw, t),
-                    functools.partial(self.store.write_labels, t),
-                    self.params.min_size,
-                )
-            )
-        return objects

@@ -1,5 +1,8 @@
-"""Preparing an image for the network: channel, colour, object size.
+"""Preparing an image for the network: checks, channel, colour, object size.
 
+:func:`check_image` refuses an image too small or without the Z axis a
+3D model needs; :func:`choose_model` picks the default model for its
+axes; :func:`check_tile` refuses a tile of the wrong length or size.
 :func:`prepare_input` (and :func:`select_channel`) turn an
 :class:`~segloop.io.readers.ImageSource` into the one-channel lazy array
 the network sees: the chosen channel, or the grey conversion of an
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,8 +44,11 @@ from segloop.core.objsize import (
 )
 from segloop.core.predict import Predictor
 from segloop.io.readers import ImageSource
+from segloop.models import DEFAULT_MODEL_3D
 from segloop.models.loaded import Model
 
+# Fewest pixels along Y and X an image may have.
+MIN_SIZE = 4
 # Y/X size of the central crop that ``diameter='auto'`` segments first.
 AUTO_CROP = 768
 # Largest tile (pixels or voxels) a run accepts: 4096² or 64×512², whose
@@ -86,6 +93,33 @@ def check_tile(tile: Sequence[int], dims: int) -> tuple[int, ...]:
             f'e.g. 4096,4096): choose a smaller tile, e.g. --tile {example}'
         )
     return tile
+
+
+def check_image(source: ImageSource, model: Model) -> str:
+    """Validate sizes against the model; return the axes without 'C'."""
+    axes = source.axes.replace('C', '')
+    sizes = source.sizes
+    for axis in 'YX':
+        if sizes[axis] < MIN_SIZE:
+            raise InputError(
+                f'the image is only {sizes[axis]} pixel(s) along {axis}; '
+                f'segloop needs at least {MIN_SIZE}: check --axes or the file'
+            )
+    if model.spatial_axes == 'ZYX' and 'Z' not in axes:
+        raise InputError(
+            f"model '{model.name}' is 3D but the image has no Z axis "
+            f'(axes {source.axes}); use a 2D model or pass --axes'
+        )
+    return axes
+
+
+def choose_model(
+    model: str | Path | Model | None, axes: str
+) -> str | Path | Model | None:
+    """The default model for an image: 3D for stacks with Z, else 2D."""
+    if model is None and 'Z' in axes:
+        return DEFAULT_MODEL_3D
+    return model
 
 
 def select_channel(
