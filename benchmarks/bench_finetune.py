@@ -408,7 +408,9 @@ def main() -> None:
     parser.add_argument('--freeze-encoder', action='store_true')
     parser.add_argument('--train-norm', action='store_true')
     parser.add_argument('--patience', type=int, default=5)
-    parser.add_argument('--val-fraction', type=float, default=0.2)
+    parser.add_argument(
+        '--val-fraction', type=float, default=FinetuneConfig.val_fraction
+    )
     parser.add_argument('--elastic', type=float, default=0.3)
     parser.add_argument(
         '--object-fraction',

@@ -182,7 +182,13 @@ def test_finetune_reduces_loss_and_never_touches_the_parent(
             tiny_unet_2d,
             image,
             corrections,
-            _config(steps=60, patience=None, freeze_norm=False, val_every=20),
+            _config(
+                steps=60,
+                patience=None,
+                freeze_norm=False,
+                val_every=20,
+                val_fraction=0.2,
+            ),
         )
     )
     assert isinstance(result, FinetuneResult)

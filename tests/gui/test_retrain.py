@@ -115,6 +115,9 @@ def test_retrain_learns_the_corrections_and_segments_again(
     blend = widget.retrain.settings.interpolate
     assert blend.value() == FinetuneConfig().interpolate
     blend.setValue(0.8)  # keep more of the retrained weights
+    assert widget.retrain.settings.held_back.value() == (
+        FinetuneConfig().val_fraction
+    )
 
     _retrain(widget, qtbot)
 
@@ -137,7 +140,30 @@ def test_retrain_learns_the_corrections_and_segments_again(
     )
     assert provenance['steps'] == 8
     assert provenance['finetune']['config']['interpolate'] == 0.8
+    assert provenance['finetune']['best_val_loss'] is None  # none held back
     assert panel.save_model(tmp_path / 'my model') is None  # never overwrites
+
+
+def test_held_back_share_validates_retrain(
+    viewer_widget, qtbot, tmp_path
+) -> None:
+    viewer, widget = viewer_widget
+    widget.retrain.paint_button.click()
+    corrections = viewer.layers['nuclei2d sample [corrections]']
+    corrections.brush_size = 20
+    for k in range(6):  # six separate strokes: regions to hold back
+        corrections.paint((40 + 60 * k, 40), 1)
+    widget.retrain.settings.held_back.setValue(0.25)
+
+    _retrain(widget, qtbot, steps=4)
+
+    assert widget.retrain.loss_plot.validation, 'no validation loss plotted'
+    saved = widget.retrain.save_model(tmp_path / 'saved')
+    finetune = json.loads((saved / 'config.json').read_text())['provenance'][
+        'finetune'
+    ]
+    assert finetune['config']['val_fraction'] == 0.25
+    assert finetune['best_val_loss'] is not None
 
 
 def test_stop_keeps_the_previous_model(viewer_widget, qtbot) -> None:

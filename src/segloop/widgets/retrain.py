@@ -59,6 +59,7 @@ DEFAULT_STEPS = 1000
 DEFAULT_TIME_LIMIT_S = 120
 DEFAULT_LEARNING_RATE = 3e-3
 DEFAULT_INTERPOLATE = 0.6
+DEFAULT_HELD_BACK = 0.0
 LEGEND = (
     'Paint 1 background, 2 object, 3 boundary (0 = not painted, ignored) '
     'where the model is wrong, or fix the labels layer itself; then '
@@ -91,7 +92,7 @@ def _number_box(
 
 
 class TrainingSettings(CollapsibleForm):
-    """Learning rate, blend and encoder freezing, hidden until opened.
+    """Learning rate, blend, held-back share and encoder freezing (hidden).
 
     Attributes
     ----------
@@ -99,6 +100,9 @@ class TrainingSettings(CollapsibleForm):
     interpolate : QDoubleSpinBox
         Share of the retrained weights in the new model (the rest: the
         current model's).
+    held_back : QDoubleSpinBox
+        Share of the painted regions held back to validate (the orange
+        loss) and stop early; 0: all train.
     fit_thresholds : QCheckBox
         Fit the new model's foreground threshold and minimum object size
         to the corrections.
@@ -121,6 +125,14 @@ class TrainingSettings(CollapsibleForm):
             "the current model's: lower forgets less of what the model "
             'knew, higher adapts more to your images (1: no blend)',
         )
+        self.held_back = _number_box(
+            (0.0, 0.5, 0.05, 2),
+            DEFAULT_HELD_BACK,
+            'Share of your painted regions kept out of training to score '
+            'it (orange in the plot) and stop early when that score stops '
+            'improving. 0: everything you painted trains (better with a '
+            'few dozen strokes: their score is too noisy to stop by)',
+        )
         self.fit_thresholds = QCheckBox('fit the object settings')
         self.fit_thresholds.setChecked(True)
         self.fit_thresholds.setToolTip(
@@ -134,6 +146,7 @@ class TrainingSettings(CollapsibleForm):
         )
         self.rows.addRow('learning rate', self.learning_rate)
         self.rows.addRow('retrained share', self.interpolate)
+        self.rows.addRow('held back', self.held_back)
         self.rows.addRow(self.fit_thresholds)
         self.rows.addRow(self.freeze_encoder)
 
@@ -341,6 +354,7 @@ class RetrainPanel(QGroupBox):
             'learning_rate': float(self.settings.learning_rate.value()),
             'freeze_encoder': self.settings.freeze_encoder.isChecked(),
             'interpolate': float(self.settings.interpolate.value()),
+            'val_fraction': float(self.settings.held_back.value()),
         }
         worker = thread_worker(
             run_retrain,
