@@ -63,7 +63,7 @@ DEFAULT_HELD_BACK = 0.0
 LEGEND = (
     'Paint 1 background, 2 object, 3 boundary (0 = not painted, ignored) '
     'where the model is wrong, or fix the labels layer itself; then '
-    'Retrain.'
+    'Retrain. Background over false detections teaches the most.'
 )
 
 # The retrained models' temporary folders; removed when napari exits
