@@ -26,12 +26,16 @@ brightfield2d --paint-images 2``: the grey brightfield set, eight
    boundary + a 2-pixel background ring), then background over whole
    false-positive detections (``--fp-radius``: only a dab), while the
    total stays within ``--pixel-budget`` of those images' pixels.
+   ``--merged-groups``: a picked nucleus that one detection merged with
+   other missed nuclei is painted together with them.
 3. ``iter_finetune`` trains a copy for at most ``--time-limit`` seconds
    (``--clock cpu``: CPU seconds of this process, which other jobs on
    the shared machine do not eat into), with ``--object-fraction`` of
    the painted patches centred on painted objects, replaying patches of
    ``nuclei2d/train`` (not the validation images), with L2-SP,
-   distillation and weight interpolation as chosen, then re-estimates
+   distillation and weight interpolation as chosen (``--restyle``: part
+   of the replayed patches take the painted images' look, see
+   ``_restyle.py``; not in the product), then re-estimates
    the batch-norm statistics (``--norm-batches``);
    ``--tune-thresholds`` then fits the instance thresholds to the
    painting (:func:`segloop.finetuner.tune_thresholds`). With
@@ -62,6 +66,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _restyle import restyle_sampler
 from scipy import ndimage
 
 from segloop.api import predict
@@ -132,6 +137,7 @@ def simulate_user(
     fp_first: bool = False,
     painted_before: list[np.ndarray] | None = None,
     object_share: float = 1.0,
+    merged_groups: bool = False,
 ) -> tuple[list[np.ndarray], dict]:
     """Paint corrections from the truth where the model is wrong.
 
@@ -145,7 +151,10 @@ def simulate_user(
     of all false positives are set aside before objects are chosen; with
     ``object_share`` < 1 (global pick), objects (with their rings) may use
     at most that share of the pixel budget, so that false detections get
-    the rest even where a few large objects would fill it.
+    the rest even where a few large objects would fill it. With
+    ``merged_groups`` (global pick), a picked object that one detection
+    merged with other wrong objects is painted with all of them, as a user
+    splitting a merged blob would (each counts against ``max_objects``).
 
     ``painted_before`` (class targets, ``IGNORE`` unpainted, one per
     image): an earlier round's painting, kept and counted in the pixel
@@ -187,13 +196,22 @@ def simulate_user(
         object_px = used + int(object_share * budget_px)
         for j in rng.permutation(len(pool)):
             k, i = pool[j]
-            if sum(len(c) for c in picked) >= max_objects:
+            n_picked = sum(len(c) for c in picked)
+            if n_picked >= max_objects:
                 break
-            obj = items[k].labels == i
+            if i in picked[k]:
+                continue
+            group = [i]
+            if merged_groups:
+                group = _merged_with(
+                    items[k].labels, predictions[k], i, wrong_ids[k]
+                )
+            obj = np.isin(items[k].labels, group)
             ring = ndimage.binary_dilation(obj, iterations=2)
             n_new = int((ring & ((items[k].labels == 0) | obj)).sum())
-            if used + n_new <= min(budget_px, object_px):
-                picked[k].append(int(i))
+            fits = n_picked + len(group) <= max_objects
+            if fits and used + n_new <= min(budget_px, object_px):
+                picked[k].extend(int(g) for g in group)
                 used += n_new
         choices = [np.array(c, dtype=np.int64) for c in picked]
     else:
@@ -246,8 +264,32 @@ def simulate_user(
         'fp_radius': fp_radius,
         'fp_first': fp_first,
         'object_share': object_share,
+        'merged_groups': merged_groups,
     }
     return [targets_to_corrections(t) for t in corrections], summary
+
+
+def _merged_with(
+    labels: np.ndarray, pred: np.ndarray, true_id: int, wrong: np.ndarray
+) -> list[int]:
+    """``true_id`` and the wrong true objects its main detection covers.
+
+    The main detection is the predicted object overlapping ``true_id``
+    most; a wrong true object belongs to it when that detection covers
+    most of its pixels.
+    """
+    under = pred[labels == true_id]
+    under = under[under > 0]
+    if under.size == 0:
+        return [int(true_id)]
+    main = np.bincount(under).argmax()
+    group = [int(true_id)]
+    for other in wrong:
+        if other != true_id:
+            mask = labels == other
+            if (pred[mask] == main).mean() > 0.5:
+                group.append(int(other))
+    return group
 
 
 def _fp_regions(
@@ -345,8 +387,16 @@ def run_finetune(
     corrections: list[np.ndarray],
     config: FinetuneConfig,
     replay: object,
+    restyle_switch: list[bool] | None = None,
 ):
-    """One Retrain: :func:`iter_finetune` on CPU, progress printed."""
+    """One Retrain: :func:`iter_finetune` on CPU, progress printed.
+
+    ``restyle_switch`` (see ``_restyle.restyle_sampler``) is turned off
+    at the last training step, so that the batch-norm statistics are
+    estimated on plain replayed patches.
+    """
+    if restyle_switch is not None:
+        restyle_switch[0] = True
     events = iter_finetune(
         model.network, images, corrections, config, replay=replay, device='cpu'
     )
@@ -355,6 +405,9 @@ def run_finetune(
             event = next(events)
         except StopIteration as stop:
             return stop.value
+        last = event.stopped is not None or event.step >= config.steps
+        if restyle_switch is not None and last:
+            restyle_switch[0] = False
         if event.val_loss is not None:
             print(
                 f'step {event.step} loss {event.loss:.4f} '
@@ -387,6 +440,12 @@ def main() -> None:
         'result and paints where it is still wrong)',
     )
     parser.add_argument('--objects', type=int, default=20)
+    parser.add_argument(
+        '--merged-groups',
+        action='store_true',
+        help='(global pick) paint a wrong object together with the other '
+        'wrong objects its detection merged it with',
+    )
     parser.add_argument('--pixel-budget', type=float, default=0.05)
     parser.add_argument(
         '--pick', choices=('per-image', 'global'), default='per-image'
@@ -449,6 +508,27 @@ def main() -> None:
         'one or twice it) to the painted corrections '
         '(segloop.finetuner.tune_thresholds)',
     )
+    parser.add_argument(
+        '--boundary-weight',
+        type=float,
+        default=FinetuneConfig.boundary_weight,
+        help='weight of the boundary class in the cross-entropy',
+    )
+    parser.add_argument(
+        '--restyle',
+        type=float,
+        default=0.0,
+        help="probability that a replayed patch takes the painted images' "
+        'look (_restyle.py: Fourier amplitude swap; tried in stop 18, not '
+        'in the product)',
+    )
+    parser.add_argument('--restyle-beta', type=float, default=0.05)
+    parser.add_argument(
+        '--restyle-plain-norm',
+        action='store_true',
+        help='estimate the batch-norm statistics after training on plain '
+        '(not restyled) replayed patches',
+    )
     parser.add_argument('--no-bf16', action='store_true')
     parser.add_argument(
         '--reuse-before',
@@ -499,6 +579,18 @@ def main() -> None:
         replay = load_replay(parent)
     else:
         replay = replay_sampler(args.replay_images, args.seed, args.patch)
+    restyle_switch = None
+    if replay is not None and args.restyle > 0:
+        if isinstance(replay, tuple):
+            replay = PatchSampler(*replay, (args.patch, args.patch))
+        looks = [
+            normalize(im, *percentile_range(im, *parent.percentiles))[None]
+            for im in (255 - it.image for it in paint)
+        ]
+        restyle_switch = [True] if args.restyle_plain_norm else None
+        replay = restyle_sampler(
+            replay, looks, args.restyle, args.restyle_beta, restyle_switch
+        )
     config = FinetuneConfig(
         steps=max(1, args.steps // args.rounds),
         time_limit_s=args.time_limit / args.rounds,
@@ -521,6 +613,7 @@ def main() -> None:
         encoder_lr_scale=args.encoder_lr_scale,
         interpolate=args.interpolate,
         norm_batches=args.norm_batches,
+        boundary_weight=args.boundary_weight,
     )
     paint_images = [255 - it.image for it in paint]
     tuned, targets, rounds = parent, None, []
@@ -541,6 +634,7 @@ def main() -> None:
             args.fp_first,
             painted_before=targets,
             object_share=args.object_share,
+            merged_groups=args.merged_groups,
         )
         print(f'round {r} painted', painting)
         targets = [corrections_to_targets(c) for c in corrections]
@@ -549,7 +643,9 @@ def main() -> None:
                 parent, paint_images, targets, held, original, other
             )
         t0, cpu0 = time.perf_counter(), time.process_time()
-        result = run_finetune(tuned, paint_images, corrections, config, replay)
+        result = run_finetune(
+            tuned, paint_images, corrections, config, replay, restyle_switch
+        )
         train_wall += time.perf_counter() - t0
         train_cpu += time.process_time() - cpu0
         previous, tuned = tuned, finetuned_model(result, tuned)
