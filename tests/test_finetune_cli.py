@@ -217,3 +217,30 @@ def test_threshold_fit_never_lowers_the_foreground_threshold(parent, painted):
     ]
     assert summary['chosen']['fg_threshold'] >= 0.7
     assert model.instance_params().fg_threshold >= 0.7
+
+
+def test_cli_defaults_are_the_finetune_config_defaults() -> None:
+    from segloop.cli import build_parser
+    from segloop.core.finetune_config import FinetuneConfig
+
+    args = build_parser().parse_args(['finetune', 'a.tif', 'b.tif', '-o', 'm'])
+    defaults = FinetuneConfig()
+    assert (
+        args.steps,
+        args.time_limit,
+        args.clock,
+        args.lr,
+        args.batch_size,
+        args.interpolate,
+        args.val_fraction,
+        args.seed,
+    ) == (
+        defaults.steps,
+        defaults.time_limit_s,
+        defaults.clock,
+        defaults.learning_rate,
+        defaults.batch_size,
+        defaults.interpolate,
+        defaults.val_fraction,
+        defaults.seed,
+    )

@@ -658,7 +658,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from segloop.core.errors import SegloopError
-    from segloop.core.finetune import FinetuneConfig
+    from segloop.core.finetune_config import FinetuneConfig
     from segloop.finetuner import iter_finetune_files
 
     if args.time_limit <= 0 or args.lr <= 0:
@@ -680,11 +680,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         bf16=not args.fp32,
         clock=args.clock,
-        **(
-            {'interpolate': args.interpolate}
-            if args.interpolate is not None
-            else {}
-        ),
+        interpolate=args.interpolate,
     )
     events = iter_finetune_files(
         args.image,
@@ -729,6 +725,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _add_finetune_parser(sub: Any) -> None:
+    from segloop.core.finetune_config import FinetuneConfig
+
+    defaults = FinetuneConfig()
     ft = sub.add_parser(
         'finetune',
         help='fine-tune a model on painted corrections',
@@ -750,17 +749,17 @@ def _add_finetune_parser(sub: Any) -> None:
         '-o', '--output', required=True, help='new model folder to write'
     )
     ft.add_argument('--name', help='model name (default: <parent>-finetuned)')
-    ft.add_argument('--steps', type=_positive_int, default=1000)
+    ft.add_argument('--steps', type=_positive_int, default=defaults.steps)
     ft.add_argument(
         '--time-limit',
         type=float,
-        default=120.0,
-        help='seconds (default 120)',
+        default=defaults.time_limit_s,
+        help=f'seconds (default {defaults.time_limit_s:g})',
     )
     ft.add_argument(
         '--clock',
         choices=('wall', 'cpu'),
-        default='wall',
+        default=defaults.clock,
         help="what --time-limit counts: 'wall' clock (default) or 'cpu' "
         'seconds of this process (not eaten by other jobs)',
     )
@@ -771,8 +770,10 @@ def _add_finetune_parser(sub: Any) -> None:
         'current one) and minimum object size (the current one or twice '
         'it) of the new model to the painted corrections',
     )
-    ft.add_argument('--lr', type=float, default=3e-3)
-    ft.add_argument('--batch-size', type=_positive_int, default=8)
+    ft.add_argument('--lr', type=float, default=defaults.learning_rate)
+    ft.add_argument(
+        '--batch-size', type=_positive_int, default=defaults.batch_size
+    )
     ft.add_argument(
         '--patch', type=_shape, help='patch size (default 96 or 8,96,96)'
     )
@@ -780,18 +781,20 @@ def _add_finetune_parser(sub: Any) -> None:
     ft.add_argument(
         '--interpolate',
         type=_weight,
+        default=defaults.interpolate,
         help='share of the fine-tuned weights in the new model, the rest '
-        "the parent's (default 0.6; 1: no blend, adapts and forgets most)",
+        f"the parent's (default {defaults.interpolate:g}; 1: no blend, "
+        'adapts and forgets most)',
     )
     ft.add_argument(
         '--val-fraction',
         type=_fraction,
-        default=0.0,
+        default=defaults.val_fraction,
         help='painted regions held back for validation and early stopping '
         '(default 0: all train; a few dozen painted regions validate too '
         'noisily to stop by)',
     )
-    ft.add_argument('--seed', type=int, default=0)
+    ft.add_argument('--seed', type=int, default=defaults.seed)
     ft.add_argument(
         '--instances',
         action='store_true',

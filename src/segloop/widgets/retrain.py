@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from segloop.core.finetune_config import FinetuneConfig
 from segloop.widgets.collapsible import CollapsibleForm
 from segloop.widgets.corrections import (
     EditTracker,
@@ -53,13 +54,7 @@ from segloop.widgets.retrain_worker import RetrainResult, run_retrain
 if TYPE_CHECKING:
     from segloop.widgets.segment import SegmentWidget
 
-# FinetuneConfig's defaults (segloop.core.finetune: not imported here, it
-# loads torch)
-DEFAULT_STEPS = 1000
-DEFAULT_TIME_LIMIT_S = 120
-DEFAULT_LEARNING_RATE = 3e-3
-DEFAULT_INTERPOLATE = 0.6
-DEFAULT_HELD_BACK = 0.0
+DEFAULTS = FinetuneConfig()
 LEGEND = (
     'Paint 1 background, 2 object, 3 boundary (0 = not painted, ignored) '
     'where the model is wrong, or fix the labels layer itself; then '
@@ -114,20 +109,20 @@ class TrainingSettings(CollapsibleForm):
         super().__init__('Training settings')
         self.learning_rate = _number_box(
             (1e-5, 0.1, 5e-4, 5),
-            DEFAULT_LEARNING_RATE,
+            DEFAULTS.learning_rate,
             'AdamW learning rate (3e-3 scored best on the domain-shift '
             'benchmark)',
         )
         self.interpolate = _number_box(
             (0.0, 1.0, 0.05, 2),
-            DEFAULT_INTERPOLATE,
+            DEFAULTS.interpolate,
             'Share of the retrained weights in the new model, the rest '
             "the current model's: lower forgets less of what the model "
             'knew, higher adapts more to your images (1: no blend)',
         )
         self.held_back = _number_box(
             (0.0, 0.5, 0.05, 2),
-            DEFAULT_HELD_BACK,
+            DEFAULTS.val_fraction,
             'Share of your painted regions kept out of training to score '
             'it (orange in the plot) and stop early when that score stops '
             'improving. 0: everything you painted trains (better with a '
@@ -196,11 +191,11 @@ class RetrainPanel(QGroupBox):
         legend.setWordWrap(True)
         self.steps = QSpinBox()
         self.steps.setRange(1, 100_000)
-        self.steps.setValue(DEFAULT_STEPS)
+        self.steps.setValue(DEFAULTS.steps)
         self.time_limit = QSpinBox()
         self.time_limit.setRange(5, 24 * 3600)
         self.time_limit.setSuffix(' s')
-        self.time_limit.setValue(DEFAULT_TIME_LIMIT_S)
+        self.time_limit.setValue(round(DEFAULTS.time_limit_s or 0))
         self.settings = TrainingSettings()
         self.retrain_button = QPushButton('Retrain')
         self.retrain_button.setToolTip(
