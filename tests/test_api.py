@@ -76,3 +76,36 @@ def test_import_is_lazy_and_models_listed():
     assert 'nuclei2d' in segloop.list_models()
     with pytest.raises(AttributeError):
         _ = segloop.not_a_function
+
+
+def _open_files() -> set[str]:
+    """Paths this process holds open (Linux: /proc/self/fd)."""
+    import os
+
+    paths = set()
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            paths.add(os.readlink(f'/proc/self/fd/{fd}'))
+        except OSError:
+            pass
+    return paths
+
+
+@pytest.mark.skipif(
+    not __import__('os').path.isdir('/proc/self/fd'), reason='Linux only'
+)
+def test_segment_and_predict_close_the_input_file(tmp_path) -> None:
+    import tifffile
+
+    from segloop.io.readers import open_image
+
+    image, _ = synthetic_nuclei((96, 96), 4, 6.0, seed=0)
+    path = tmp_path / 'in.tif'
+    tifffile.imwrite(path, (image * 255).astype(np.uint8))
+    segloop.segment(path, tmp_path / 'out.zarr')
+    segloop.predict(path)
+    assert str(path) not in _open_files()
+    with open_image(path) as source:  # lazy: open until closed
+        assert str(path) in _open_files()
+        assert source.shape == image.shape
+    assert str(path) not in _open_files()

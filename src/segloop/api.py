@@ -298,6 +298,8 @@ def iter_predict(
             np.stack(measures, axis=1) if 'T' in image_axes else measures[0]
         )
         uncertainty = dict(zip(MEASURES, stacked, strict=True))
+    if not isinstance(image, ImageSource):
+        source.close()  # opened here; every pixel is read by now
     return Prediction(
         probs_out,
         labels_out,
@@ -366,7 +368,10 @@ def iter_segment(
         job = SegmentJob(
             input, output, model, overwrite=overwrite, resume=resume, **kwargs
         )
-        return (yield from job.iter_run(should_stop))
+        try:
+            return (yield from job.iter_run(should_stop))
+        finally:
+            job.close()
 
 
 def segment(

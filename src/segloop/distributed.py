@@ -169,7 +169,10 @@ def iter_segment_distributed(
     """
     with local_dask():
         job = SegmentJob(input, output, model, **kwargs)
-    return (yield from iter_run_distributed(job, client, should_stop))
+    try:
+        return (yield from iter_run_distributed(job, client, should_stop))
+    finally:
+        job.close()
 
 
 def iter_run_distributed(

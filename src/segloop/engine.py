@@ -198,6 +198,8 @@ class SegmentJob(BlockStepsMixin, SettleMixin, WorkerStateMixin):
             else open_image(image, axes)
         )
         self.source = source
+        # a file opened here is closed by close()
+        self._owns_source = not isinstance(image, ImageSource)
         # how a worker process reopens the input (see worker_state)
         self.input_path = input_path.absolute() if input_path else None
         self.axes_given = axes
@@ -485,6 +487,11 @@ class SegmentJob(BlockStepsMixin, SettleMixin, WorkerStateMixin):
         if should_stop is not None and should_stop():
             raise InterruptedError('segmentation was cancelled')
         return self.complete()
+
+    def close(self) -> None:
+        """Close the input file if this job opened it (not a given source)."""
+        if self._owns_source:
+            self.source.close()
 
     def complete(self, settled: bool = False) -> Path:
         """Settle and stitch ids, write the pyramid, mark the store complete.

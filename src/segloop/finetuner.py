@@ -59,13 +59,13 @@ def read_volume(
     -------
     ndarray, shape (Y, X) or (Z, Y, X), the file's dtype
     """
-    source = open_image(path, axes)
-    if 'T' in source.axes:
-        raise InputError(
-            f'{path} has a time axis (axes {source.axes}); fine-tune on one '
-            'time point: save it as its own file first'
-        )
-    return np.asarray(select_channel(source, channel, invert=invert))
+    with open_image(path, axes) as source:
+        if 'T' in source.axes:
+            raise InputError(
+                f'{path} has a time axis (axes {source.axes}); fine-tune on '
+                'one time point: save it as its own file first'
+            )
+        return np.asarray(select_channel(source, channel, invert=invert))
 
 
 def load_targets(

@@ -20,6 +20,7 @@ the shared array checks in :mod:`segloop.io._checks`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ class ImageSource:
         last axis has 3 or 4 samples), not separate channels; the engine
         then turns it into one grey channel unless a channel is chosen
         (see :mod:`segloop.core.colour`).
+
+    A file stays open while ``data`` may read from it: :meth:`close` it
+    (or use the source as a context manager) when done.
     """
 
     data: Any
@@ -78,6 +82,20 @@ class ImageSource:
     name: str = 'image'
     scale: dict[str, float] = field(default_factory=dict)
     rgb: bool = False
+    closer: Callable[[], None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def close(self) -> None:
+        """Close the file behind ``data``, if any (may be called again)."""
+        if self.closer is not None:
+            self.closer()
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -202,12 +220,19 @@ def _finish(
     name: str,
     scale: dict[str, float],
     rgb: bool = False,
+    closer: Callable[[], None] | None = None,
 ) -> ImageSource:
     data, axes = _to_canonical(data, axes)
     scale = {a: float(v) for a, v in scale.items() if a in axes and a != 'C'}
     rgb = rgb and 'C' in axes and data.shape[axes.index('C')] in (3, 4)
     return ImageSource(
-        data=data, axes=axes, path=path, name=name, scale=scale, rgb=rgb
+        data=data,
+        axes=axes,
+        path=path,
+        name=name,
+        scale=scale,
+        rgb=rgb,
+        closer=closer,
     )
 
 
@@ -295,8 +320,10 @@ def _open_tiff(path: Path, axes: str | None) -> ImageSource:
             rgb = 'S' in series.axes
         scale = tiff_scale(tif, file_axes)
         data = tiff_dask(tif)
-    # The zarr store keeps ``tif`` open for lazy reads.
-    return _finish(data, file_axes, str(path), _stem(path), scale, rgb)
+    # The zarr store keeps ``tif`` open for lazy reads, until close().
+    return _finish(
+        data, file_axes, str(path), _stem(path), scale, rgb, tif.close
+    )
 
 
 # -- Zarr / OME-Zarr ----------------------------------------------------------
