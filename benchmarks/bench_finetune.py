@@ -579,13 +579,14 @@ def main() -> None:
         replay = load_replay(parent)
     else:
         replay = replay_sampler(args.replay_images, args.seed, args.patch)
+    paint_images = [255 - it.image for it in paint]  # as the model sees
     restyle_switch = None
     if replay is not None and args.restyle > 0:
         if isinstance(replay, tuple):
             replay = PatchSampler(*replay, (args.patch, args.patch))
         looks = [
             normalize(im, *percentile_range(im, *parent.percentiles))[None]
-            for im in (255 - it.image for it in paint)
+            for im in paint_images
         ]
         restyle_switch = [True] if args.restyle_plain_norm else None
         replay = restyle_sampler(
@@ -615,7 +616,6 @@ def main() -> None:
         norm_batches=args.norm_batches,
         boundary_weight=args.boundary_weight,
     )
-    paint_images = [255 - it.image for it in paint]
     tuned, targets, rounds = parent, None, []
     fitted_parent = None
     train_wall = train_cpu = fit_cpu = 0.0
