@@ -21,7 +21,8 @@ from segloop.core.checkpoint import (
     save_model,
     utc_now,
 )
-from segloop.core.config import ModelConfig, TrainConfig
+from segloop.core.config import Head, ModelConfig, TrainConfig
+from segloop.core.distances import DISTANCE_CHANNELS, instances_to_distances
 from segloop.core.errors import SegloopError
 from segloop.core.normalize import (
     DEFAULT_PERCENTILES,
@@ -61,10 +62,12 @@ def make_sampler(
     names_per_folder: dict[str, list[str]],
     patch_shape: Sequence[int],
     sizes: list[np.ndarray] | None = None,
+    head: Head = 'classes',
 ) -> tuple[PatchSampler, int]:
-    """Load, normalise and turn masks into classes; return (sampler, n).
+    """Load, normalise and turn masks into targets; return (sampler, n).
 
-    ``sizes``, when given, receives each mask (for the object size).
+    Targets are classes or distance maps, as ``head`` says. ``sizes``,
+    when given, receives each mask (for the object size).
     """
     images, targets = [], []
     lo_pct, hi_pct = DEFAULT_PERCENTILES
@@ -72,7 +75,11 @@ def make_sampler(
         for item in load_labelled(folder, names):
             lo, hi = percentile_range(item.image, lo_pct, hi_pct)
             images.append(normalize(item.image, lo, hi)[None])
-            targets.append(instances_to_classes(item.labels).astype(np.int8))
+            targets.append(
+                instances_to_distances(item.labels)
+                if head == 'distances'
+                else instances_to_classes(item.labels).astype(np.int8)
+            )
             if sizes is not None:
                 sizes.append(item.labels)
     if not images:
@@ -106,14 +113,16 @@ def iter_train_folders(
     """
     train_names, val_names = split_folders(folders, val_fraction, split_seed)
     masks: list[np.ndarray] = []
-    sampler, n_train = make_sampler(train_names, config.patch_shape, masks)
-    diameters, n_objects = median_diameter(masks)
-    del masks
     if init is not None:
         model, parent = load_model(init)
         network = parent.network
     else:
         model = UNet(network)
+    sampler, n_train = make_sampler(
+        train_names, config.patch_shape, masks, network.head
+    )
+    diameters, n_objects = median_diameter(masks)
+    del masks
     axes = 'YX' if network.spatial_dims == 2 else 'ZYX'
 
     def info(step: int, loss: float) -> ModelInfo:
@@ -139,7 +148,11 @@ def iter_train_folders(
                 'low': DEFAULT_PERCENTILES[0],
                 'high': DEFAULT_PERCENTILES[1],
             },
-            class_names=list(CLASS_NAMES[: network.out_channels]),
+            class_names=list(
+                DISTANCE_CHANNELS
+                if network.head == 'distances'
+                else CLASS_NAMES[: network.out_channels]
+            ),
             provenance=provenance,
             name=name,
             object_size={

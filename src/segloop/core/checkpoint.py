@@ -6,7 +6,9 @@ A model is data, not code: weights are read with safetensors (or, for a
 ``config.json`` keys
 --------------------
 format_version : int
-    :data:`FORMAT_VERSION`; newer files are refused with a clear message.
+    1 for ``network.head == 'classes'`` (what every segloop reads), 2 for
+    ``'distances'``; versions above :data:`FORMAT_VERSION` are refused
+    with a clear message.
 network : dict
     :class:`segloop.core.config.ModelConfig` fields.
 axes : str
@@ -47,7 +49,7 @@ from segloop.core.config import ModelConfig
 from segloop.core.errors import ModelFileError, writing
 from segloop.core.unet import UNet
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_NAME = 'config.json'
 WEIGHTS_NAME = 'weights.safetensors'
 TORCH_WEIGHTS_NAME = 'weights.pt'
@@ -86,13 +88,16 @@ class ModelInfo:
     provenance: dict[str, Any] = field(default_factory=dict)
     name: str = 'model'
     object_size: dict[str, Any] = field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1
     weights_sha256: str = ''
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``config.json`` content."""
+        # a 3-class model stays readable by segloop versions before the
+        # distance head
+        version = 2 if self.network.head == 'distances' else 1
         return {
-            'format_version': self.format_version,
+            'format_version': max(version, self.format_version),
             'name': self.name,
             'network': self.network.to_dict(),
             'axes': self.axes,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Norm = Literal['batch', 'instance', 'group']
+Head = Literal['classes', 'distances']
 Blending = Literal['gaussian', 'constant', 'center']
 
 
@@ -36,6 +37,11 @@ class ModelConfig:
         Down-sampling factor per level and spatial axis, e.g.
         ``((1, 2, 2), (2, 2, 2))`` for anisotropic 3D. ``None`` means 2 on
         every axis at every level.
+    head : {'classes', 'distances'}
+        What the output channels mean: ``'classes'``, a softmax over
+        background / interior / boundary; ``'distances'``, three sigmoid
+        maps (background probability, centre and boundary distance; see
+        :mod:`segloop.core.distances`, needs ``out_channels == 3``).
     """
 
     spatial_dims: int = 2
@@ -46,6 +52,7 @@ class ModelConfig:
     norm: Norm = 'batch'
     dropout: float = 0.1
     pool_factors: tuple[tuple[int, ...], ...] | None = None
+    head: Head = 'classes'
 
     def __post_init__(self) -> None:
         if self.spatial_dims not in (2, 3):
@@ -60,6 +67,15 @@ class ModelConfig:
             raise ValueError(
                 f"norm must be 'batch', 'instance' or 'group', "
                 f'got {self.norm!r}'
+            )
+        if self.head not in ('classes', 'distances'):
+            raise ValueError(
+                f"head must be 'classes' or 'distances', got {self.head!r}"
+            )
+        if self.head == 'distances' and self.out_channels != 3:
+            raise ValueError(
+                "head 'distances' needs out_channels 3, got "
+                f'{self.out_channels}'
             )
         factors = self.level_factors()
         if len(factors) != self.depth or any(

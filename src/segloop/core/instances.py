@@ -1,10 +1,19 @@
-"""From class probabilities to instance labels (2D or 3D).
+"""From network outputs to instance labels (2D or 3D).
 
-Pipeline: foreground = 1 - P(background) > ``fg_threshold``; seeds are the
-h-maxima of the (smoothed) distance transform of the confident interior
-(P(interior) > ``seed_threshold``); a watershed on that distance floods
-the foreground from the seeds. Foreground pieces no seed reached become
-objects of their own; objects under ``min_size`` pixels are dropped.
+Both heads share one pipeline: foreground = 1 - channel 0 (the background
+probability) > ``fg_threshold``; a *seed region* is found inside it; seeds
+are the h-maxima of the (smoothed) distance transform of the seed region
+(its connected components when ``h`` is 0); a watershed floods the
+foreground from the seeds. Foreground pieces no seed reached become objects
+of their own; objects under ``min_size`` pixels are dropped.
+
+- ``head='classes'`` (background / interior / boundary softmax): the seed
+  region is P(interior) > ``seed_threshold``; the flood follows the
+  distance transform of the seed region.
+- ``head='distances'`` (see :mod:`segloop.core.distances`): the seed
+  region is where both the centre and the boundary distance are below
+  ``seed_threshold``; the flood follows the predicted boundary distance,
+  so objects meet where the network saw their rims.
 """
 
 from __future__ import annotations
@@ -12,13 +21,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 
 from segloop.core.hmaxima import h_maxima
+
+Head = Literal['classes', 'distances']
 
 
 @dataclass(frozen=True)
@@ -30,7 +41,8 @@ class InstanceParams:
     fg_threshold : float
         Foreground where 1 - P(background) exceeds it.
     seed_threshold : float
-        Interior (seed region) where P(interior) exceeds it.
+        Seed region where P(interior) exceeds it (``'classes'``), or
+        where both distances are below it (``'distances'``).
     h : float
         Minimum height (pixels of distance) of a seed's maximum; larger
         merges more. 0 uses connected components of the interior.
@@ -40,6 +52,8 @@ class InstanceParams:
         Objects with fewer pixels are removed.
     fill_holes : bool
         Fill holes inside each object.
+    head : {'classes', 'distances'}
+        What the network's channels mean (the model's ``network.head``).
     """
 
     fg_threshold: float = 0.5
@@ -48,6 +62,7 @@ class InstanceParams:
     smooth: float = 1.0
     min_size: int = 8
     fill_holes: bool = True
+    head: Head = 'classes'
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
@@ -86,17 +101,24 @@ def instance_masks(
     Parameters
     ----------
     probabilities : ndarray, shape (K, *spatial), float
-        Channel 0 background, 1 interior.
+        Channel 0 background; then interior (and boundary) for
+        ``head='classes'``, centre and boundary distance for
+        ``head='distances'``.
     params : InstanceParams
-        ``fg_threshold`` and ``seed_threshold`` are used.
+        ``head``, ``fg_threshold`` and ``seed_threshold`` are used.
 
     Returns
     -------
-    foreground, interior : ndarray of bool, shape spatial
+    foreground, seed_region : ndarray of bool, shape spatial
     """
     foreground = (1.0 - probabilities[0]) > params.fg_threshold
-    interior = (probabilities[1] > params.seed_threshold) & foreground
-    return foreground, interior
+    if params.head == 'distances':
+        seed_region = (probabilities[1] < params.seed_threshold) & (
+            probabilities[2] < params.seed_threshold
+        )
+    else:
+        seed_region = probabilities[1] > params.seed_threshold
+    return foreground, seed_region & foreground
 
 
 def probabilities_to_instances(
@@ -104,12 +126,13 @@ def probabilities_to_instances(
     params: InstanceParams | None = None,
     sampling: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Instance labels from background/interior/boundary probabilities.
+    """Instance labels from the network's outputs (either head).
 
     Parameters
     ----------
     probabilities : ndarray, shape (K, *spatial), float
-        Channel 0 background, 1 interior (2 boundary, if present).
+        Channel 0 background probability; channels 1, 2 as
+        ``params.head`` says (see :func:`instance_masks`).
         ``spatial`` is (Y, X) or (Z, Y, X).
     params : InstanceParams, optional
         Thresholds and sizes.
@@ -146,7 +169,11 @@ def watershed_regions(
     sampling = tuple(sampling or (1.0,) * len(spatial))
     foreground, interior = instance_masks(probabilities, params)
     markers, distance = _seeds(interior, params, sampling)
-    labels = watershed(-distance, markers, mask=foreground)
+    if params.head == 'distances':
+        surface = probabilities[2]
+    else:
+        surface = -distance
+    labels = watershed(surface, markers, mask=foreground)
     orphans, n_orphans = ndi.label(foreground & (labels == 0))
     if n_orphans:
         labels = np.where(orphans > 0, orphans + labels.max(), labels)

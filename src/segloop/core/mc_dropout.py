@@ -349,5 +349,13 @@ def iter_mc_passes(
         ]
         with mc_dropout(model, seeds, buffers=buffers):
             logits = run(count)
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = _probabilities(model, logits)
         yield from probs.split(batch)
+
+
+def _probabilities(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """The model's output maps (its own activation; softmax by default)."""
+    activate = getattr(model, 'probabilities', None)
+    if activate is None:
+        return torch.softmax(logits.float(), dim=1)
+    return activate(logits)

@@ -89,7 +89,7 @@ class Predictor:
             x = x.contiguous(memory_format=self.model.memory_format)
             with autocast(self.device, self.mixed_precision):
                 logits = self.model(x)
-            probs = torch.softmax(logits.float(), dim=1)
+            probs = self.model.probabilities(logits)
             return probs.cpu().numpy()
 
     def forward_mc(

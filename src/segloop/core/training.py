@@ -57,14 +57,17 @@ ExtraLoss = Callable[
 
 
 class PatchSampler:
-    """Random augmented patches from normalised images and class targets.
+    """Random augmented patches from normalised images and their targets.
 
     Parameters
     ----------
     images : sequence of ndarray, each shape (C, *spatial), float32
         Normalised images.
-    targets : sequence of ndarray, each shape spatial, int
-        Class index per pixel, ``IGNORE`` where unlabelled.
+    targets : sequence of ndarray
+        Either class indices, shape spatial, int, ``IGNORE`` where
+        unlabelled (``head='classes'``); or distance targets, shape
+        (3, *spatial), float32, NaN where unlabelled (``head='distances'``,
+        see :func:`segloop.core.distances.instances_to_distances`).
     patch_shape : tuple of int
         Spatial patch size; images smaller than it are mirror-padded.
     """
@@ -83,34 +86,52 @@ class PatchSampler:
         self.images = []
         self.targets = []
         for image, target in zip(images, targets, strict=True):
+            dense = target.ndim == len(self.patch_shape) + 1
+            spatial = target.shape[1:] if dense else target.shape
             pad = [
                 max(0, p - s)
-                for p, s in zip(self.patch_shape, target.shape, strict=True)
+                for p, s in zip(self.patch_shape, spatial, strict=True)
             ]
             if any(pad):
                 widths = [(0, p) for p in pad]
                 image = np.pad(image, [(0, 0), *widths], mode='reflect')
-                target = np.pad(target, widths, constant_values=IGNORE)
+                target = np.pad(
+                    target,
+                    [(0, 0), *widths] if dense else widths,
+                    constant_values=np.nan if dense else IGNORE,
+                )
             self.images.append(image)
-            self.targets.append(target.astype(np.int64))
+            self.targets.append(
+                target.astype(np.float32 if dense else np.int64)
+            )
 
     def __call__(self, rng: np.random.Generator, batch_size: int) -> Batch:
-        """Return ``(x, y)``: float32 (N, C, *patch) and int64 (N, *patch)."""
+        """Return ``(x, y)``: float32 (N, C, *patch) and the targets.
+
+        ``y`` is int64 (N, *patch) for class targets, float32
+        (N, 3, *patch) for distance targets.
+        """
         xs, ys = [], []
         for _ in range(batch_size):
             k = int(rng.integers(len(self.images)))
             image, target = self.images[k], self.targets[k]
             start = [
                 int(rng.integers(s - p + 1))
-                for s, p in zip(target.shape, self.patch_shape, strict=True)
+                for s, p in zip(image.shape[1:], self.patch_shape, strict=True)
             ]
             region = tuple(
                 slice(a, a + p)
                 for a, p in zip(start, self.patch_shape, strict=True)
             )
-            x, y = augment_geometry(
-                image[(slice(None), *region)], target[region], rng
-            )
+            x = image[(slice(None), *region)]
+            if target.dtype == np.float32:
+                # distance maps are geometric: flip and rotate them as
+                # extra image channels
+                y = target[(slice(None), *region)]
+                both, _ = augment_geometry(np.concatenate([x, y]), y[0], rng)
+                x, y = both[: len(x)], both[len(x) :]
+            else:
+                x, y = augment_geometry(x, target[region], rng)
             xs.append(augment_intensity(x, rng))
             ys.append(y)
         return np.stack(xs), np.stack(ys)
@@ -129,8 +150,12 @@ def masked_loss(
     logits : Tensor, shape (N, K, *spatial)
     target : Tensor of int64, shape (N, *spatial)
         Class index, or ``IGNORE`` (-1) where unlabelled: such pixels add
-        nothing to the loss and get zero gradient.
+        nothing to the loss and get zero gradient. A float target of
+        shape (N, 3, *spatial) is a distance target: the loss is then
+        :func:`distance_loss` (``class_weights`` unused).
     """
+    if target.is_floating_point():
+        return distance_loss(logits, target, dice_weight)
     logits = logits.float()
     valid = target != IGNORE
     if not bool(valid.any()):
@@ -150,6 +175,48 @@ def masked_loss(
     denominator = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * intersection + 1.0) / (denominator + 1.0)
     return ce + dice_weight * (1.0 - dice[1:].mean())
+
+
+def distance_loss(
+    logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0
+) -> torch.Tensor:
+    """Loss of the ``'distances'`` head over labelled pixels only.
+
+    Binary cross-entropy (+ soft Dice on the foreground) for channel 0,
+    the background probability; binary cross-entropy with the soft
+    targets for the two distance channels, on object pixels only (a
+    distance means nothing on background).
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, 3, *spatial)
+    target : Tensor of float, shape (N, 3, *spatial)
+        :func:`~segloop.core.distances.instances_to_distances` maps; NaN
+        in channel 0 where unlabelled (no loss, zero gradient).
+    dice_weight : float
+        Weight of the foreground Dice term.
+    """
+    logits = logits.float()
+    valid = ~torch.isnan(target[:, 0])
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    target = torch.nan_to_num(target.float())
+    background = F.binary_cross_entropy_with_logits(
+        logits[:, 0][valid], target[:, 0][valid]
+    )
+    inside = valid & (target[:, 0] < 0.5)
+    loss = background
+    if bool(inside.any()):
+        distances = logits[:, 1:].movedim(1, -1)[inside]
+        loss = loss + F.binary_cross_entropy_with_logits(
+            distances, target[:, 1:].movedim(1, -1)[inside]
+        )
+    if dice_weight:
+        fg = torch.sigmoid(-logits[:, 0])[valid]
+        truth = 1.0 - target[:, 0][valid]
+        dice = (2 * (fg * truth).sum() + 1.0) / (fg.sum() + truth.sum() + 1.0)
+        loss = loss + dice_weight * (1.0 - dice)
+    return loss
 
 
 def _learning_rate(step: int, elapsed_s: float, config: TrainConfig) -> float:

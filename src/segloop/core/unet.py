@@ -182,3 +182,22 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(*self.encode(x))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The network's outputs as maps in [0, 1], in float32.
+
+        Softmax over the channel axis (1) for ``head='classes'``; one
+        sigmoid per channel for ``head='distances'`` (background
+        probability, centre and boundary distance).
+
+        Parameters
+        ----------
+        logits : Tensor, shape (N, K, *spatial)
+
+        Returns
+        -------
+        Tensor, float32, same shape
+        """
+        if self.config.head == 'distances':
+            return torch.sigmoid(logits.float())
+        return torch.softmax(logits.float(), dim=1)

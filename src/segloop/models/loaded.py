@@ -43,7 +43,9 @@ class Model:
 
     def instance_params(self, **overrides: Any) -> InstanceParams:
         """The model's instance settings, with ``overrides`` applied."""
-        params = InstanceParams.from_dict(self.info.instances)
+        params = InstanceParams.from_dict(
+            {**self.info.instances, 'head': self.info.network.head}
+        )
         given = {k: v for k, v in overrides.items() if v is not None}
         return replace(params, **given)
 
