@@ -1,4 +1,4 @@
-"""The command line as a user runs it: results, and one-line errors."""
+"""``segloop segment`` and ``demo`` as a user runs them: one-line errors."""
 
 from __future__ import annotations
 
@@ -114,29 +114,6 @@ def test_corrupt_model_folder_is_refused(tmp_path, nuclei_tif, capsys):
     argv = ['segment', str(nuclei_tif), '-o', str(out), '--model', str(broken)]
     _fails_cleanly(capsys, argv, 'corrupt')
     assert not out.exists()
-
-
-def test_evaluate_prints_scores(tmp_path, capsys):
-    truth = tifffile.imread(sample_labels_path())
-    pred = truth.copy()
-    pred[pred == 1] = 0  # one object missed
-    pred_path = tmp_path / 'pred.tif'
-    tifffile.imwrite(pred_path, pred)
-    argv = ['evaluate', str(pred_path), str(sample_labels_path())]
-    assert main([*argv, '--thresholds', '0.5', '0.9']) == 0
-    out = capsys.readouterr().out
-    n = len(np.unique(truth)) - 1
-    expected = f'{n - 1:6d} {0:6d} {1:6d} {(n - 1) / n:9.4f}'
-    assert expected in out
-
-
-def test_info_describes_models_and_images(capsys):
-    assert main(['info', '--models']) == 0
-    assert 'nuclei2d' in capsys.readouterr().out
-    assert main(['info', 'nuclei2d']) == 0
-    assert '"class_names"' in capsys.readouterr().out
-    assert main(['info', str(sample_path())]) == 0
-    assert 'axes YX, shape (520, 696)' in capsys.readouterr().out
 
 
 def _run_cli(*argv: str) -> subprocess.CompletedProcess:

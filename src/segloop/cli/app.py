@@ -1,0 +1,92 @@
+"""The parser of all subcommands and the run that turns mistakes into
+one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from segloop.cli import (
+    evaluate,
+    finetune,
+    info,
+    outputs,
+    segment,
+    train,
+)
+
+# in the order of ``segloop --help``
+SUBCOMMAND_MODULES = (train, segment, evaluate, info, outputs, finetune)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of all subcommands."""
+    parser = argparse.ArgumentParser(
+        prog='segloop',
+        description='Segment microscopy images with a U-Net.',
+    )
+    sub = parser.add_subparsers(dest='command', required=True)
+    for module in SUBCOMMAND_MODULES:
+        module.add_parsers(sub)
+    return parser
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print an :class:`InputWarning` as one ``segloop: warning:`` line."""
+    import warnings
+
+    from segloop.core.errors import InputWarning
+
+    if issubclass(category, InputWarning):
+        print(f'segloop: warning: {message}', file=sys.stderr)
+    else:
+        print(
+            warnings.formatwarning(message, category, filename, lineno, line),
+            end='',
+            file=sys.stderr,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    import warnings
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a parsed command; user mistakes become one line and code 2."""
+    from segloop.core.errors import SegloopError
+
+    try:
+        return int(args.func(args))
+    except SegloopError as error:
+        print(f'segloop: error: {error}', file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(
+            'segloop: error: out of memory; use a smaller --tile or '
+            '--batch-size',
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as error:
+        print(f'segloop: error: {error}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('segloop: interrupted', file=sys.stderr)
+        return 130
