@@ -107,6 +107,7 @@ def test_train_defaults_are_the_config_defaults():
         args.base_channels,
         args.norm,
         args.dropout,
+        args.head,
     ) == (
         network.spatial_dims,
         config.steps,
@@ -117,6 +118,7 @@ def test_train_defaults_are_the_config_defaults():
         network.base_channels,
         network.norm,
         network.dropout,
+        network.head,
     )
     # one size for every axis, as the default patch of TrainConfig
     assert args.patch * len(config.patch_shape) == config.patch_shape

@@ -89,6 +89,20 @@ def test_train_writes_a_loadable_model_with_provenance(tmp_path, labelled):
     assert child_info.provenance['validation_names']['data/blobs'] == val
 
 
+def test_train_distances_head_writes_a_format_2_model(tmp_path, labelled):
+    out = tmp_path / 'distances'
+    argv = ['train', str(labelled), '-o', str(out), '--steps', '3']
+    assert main([*argv, '--head', 'distances', *TINY]) == 0
+    model, info = load_model(out)
+    assert model.config.head == 'distances'
+    assert info.format_version == 2
+    assert info.class_names == [
+        'background',
+        'centre_distance',
+        'boundary_distance',
+    ]
+
+
 def test_train_refuses_existing_output(tmp_path, labelled, capsys):
     out = tmp_path / 'model'
     out.mkdir()

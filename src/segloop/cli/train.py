@@ -15,7 +15,7 @@ from typing import Any
 
 from segloop.cli import args as types
 from segloop.cli.progress import run_with_bar
-from segloop.core.config import ModelConfig, Norm, TrainConfig
+from segloop.core.config import Head, ModelConfig, Norm, TrainConfig
 
 
 def add_parsers(sub: Any) -> None:
@@ -58,6 +58,14 @@ def add_parsers(sub: Any) -> None:
         '--norm', default=network.norm, choices=typing.get_args(Norm)
     )
     train.add_argument('--dropout', type=float, default=network.dropout)
+    train.add_argument(
+        '--head',
+        default=network.head,
+        choices=typing.get_args(Head),
+        help="output representation: 'classes' (background / interior / "
+        "boundary) or 'distances' (foreground, centre and boundary "
+        'distance; separates touching objects). Default %(default)s',
+    )
     train.add_argument(
         '--pool-factors',
         type=types.pool_factors,
@@ -105,6 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         norm=args.norm,
         dropout=args.dropout,
         pool_factors=args.pool_factors,
+        head=args.head,
     )
     config = TrainConfig(
         steps=args.steps,
