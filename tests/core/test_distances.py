@@ -176,3 +176,19 @@ def test_distance_head_needs_three_channels():
         ModelConfig(out_channels=2, head='distances')
     with pytest.raises(ValueError, match='head must be'):
         ModelConfig(head='flows')
+
+
+def test_mc_entropy_of_a_distance_model_is_the_foreground_bernoulli():
+    from segloop.core.predict import Predictor
+
+    torch.manual_seed(0)
+    config = ModelConfig(depth=2, base_channels=4, head='distances')
+    predictor = Predictor(UNet(config).eval(), 'cpu', 'fp32')
+    tiles = np.random.default_rng(0).random((2, 1, 32, 32), np.float32)
+    out = predictor.forward_mc(tiles, samples=4, tile_seeds=[1, 2])
+    assert out.shape == (2, 6, 32, 32)
+    background, entropy = out[:, 0], out[:, 3]
+    p = np.clip(background, 1e-7, 1 - 1e-7)
+    expected = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    np.testing.assert_allclose(entropy, expected, atol=1e-5)
+    assert entropy.max() <= np.log(2) + 1e-6

@@ -125,7 +125,11 @@ class Predictor:
         """
         if not has_active_dropout(self.model):
             samples = 1
-        accumulator = MCAccumulator(class_axis=1, background=background)
+        accumulator = MCAccumulator(
+            class_axis=1,
+            background=background,
+            binary=self.model.config.head == 'distances',
+        )
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
             x = x.contiguous(memory_format=self.model.memory_format)

@@ -147,11 +147,19 @@ class MCAccumulator:
     background : int
         Index of the background class; foreground is
         ``1 - p[background]``.
+    binary : bool
+        The channels are independent sigmoid maps (``head='distances'``),
+        not a softmax: entropy and mutual information are those of the
+        background/foreground Bernoulli of channel ``background`` (in
+        ``[0, ln 2]``); the mean keeps every channel.
     """
 
-    def __init__(self, class_axis: int = 0, background: int = 0) -> None:
+    def __init__(
+        self, class_axis: int = 0, background: int = 0, binary: bool = False
+    ) -> None:
         self.class_axis = class_axis
         self.background = background
+        self.binary = binary
         self.count = 0
         self._sum_p: np.ndarray | None = None
         self._sum_h: np.ndarray | None = None
@@ -161,7 +169,7 @@ class MCAccumulator:
     def add(self, probabilities: np.ndarray) -> None:
         """Add one sample of class probabilities (float32)."""
         p = np.asarray(probabilities, dtype=np.float32)
-        h = entropy(p, self.class_axis).astype(np.float64)
+        h = self._entropy(p).astype(np.float64)
         f = np.take(p, self.background, axis=self.class_axis).astype(
             np.float64
         )
@@ -181,7 +189,7 @@ class MCAccumulator:
             raise ValueError('no samples were added')
         n = float(self.count)
         mean = (self._sum_p / n).astype(np.float32)
-        total = entropy(mean, self.class_axis)
+        total = self._entropy(mean)
         expected = self._sum_h / n
         mutual = np.maximum(total - expected, 0.0).astype(np.float32)
         f_mean = self._sum_f / n
@@ -189,6 +197,13 @@ class MCAccumulator:
         return MCStatistics(
             mean, total, mutual, variance.astype(np.float32), self.count
         )
+
+    def _entropy(self, p: np.ndarray) -> np.ndarray:
+        if not self.binary:
+            return entropy(p, self.class_axis)
+        background = np.take(p, [self.background], axis=self.class_axis)
+        pair = np.concatenate([background, 1.0 - background], self.class_axis)
+        return entropy(pair, self.class_axis)
 
 
 def mc_statistics(
