@@ -25,6 +25,14 @@ from segloop.core.rescale import ZoomedView
 # Objects whose diameter is within this factor of the training size are
 # not rescaled by ``--diameter auto`` (rescaling costs accuracy too).
 AUTO_TOLERANCE = 1.15
+# ``--diameter auto`` never zooms by more than this factor either way.
+MAX_AUTO_ZOOM = 4.0
+# Fewer objects than this in a pass: its median diameter is not trusted.
+MIN_AUTO_OBJECTS = 3
+# A zoomed pass is kept only if the network is at least about as decided
+# there as at native scale (mean |2 p_foreground - 1|, see
+# :func:`decisiveness`): rescaling noise makes it less so.
+DECISIVENESS_MARGIN = 0.02
 
 
 def median_diameter(
@@ -257,44 +265,99 @@ def estimate_diameter(
     tolerance : float
         Ratio within which no second pass (and no zoom) is needed.
 
+    Guards, so that a wrong estimate cannot make things much worse than
+    no rescaling: a pass with fewer than :data:`MIN_AUTO_OBJECTS`
+    objects is not trusted (no estimate); the zoom of the second pass is
+    bounded to ``[1 / MAX_AUTO_ZOOM, MAX_AUTO_ZOOM]``; the second pass is
+    kept only if it finds enough objects and the network is about as
+    decided there as at native scale (:func:`decisiveness`, within
+    :data:`DECISIVENESS_MARGIN`), else the estimate is None (no zoom).
+
     Returns
     -------
     diameter : float or None
         The in-plane (Y/X) median diameter in pixels of ``image``; None
-        when no object was found.
+        when no trustworthy estimate was found (then do not rescale).
     passes : list of dict
-        Per pass: ``zoom``, ``objects``, ``diameter`` (original pixels).
+        Per pass: ``zoom``, ``objects``, ``diameter`` (original pixels),
+        ``decisiveness``; the last one also has ``decision``, a sentence
+        saying what was decided and why.
     """
     training_yx = float(training[-1])
-    zoom = 1.0
-    estimate: float | None = None
     passes: list[dict[str, Any]] = []
-    lead = (1.0,) * (image.ndim - 2)
-    for _ in range(2):
-        factors = (*lead, zoom, zoom)
-        zoomed = (
-            image
-            if zoom == 1.0
-            else ZoomedView(image, factors)[(slice(None),) * image.ndim]
+    native = _measure(image, 1.0, predict, params, sampling)
+    passes.append(native)
+    if native['objects'] < MIN_AUTO_OBJECTS:
+        native['decision'] = (
+            f'only {native["objects"]} object(s) found at native scale: '
+            'size not estimated, no rescaling'
         )
-        probabilities = predict(np.asarray(zoomed, dtype=np.float32))
-        labels = probabilities_to_instances(
-            probabilities, replace(params, min_size=0), sampling
+        return None, passes
+    ratio = training_yx / native['diameter']
+    if 1.0 / tolerance <= ratio <= tolerance:
+        native['decision'] = 'objects are near the training size'
+        return native['diameter'], passes
+    zoom = min(max(ratio, 1.0 / MAX_AUTO_ZOOM), MAX_AUTO_ZOOM)
+    second = _measure(image, zoom, predict, params, sampling)
+    passes.append(second)
+    floor = native['decisiveness'] - DECISIVENESS_MARGIN
+    if second['objects'] < MIN_AUTO_OBJECTS:
+        second['decision'] = (
+            f'only {second["objects"]} object(s) found at zoom {zoom:.2f}: '
+            'no rescaling'
         )
-        diameters, count = median_diameter(labels, min_pixels=4)
-        measured = None if count == 0 else diameters[-1] / zoom
-        passes.append(
-            {
-                'zoom': round(zoom, 4),
-                'objects': int(count),
-                'diameter': None if measured is None else round(measured, 2),
-            }
+        return None, passes
+    if second['decisiveness'] < floor:
+        second['decision'] = (
+            f'the network is less sure at zoom {zoom:.2f} '
+            f'({second["decisiveness"]:.2f} vs {native["decisiveness"]:.2f}'
+            ' at native scale): no rescaling'
         )
-        if measured is None:
-            break
-        estimate = measured
-        ratio = training_yx / measured
-        if 1.0 / tolerance <= ratio / zoom <= tolerance:
-            break
-        zoom = ratio
-    return estimate, passes
+        return None, passes
+    second['decision'] = 'size measured at the training scale'
+    if zoom != ratio:
+        second['decision'] += f' (zoom bounded to {zoom:.2f})'
+    return second['diameter'], passes
+
+
+def decisiveness(probabilities: np.ndarray) -> float:
+    """How decided the network is: mean ``|2 p_foreground - 1|``.
+
+    Parameters
+    ----------
+    probabilities : ndarray, shape (K, *spatial)
+        Channel 0 is the background probability.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 1 when every pixel is surely background or object.
+    """
+    return float(np.abs(1.0 - 2.0 * probabilities[0]).mean())
+
+
+def _measure(
+    image: np.ndarray,
+    zoom: float,
+    predict: Callable[[np.ndarray], np.ndarray],
+    params: InstanceParams,
+    sampling: Sequence[float] | None,
+) -> dict[str, Any]:
+    """One pass of :func:`estimate_diameter` at ``zoom`` (Y and X)."""
+    factors = (*(1.0,) * (image.ndim - 2), zoom, zoom)
+    zoomed = (
+        image
+        if zoom == 1.0
+        else ZoomedView(image, factors)[(slice(None),) * image.ndim]
+    )
+    probabilities = predict(np.asarray(zoomed, dtype=np.float32))
+    labels = probabilities_to_instances(
+        probabilities, replace(params, min_size=0), sampling
+    )
+    diameters, count = median_diameter(labels, min_pixels=4)
+    return {
+        'zoom': round(zoom, 4),
+        'objects': int(count),
+        'diameter': None if count == 0 else round(diameters[-1] / zoom, 2),
+        'decisiveness': round(decisiveness(probabilities), 4),
+    }
