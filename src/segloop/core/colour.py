@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from segloop.core.lazyview import LazyView
+from segloop.core.polarity import background_level
 
 RgbMethod = Literal['luminance', 'hematoxylin']
 RGB_METHODS: tuple[str, ...] = ('luminance', 'hematoxylin')
@@ -131,7 +132,7 @@ class GreyView(LazyView):
 
 
 def looks_brightfield(sample: np.ndarray) -> bool:
-    """True when most pixels are bright (background brighter than objects).
+    """True when the background is brighter than the objects.
 
     Parameters
     ----------
@@ -141,11 +142,13 @@ def looks_brightfield(sample: np.ndarray) -> bool:
     Returns
     -------
     bool
-        The median lies in the upper half of the 1–99.8 percentile range.
+        The background level (:func:`segloop.core.polarity.
+        background_level`, the histogram mode) lies in the upper half of
+        the 1–99.8 percentile range.
     """
     values = np.asarray(sample, dtype=np.float32).ravel()
     values = values[np.isfinite(values)]
     if values.size == 0:
         return False
-    lo, median, hi = np.percentile(values, [1.0, 50.0, 99.8])
-    return bool(hi > lo and median > (lo + hi) / 2)
+    low, high = np.percentile(values, [1.0, 99.8])
+    return background_level(values, float(low), float(high)) > 0.5
