@@ -203,7 +203,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from segloop.batch import batch_inputs
 
     if args.scheduler is not None and args.client is None:
-        from segloop.distributed import connect
+        from segloop.engine.distributed import connect
 
         with connect(args.scheduler) as args.client:
             return _cmd_segment(args)
@@ -504,7 +504,7 @@ def _segment_batch(args: argparse.Namespace, inputs: list[Path]) -> int:
 
 
 def _cmd_relabel(args: argparse.Namespace) -> int:
-    from segloop.postprocess import iter_relabel
+    from segloop.engine.relabel import iter_relabel
 
     changes = {
         key: value

@@ -70,7 +70,7 @@ def warm_up() -> threading.Thread:
         import pandas  # noqa: F401
         import torch
 
-        from segloop import engine  # noqa: F401
+        from segloop.engine import job  # noqa: F401
 
         instance_pool()
         # Retrain: the fine-tuning modules, and torch._dynamo, which
@@ -267,7 +267,7 @@ def run_relabel(
         Rewrite the whole store after the preview.
     """
     try:
-        from segloop.postprocess import iter_relabel
+        from segloop.engine.relabel import iter_relabel
 
         params = replace(job.params, **changes)
         preview = preview_labels(job, params, view)

@@ -14,9 +14,9 @@ from segloop.core.relabel import relabel_array
 from segloop.data import sample_path
 from segloop.data.synthetic import synthetic_nuclei
 from segloop.engine import SegmentJob
+from segloop.engine.relabel import iter_relabel, relabel
 from segloop.io import ome_zarr
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
-from segloop.postprocess import iter_relabel, relabel
 
 FIRST = InstanceParams(0.6, 0.6, 1.0, 1.0, 16, True)
 SECOND = InstanceParams(0.4, 0.7, 1.0, 1.0, 40, False)
