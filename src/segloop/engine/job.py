@@ -61,7 +61,6 @@ from segloop.core.normalize import percentile_range
 from segloop.core.uncertainty import MEASURES
 from segloop.engine.block import (
     BlockDone,
-    Opened,
     finish_block,
     predict_block,
     read_block,
@@ -70,13 +69,18 @@ from segloop.engine.block import (
 from segloop.engine.options import SegmentOptions
 from segloop.engine.plan import RunPlan
 from segloop.engine.prepare import plan_run, prepare
-from segloop.engine.record import run_metadata, run_signature
+from segloop.engine.record import run_metadata, run_settings, run_signature
 from segloop.engine.settle import settle_time_point, stitch
 from segloop.io.ome_zarr import check_output_path
 from segloop.io.store import BlockStore
 from segloop.models.loaded import Model
 
 DEFAULT_BATCH = {2: 4, 3: 1}
+
+
+def _view(holder: str, name: str, doc: str) -> Any:
+    """A read-only attribute of the job that is ``self.<holder>.<name>``."""
+    return property(lambda self: getattr(getattr(self, holder), name), doc=doc)
 
 
 class SegmentJob:
@@ -97,43 +101,16 @@ class SegmentJob:
     model : str, Path or Model, optional
         Default: 'nuclei3d' for images with Z, else 'nuclei2d'.
     options : SegmentOptions, optional
-        The segmentation's settings (the keywords below that are
-        options' fields may be given instead, or change them).
-    axes, channel : optional
-        As in :func:`segloop.api.iter_predict`.
-    tile : tuple of int, optional
-        Network input per tile (default 512² for 2D, 32×256² for 3D).
-    overlap : float
-        Fraction of a tile that is context shared with its neighbours
-        (half of it on each side).
-    block : tuple of int, optional
-        Output block (Z?, Y, X); rounded to whole tiles. Default near
-        1024² (2D) or 32×512² (3D).
-    batch_size : int, optional
-        Tiles per forward pass; default 4 for a 2D model, 1 for 3D (a 3D
-        tile's activations are large; batching gains little on CPU).
-    device, precision : optional
-        See :class:`segloop.core.predict.Predictor`.
-    instance_params : InstanceParams, optional
-        Default: the model's settings.
-    scale : dict, optional
-        Pixel size per axis (e.g. ``{'Z': 2.0, 'Y': 0.3, 'X': 0.3}``),
-        overriding the file's; used for anisotropic watershed distances.
+        The segmentation's settings: axes, channel, tile, overlap,
+        block, batch size (default 4 for a 2D model, 1 for 3D: a 3D
+        tile's activations are large; batching gains little on CPU),
+        device, precision, instance settings, pixel size, Monte Carlo
+        dropout, object diameter, inversion and RGB conversion; see
+        :class:`~segloop.engine.options.SegmentOptions`.
     resume : bool
         Continue an interrupted run in ``output``.
     overwrite : bool
         Replace an existing ``output``.
-    mc_samples : int, optional
-        0 or None: one deterministic pass per tile. N > 0: Monte Carlo
-        dropout with N stochastic passes per tile (batched); the stored
-        probabilities are then their mean, the instance labels are made
-        from that mean, and float32 arrays ``uncertainty/entropy``,
-        ``uncertainty/mutual_information`` and ``uncertainty/variance``
-        (axes of the labels, chunked by block) are written too.
-    mc_seed : int
-        Seed of the dropout masks. Each tile's masks follow from (seed,
-        time point, plane, tile position), so block size, block order
-        and resuming do not change the result.
     live_labels : bool
         Label each block as soon as it is predicted (from its own
         prediction), so that a viewer shows labels while the run goes.
@@ -143,19 +120,10 @@ class SegmentJob:
     instance_workers : int, optional
         Threads of the instance step before stitching (default: the
         cores, at most 4); a GUI may pass cores - 1.
-    diameter : float, sequence of float, str or None
-        Typical object diameter in the input, pixels. The input is
-        zoomed by ``training_diameter / diameter`` (the model's
-        ``object_size``) so that objects have the size the model was
-        trained on. One value zooms Y and X only (Z keeps its scale);
-        a 3D model also takes one value per axis (Z, Y, X), e.g.
-        ``(8, 20, 20)`` or ``'8,20,20'``, for anisotropic data.
-        ``'auto'`` estimates it first (:func:`plan_zoom`). None: no
-        rescaling. See :mod:`segloop.engine.plan` for how it runs
-        blockwise.
-    invert, rgb : optional
-        Brightfield inversion and RGB(A) conversion; see
-        :func:`select_channel`.
+    **option_fields
+        Fields of :class:`~segloop.engine.options.SegmentOptions`
+        (``axes='YX', tile=(256, 256)``, ...), given instead of
+        ``options`` or changing it.
     """
 
     def __init__(
@@ -239,53 +207,31 @@ class SegmentJob:
                 len(plan.blocks),
                 scale=self.scale,
                 uncertainty=MEASURES if plan.mc_samples else (),
-                metadata=run_metadata(
-                    prepared, plan, self.signature, self.settings
-                ),
+                metadata=run_metadata(prepared, plan, self.signature),
             )
         return self._store
 
     # -- what was planned (read-only views of the plan and the input)
 
-    @property
-    def output(self) -> Path:
-        """The output store's path (absolute)."""
-        return self.plan.output
-
-    @property
-    def model(self) -> Model:
-        """The loaded model."""
-        return self.prepared.model
-
-    @property
-    def predictor(self) -> Any:
-        """The network on its device (a ``Predictor``)."""
-        return self.prepared.predictor
-
-    @property
-    def source(self) -> Any:
-        """The opened input (:class:`~segloop.io.readers.ImageSource`)."""
-        return self.prepared.source
-
-    @property
-    def data(self) -> Any:
-        """The one-channel lazy input, axes :attr:`axes`."""
-        return self.prepared.data
-
-    @property
-    def input_info(self) -> dict[str, Any]:
-        """``channel``, ``rgb``, ``invert``: how :attr:`data` was made."""
-        return self.prepared.conversion
-
-    @property
-    def diameter_info(self) -> dict[str, Any]:
-        """What the object-size planning did (see ``plan_zoom``)."""
-        return self.prepared.diameter_info
-
-    @property
-    def scale(self) -> dict[str, float]:
-        """Pixel size per axis."""
-        return self.prepared.scale
+    output = _view('plan', 'output', 'The output store (absolute path).')
+    axes = _view('plan', 'axes', "The input's axes without C.")
+    params = _view('plan', 'params', 'Instance settings (InstanceParams).')
+    blocks = _view('plan', 'blocks', 'The blocks of one time point.')
+    block_shape = _view('plan', 'block_shape', 'The output block (Z?, Y, X).')
+    geometry = _view('plan', 'geometry', 'The tile grid (TileGeometry).')
+    zoom = _view('plan', 'zoom', 'Zoom per network axis (None: none).')
+    planewise = _view('plan', 'planewise', 'A 2D model through a stack.')
+    times = _view('plan', 'times', 'Time points (1 without T).')
+    total = _view('plan', 'total', 'Blocks over all time points.')
+    model = _view('prepared', 'model', 'The loaded model.')
+    predictor = _view('prepared', 'predictor', 'The network on its device.')
+    source = _view('prepared', 'source', 'The opened input (ImageSource).')
+    data = _view('prepared', 'data', 'The one-channel lazy input.')
+    scale = _view('prepared', 'scale', 'Pixel size per axis.')
+    input_info = _view('prepared', 'conversion', 'How data was made.')
+    diameter_info = _view(
+        'prepared', 'diameter_info', 'What the object-size planning did.'
+    )
 
     @property
     def sampling(self) -> list[float]:
@@ -293,89 +239,9 @@ class SegmentJob:
         return list(self.plan.sampling)
 
     @property
-    def axes(self) -> str:
-        """The input's axes without C."""
-        return self.plan.axes
-
-    @property
-    def params(self) -> Any:
-        """Instance settings (an ``InstanceParams``)."""
-        return self.plan.params
-
-    @property
-    def blocks(self) -> tuple[Any, ...]:
-        """The blocks of one time point."""
-        return self.plan.blocks
-
-    @property
-    def block_shape(self) -> tuple[int, ...]:
-        """The output block (Z?, Y, X)."""
-        return self.plan.block_shape
-
-    @property
-    def geometry(self) -> Any:
-        """The tile grid (:class:`~segloop.core.blocks.TileGeometry`)."""
-        return self.plan.geometry
-
-    @property
-    def zoom(self) -> tuple[float, ...] | None:
-        """Zoom per network axis (None: none)."""
-        return self.plan.zoom
-
-    @property
-    def planewise(self) -> bool:
-        """A 2D model runs plane by plane through a Z stack."""
-        return self.plan.planewise
-
-    @property
-    def times(self) -> int:
-        """Time points."""
-        return self.plan.times
-
-    @property
-    def total(self) -> int:
-        """Number of blocks over all time points."""
-        return self.plan.total
-
-    @property
     def settings(self) -> dict[str, Any]:
         """Effective settings, as recorded in the output's metadata."""
-        plan = self.plan
-        return {
-            'tile': list(plan.geometry.tile),
-            'margin': list(plan.geometry.margin),
-            'stitching': 'crop-centre',
-            'block': list(plan.block_shape),
-            'batch_size': plan.batch_size,
-            'device': plan.device,
-            'mixed_precision': plan.mixed_precision,
-            'sampling': list(plan.sampling),
-            'diameter': self.diameter_info,
-            **(
-                {'uncertainty': self.uncertainty_info}
-                if plan.mc_samples
-                else {}
-            ),
-        }
-
-    @property
-    def uncertainty_info(self) -> dict[str, Any]:
-        """How the uncertainty arrays were made (stored in the metadata)."""
-        names = self.model.info.class_names
-        return {
-            'method': 'mc_dropout',
-            'samples': self.plan.mc_samples,
-            'seed': self.plan.mc_seed,
-            'dropout': self.model.network.config.dropout,
-            'measures': list(MEASURES),
-            'foreground': f'1 - P({names[self.plan.background]})',
-            'units': {'entropy': 'nats', 'mutual_information': 'nats'},
-            'max': {
-                'entropy': float(np.log(len(names))),
-                'mutual_information': float(np.log(len(names))),
-                'variance': 0.25,
-            },
-        }
+        return run_settings(self.prepared, self.plan)
 
     def prioritize(self, t: int = 0, region: Any = None) -> None:
         """Run the blocks of time point ``t`` meeting ``region`` next.
@@ -393,18 +259,9 @@ class SegmentJob:
             self._ranges[t] = percentile_range(volume)
         return self._ranges[t]
 
-    def _opened(self) -> Opened:
-        return Opened(
-            self.data,
-            self.predictor,
-            self.store,
-            self.instance_executor,
-            self.zoomed,
-        )
-
-    def _read(self, opened: Opened, job: tuple[int, int]) -> np.ndarray:
+    def _read(self, job: tuple[int, int]) -> np.ndarray:
         """Normalised input of a block with its tiles' context."""
-        source = opened.data if opened.zoomed is None else opened.zoomed
+        source = self.data if self.zoomed is None else self.zoomed
         return read_block(self.plan, source, *job, self._range(job[0]))
 
     def worker_plan(self) -> RunPlan:
@@ -444,7 +301,6 @@ class SegmentJob:
             ledger and the store stays marked incomplete (resumable).
         """
         store = self.create_store()
-        opened = self._opened()
         done = self.total - len(self.queue)
         # The next block is read on a thread while the network runs here.
         # With the network on a GPU, the previous block's instance step and
@@ -458,14 +314,12 @@ class SegmentJob:
         ):
             finishing: Future | None = None
             job = self.queue.pop()
-            pending = reader.submit(self._read, opened, job) if job else None
+            pending = reader.submit(self._read, job) if job else None
             while job is not None and pending is not None:
                 block_input = pending.result()
                 next_job = self.queue.pop()
                 pending = (
-                    reader.submit(self._read, opened, next_job)
-                    if next_job
-                    else None
+                    reader.submit(self._read, next_job) if next_job else None
                 )
                 block = self.plan.blocks[job[1]]
                 try:

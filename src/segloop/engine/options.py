@@ -42,7 +42,8 @@ class SegmentOptions:
     tile : tuple of int, optional
         Network input per tile (default 512² for 2D, 32×256² for 3D).
     overlap : float
-        Fraction of a tile that is context shared with its neighbours.
+        Fraction of a tile that is context shared with its neighbours
+        (half of it on each side).
     block : tuple of int, optional
         Output block (Z?, Y, X) of a blockwise run; rounded to whole
         tiles. Default near 1024² (2D) or 32×512² (3D).
@@ -58,15 +59,28 @@ class SegmentOptions:
         ``diameter``).
     scale : dict, optional
         Pixel size per axis (e.g. ``{'Z': 2.0, 'Y': 0.3, 'X': 0.3}``),
-        overriding the file's.
+        overriding the file's; used for anisotropic watershed distances.
     mc_samples : int, optional
-        0 or None: one deterministic pass per tile; N > 0: Monte Carlo
-        dropout with N stochastic passes per tile.
+        0 or None: one deterministic pass per tile. N > 0: Monte Carlo
+        dropout with N stochastic passes per tile (batched); the stored
+        probabilities are then their mean, the instance labels are made
+        from that mean, and float32 arrays ``uncertainty/entropy``,
+        ``uncertainty/mutual_information`` and ``uncertainty/variance``
+        (axes of the labels, chunked by block) are written too.
     mc_seed : int
-        Seed of the dropout masks.
+        Seed of the dropout masks. Each tile's masks follow from (seed,
+        time point, plane, tile position), so block size, block order
+        and resuming do not change the result.
     diameter : float, sequence of float, str or None
-        Typical object diameter in the input, pixels (or ``'auto'``);
-        see :func:`segloop.engine.inputs.plan_zoom`.
+        Typical object diameter in the input, pixels. The input is
+        zoomed by ``training_diameter / diameter`` (the model's
+        ``object_size``) so that objects have the size the model was
+        trained on. One value zooms Y and X only (Z keeps its scale);
+        a 3D model also takes one value per axis (Z, Y, X), e.g.
+        ``(8, 20, 20)`` or ``'8,20,20'``, for anisotropic data.
+        ``'auto'`` estimates it first
+        (:func:`segloop.engine.inputs.plan_zoom`). None: no rescaling.
+        See :mod:`segloop.engine.plan` for how it runs blockwise.
     invert : bool, optional
         Negate intensities (brightfield); None: automatic for RGB.
     rgb : {'auto', 'luminance', 'hematoxylin'}

@@ -4,15 +4,18 @@
 weights, tiles, blocks, device, instance and uncertainty settings, ...;
 see :meth:`segloop.io.store.BlockStore.resume`); :func:`run_metadata`
 is the store's ``attrs['segloop']`` at creation: the signature, the
-model, the input, the effective settings, the object size and the
-input's conversion.
+model, the input, the effective settings (:func:`run_settings`, with
+:func:`uncertainty_info`), the object size and the input's conversion.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from segloop.core.checkpoint import package_version
+from segloop.core.uncertainty import MEASURES
 from segloop.engine.options import SegmentOptions
 from segloop.engine.plan import RunPlan
 from segloop.engine.prepare import Prepared
@@ -45,11 +48,48 @@ def run_signature(
     }
 
 
+def run_settings(prepared: Prepared, plan: RunPlan) -> dict[str, Any]:
+    """Effective settings of a run (``settings`` in its metadata)."""
+    return {
+        'tile': list(plan.geometry.tile),
+        'margin': list(plan.geometry.margin),
+        'stitching': 'crop-centre',
+        'block': list(plan.block_shape),
+        'batch_size': plan.batch_size,
+        'device': plan.device,
+        'mixed_precision': plan.mixed_precision,
+        'sampling': list(plan.sampling),
+        'diameter': prepared.diameter_info,
+        **(
+            {'uncertainty': uncertainty_info(prepared, plan)}
+            if plan.mc_samples
+            else {}
+        ),
+    }
+
+
+def uncertainty_info(prepared: Prepared, plan: RunPlan) -> dict[str, Any]:
+    """How the uncertainty arrays were made (stored in the metadata)."""
+    model = prepared.model
+    names = model.info.class_names
+    return {
+        'method': 'mc_dropout',
+        'samples': plan.mc_samples,
+        'seed': plan.mc_seed,
+        'dropout': model.network.config.dropout,
+        'measures': list(MEASURES),
+        'foreground': f'1 - P({names[plan.background]})',
+        'units': {'entropy': 'nats', 'mutual_information': 'nats'},
+        'max': {
+            'entropy': float(np.log(len(names))),
+            'mutual_information': float(np.log(len(names))),
+            'variance': 0.25,
+        },
+    }
+
+
 def run_metadata(
-    prepared: Prepared,
-    plan: RunPlan,
-    signature: dict[str, Any],
-    settings: dict[str, Any],
+    prepared: Prepared, plan: RunPlan, signature: dict[str, Any]
 ) -> dict[str, Any]:
     """The store's metadata at creation (``attrs['segloop']``)."""
     model, source = prepared.model, prepared.source
@@ -69,7 +109,7 @@ def run_metadata(
             'shape': list(source.shape),
         },
         'instances': plan.params.to_dict(),
-        'settings': settings,
+        'settings': run_settings(prepared, plan),
         'object_size': prepared.diameter_info,
         'conversion': prepared.conversion,
     }

@@ -331,6 +331,7 @@ def run_segmentation(
         kwargs = {k: v for k, v in options.items() if v is not None}
         with input_warnings(noticed):
             job = SegmentJob(data, output, model, **kwargs)
+            job.create_store()  # here, not on the GUI thread
             job.instance_executor = instance_pool()
             if focus is not None:
                 job.prioritize(*focus)
