@@ -202,19 +202,13 @@ def iter_predict(
         invert=invert,
         rgb=rgb,
     )
+    # the 2D model by default, plane by plane through a stack
     prepared = prepare(
         image, model, options, default_batch={2: 4, 3: 4}, model_for_axes=False
     )
-    model, data, predictor = (
-        prepared.model,
-        prepared.data,
-        prepared.predictor,
-    )
-    image_axes, sampling, zoom = (
-        prepared.axes,
-        prepared.sampling,
-        prepared.zoom,
-    )
+    model, data = prepared.model, prepared.data
+    predictor, image_axes = prepared.predictor, prepared.axes
+    sampling, zoom = prepared.sampling, prepared.zoom
     mc_samples, dims = prepared.mc_samples, prepared.dims
     params = prepared.params_for(zoom)
     tiles = TileConfig(tile, overlap, batch_size, blending)
