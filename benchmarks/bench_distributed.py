@@ -44,8 +44,8 @@ import zarr
 
 from segloop.api import segment
 from segloop.core.events import drain
-from segloop.distributed import connect
 from segloop.engine import SegmentJob
+from segloop.engine.distributed import connect
 from segloop.io.ome_zarr import read_labels
 
 ROOT = Path(__file__).resolve().parents[1]

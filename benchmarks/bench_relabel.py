@@ -47,7 +47,7 @@ import segloop.core.instances as instances
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams
 from segloop.engine import SegmentJob
-from segloop.postprocess import iter_relabel
+from segloop.engine.relabel import iter_relabel
 
 B_CHANGES = {
     'fg_threshold': 0.45,

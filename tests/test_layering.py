@@ -16,7 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CORE = REPO_ROOT / 'src' / 'segloop' / 'core'
 FORBIDDEN_IN_CORE = {'napari', 'qtpy', 'magicgui', 'zarr', 'dask'}
 # Importing these must stay cheap: no torch (DESIGN.md, "Importing is cheap").
-TORCH_FREE_MODULES = ['segloop', 'segloop.core.config', 'segloop.core.tiling']
+TORCH_FREE_MODULES = [
+    'segloop',
+    'segloop.core.config',
+    'segloop.core.tiling',
+    'segloop.engine',
+    'segloop.engine.options',
+]
 
 
 def _lint_imports_command() -> list[str]:

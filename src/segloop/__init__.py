@@ -16,7 +16,7 @@ _LAZY = {
     'segment': 'segloop.api',
     'Model': 'segloop.api',
     'list_models': 'segloop.models',
-    'relabel': 'segloop.postprocess',
+    'relabel': 'segloop.engine.relabel',
     'relabel_array': 'segloop.core.relabel',
     'measure': 'segloop.measurements',
     'measure_objects': 'segloop.core.measure',

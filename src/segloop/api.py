@@ -20,19 +20,19 @@ import dask
 import numpy as np
 
 from segloop.core.config import Blending, TileConfig
-from segloop.core.errors import InputError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
-from segloop.core.objsize import scaled_instance_params
-from segloop.core.predict import DEFAULT_TILE, Precision, Predictor
+from segloop.core.predict import Precision
 from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.tiling import tile_grid
 from segloop.core.uncertainty import MEASURES
-from segloop.engine import BlockDone, SegmentJob
-from segloop.inputs import check_image, check_tile, plan_zoom, prepare_input
-from segloop.io.readers import ImageSource, open_image
-from segloop.models.loaded import Model, load_model
+from segloop.engine.block import BlockDone
+from segloop.engine.job import SegmentJob
+from segloop.engine.options import SegmentOptions
+from segloop.engine.prepare import prepare
+from segloop.models.loaded import Model
+from segloop.models.loaded import load_model as load_model  # segloop.*
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def iter_predict(
         Conversion of RGB(A) images to one channel (when no ``channel``
         is chosen); 'auto': hematoxylin for brightfield (bright
         background), luminance otherwise; see
-        :func:`segloop.engine.select_channel`.
+        :func:`segloop.engine.inputs.select_channel`.
 
     Yields
     ------
@@ -187,44 +187,38 @@ def iter_predict(
     -------
     Prediction
     """
-    mc_samples = int(mc_samples or 0)
-    if mc_samples < 0:
-        raise InputError(
-            f'mc_samples must be 0 (off) or a positive number of passes, '
-            f'got {mc_samples}'
-        )
-    model = load_model(model)
-    source = (
-        image if isinstance(image, ImageSource) else open_image(image, axes)
+    options = SegmentOptions(
+        axes=axes,
+        channel=channel,
+        tile=tile,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        instance_params=instance_params,
+        mc_samples=mc_samples,
+        mc_seed=mc_seed,
+        diameter=diameter,
+        invert=invert,
+        rgb=rgb,
     )
-    data, conversion = prepare_input(source, channel, invert=invert, rgb=rgb)
-    image_axes = check_image(source, model)
-    params = instance_params or model.instance_params()
-    predictor = Predictor(model.network, device, precision)
-    dims = model.network.config.spatial_dims
+    # the 2D model by default, plane by plane through a stack
+    prepared = prepare(
+        image, model, options, default_batch={2: 4, 3: 4}, model_for_axes=False
+    )
+    model, data = prepared.model, prepared.data
+    predictor, image_axes = prepared.predictor, prepared.axes
+    sampling, zoom = prepared.sampling, prepared.zoom
+    mc_samples, dims = prepared.mc_samples, prepared.dims
+    params = prepared.params_for(zoom)
     tiles = TileConfig(tile, overlap, batch_size, blending)
-    tile_shape = check_tile(tile or DEFAULT_TILE[dims], dims)
-    times = data.shape[0] if 'T' in image_axes else 1
-    volume_axes = image_axes.replace('T', '')
-    slice_by_slice = dims == 2 and 'Z' in volume_axes
+    times = prepared.times
+    slice_by_slice = dims == 2 and 'Z' in prepared.volume_axes
     n_inputs = data.shape[-3] if slice_by_slice else 1
-    sampling = [source.scale.get(a, 1.0) for a in volume_axes]
     net_shape = tuple(int(n) for n in data.shape[-dims:])
-    zoom, diameter_info = plan_zoom(
-        model,
-        diameter,
-        data,
-        image_axes,
-        predictor,
-        params,
-        sampling,
-        TileConfig(tile, overlap, batch_size, 'center'),
-    )
     zoom_shape = zoomed_shape(net_shape, zoom) if zoom else net_shape
-    if zoom is not None and instance_params is None:
-        params = scaled_instance_params(params, zoom)
     _, valid_tile, starts = tile_grid(
-        zoom_shape, tile_shape, overlap, predictor.divisor
+        zoom_shape, prepared.tile, overlap, predictor.divisor
     )
     per_input = len(starts)
     total = per_input * n_inputs * times
@@ -289,8 +283,8 @@ def iter_predict(
         'channel': channel,
         'mc_samples': mc_samples,
         'mc_seed': mc_seed,
-        'diameter': diameter_info,
-        'conversion': conversion,
+        'diameter': prepared.diameter_info,
+        'conversion': prepared.conversion,
     }
     uncertainty = {}
     if mc_samples:
@@ -298,8 +292,7 @@ def iter_predict(
             np.stack(measures, axis=1) if 'T' in image_axes else measures[0]
         )
         uncertainty = dict(zip(MEASURES, stacked, strict=True))
-    if not isinstance(image, ImageSource):
-        source.close()  # opened here; every pixel is read by now
+    prepared.close()  # if opened here; every pixel is read by now
     return Prediction(
         probs_out,
         labels_out,
@@ -328,6 +321,7 @@ def iter_segment(
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
     client: Any = None,
+    options: SegmentOptions | None = None,
     **kwargs: Any,
 ) -> Generator[BlockDone, None, Path]:
     """Segment a file (or array) blockwise into an OME-Zarr at ``output``.
@@ -337,18 +331,19 @@ def iter_segment(
     takes: ``axes``, ``channel``, ``tile``, ``overlap``, ``block``,
     ``batch_size``, ``device``, ``precision``, ``instance_params``,
     ``scale``, ``mc_samples``, ``mc_seed``, ``diameter``, ``invert``,
-    ``rgb``; see :func:`iter_predict` for the last three). The output
-    is checked
+    ``rgb``; see :func:`iter_predict` for the last three), or these
+    as one :class:`~segloop.engine.options.SegmentOptions` (``options``;
+    keywords given too change it). The output is checked
     before any work: an existing path is never overwritten unless
     ``overwrite=True``; ``resume=True`` finishes an interrupted run.
     ``client`` (a ``dask.distributed.Client``) runs the blocks on its
-    cluster (see :mod:`segloop.distributed`; ``output`` and a file
+    cluster (see :mod:`segloop.engine.distributed`; ``output`` and a file
     ``input`` must be paths every worker sees; an array is sent to each
     worker); the result is the same as without. Yields a
     :class:`BlockDone` per block; returns the output path.
     """
     if client is not None:
-        from segloop.distributed import iter_segment_distributed
+        from segloop.engine.distributed import iter_segment_distributed
 
         return (
             yield from iter_segment_distributed(
@@ -359,6 +354,7 @@ def iter_segment(
                 overwrite=overwrite,
                 resume=resume,
                 should_stop=should_stop,
+                options=options,
                 **kwargs,
             )
         )
@@ -366,7 +362,13 @@ def iter_segment(
     # scheduler and receive the input reads as graphs: read here.
     with dask.config.set(scheduler='threads'):
         job = SegmentJob(
-            input, output, model, overwrite=overwrite, resume=resume, **kwargs
+            input,
+            output,
+            model,
+            options,
+            overwrite=overwrite,
+            resume=resume,
+            **kwargs,
         )
         try:
             return (yield from job.iter_run(should_stop))

@@ -28,7 +28,7 @@ from segloop.core.finetune import (
     touched_mask,
 )
 from segloop.core.training import TrainEvent
-from segloop.inputs import select_channel
+from segloop.engine.inputs import select_channel
 from segloop.io.readers import open_image
 from segloop.models import BUNDLED_DIR
 from segloop.models.loaded import Model, load_model
@@ -53,7 +53,7 @@ def read_volume(
         Channel to use when the file has a C axis.
     invert : bool, optional
         Negate intensities (brightfield); None: automatic for RGB images
-        (see :func:`segloop.inputs.select_channel`).
+        (see :func:`segloop.engine.inputs.select_channel`).
 
     Returns
     -------

@@ -97,8 +97,8 @@ def cmd_relabel(args: argparse.Namespace) -> int:
 
     Settings not given keep the values recorded in the output.
     """
+    from segloop.engine.relabel import iter_relabel
     from segloop.io.ome_zarr import read_segloop_metadata
-    from segloop.postprocess import iter_relabel
 
     changes = types.given(
         fg_threshold=args.threshold,

@@ -79,7 +79,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from segloop.batch import batch_inputs
 
     if args.scheduler is not None and args.client is None:
-        from segloop.distributed import connect
+        from segloop.engine.distributed import connect
 
         with connect(args.scheduler) as args.client:
             return cmd_segment(args)

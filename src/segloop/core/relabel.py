@@ -19,7 +19,7 @@ the neighbouring tiles' centres, which may differ slightly. So each block
 records the :func:`mask_digest` of what it labelled, and before stitching
 :func:`settle_block` relabels the blocks whose stored probabilities give
 other masks. Then a run's labels and a relabel with the same settings
-(:mod:`segloop.postprocess`) are the same function of the stored
+(:mod:`segloop.engine.relabel`) are the same function of the stored
 probabilities, bit for bit.
 
 Works on anything sliceable that returns numpy arrays (numpy, zarr, dask).

@@ -173,8 +173,8 @@ def run_retrain(
         from segloop.core.checkpoint import save_model
         from segloop.core.corrections import corrections_to_targets
         from segloop.core.finetune import FinetuneConfig, iter_finetune
+        from segloop.engine.inputs import prepare_input
         from segloop.finetuner import finetuned_model, tune_thresholds
-        from segloop.inputs import prepare_input
         from segloop.io.readers import open_image
         from segloop.models.loaded import load_model
         from segloop.models.replay import load_replay

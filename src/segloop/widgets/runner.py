@@ -70,7 +70,7 @@ def warm_up() -> threading.Thread:
         import pandas  # noqa: F401
         import torch
 
-        from segloop import engine  # noqa: F401
+        from segloop.engine import job  # noqa: F401
 
         instance_pool()
         # Retrain: the fine-tuning modules, and torch._dynamo, which
@@ -267,7 +267,7 @@ def run_relabel(
         Rewrite the whole store after the preview.
     """
     try:
-        from segloop.postprocess import iter_relabel
+        from segloop.engine.relabel import iter_relabel
 
         params = replace(job.params, **changes)
         preview = preview_labels(job, params, view)
@@ -331,6 +331,7 @@ def run_segmentation(
         kwargs = {k: v for k, v in options.items() if v is not None}
         with input_warnings(noticed):
             job = SegmentJob(data, output, model, **kwargs)
+            job.create_store()  # here, not on the GUI thread
             job.instance_executor = instance_pool()
             if focus is not None:
                 job.prioritize(*focus)

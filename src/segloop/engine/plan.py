@@ -1,9 +1,20 @@
-"""Block and zoom geometry of a blockwise run (:mod:`segloop.engine`).
+"""The plan of a blockwise run, as a value, and its block and zoom geometry.
 
-Pure functions of a run's plan: the output block shape and the zoom
-matched to it (:func:`plan_block_shape`), the context a block's labels
-need (:func:`label_margin`) and the pixels a block's tiles own in the
-network's grid (:func:`net_region`).
+:class:`RunPlan` is everything a process needs to run the blocks of a
+run and settle them (:mod:`segloop.engine.block`,
+:mod:`segloop.engine.settle`): the input's reference and conversion,
+the model's reference, the tile geometry, the blocks, the zoom, the
+instance and uncertainty settings, the store's path and (for workers)
+the normalisation range of every time point. It is frozen and
+picklable: a distributed run sends it to the workers
+(:mod:`segloop.engine.distributed`), which reopen the input, the model
+and the store from it (:mod:`segloop.engine.workers`). Making a plan
+writes nothing.
+
+The pure functions below make its geometry: the output block shape and
+the zoom matched to it (:func:`plan_block_shape`), the context a
+block's labels need (:func:`label_margin`) and the pixels a block's
+tiles own in the network's grid (:func:`net_region`).
 
 Object size (``diameter``): blocks stay on the *original* grid; the
 network runs on a lazy, linearly zoomed view of the input
@@ -14,7 +25,7 @@ each block's zoomed extent is whole tile strides
 runs exactly its own tiles (no tile runs twice), and its probabilities
 are resampled linearly back to the original grid
 (:func:`segloop.core.rescale.unzoom`, in
-:meth:`segloop.engine_block.BlockStepsMixin._predict`) before the
+:func:`segloop.engine.block.predict_block`) before the
 instance step; the one
 zoomed pixel past a block face that its border pixels interpolate from,
 and its label margin, come from its edge tiles' outer margins, as the
@@ -31,18 +42,152 @@ and the block size is part of the run's signature).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from segloop.core.blocks import (
+    Block,
     TileGeometry,
     check_block_shape,
     default_block_shape,
 )
 from segloop.core.errors import InputError
+from segloop.core.instances import InstanceParams
 
 # Z planes per block when a 2D model runs plane by plane through a stack.
 PLANES_PER_BLOCK = 8
 
 Zoom = tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a process needs to run and settle the blocks of a run.
+
+    Attributes
+    ----------
+    input_path : Path or None
+        The input file (absolute), reopened by workers; None: an
+        in-memory input, sent to them as it is.
+    axes_given : str or None
+        The input's axes as given (None: from the file).
+    conversion : dict
+        ``channel``, ``rgb``, ``invert``: how the one-channel input was
+        made (see :func:`segloop.engine.inputs.prepare_input`).
+    axes : str
+        The input's axes without C ('YX', 'ZYX', 'TZYX', ...).
+    shape : tuple of int
+        The volume (Z?, Y, X), original pixels.
+    times : int
+        Time points (1 without T).
+    sampling : tuple of float
+        Pixel size per axis of ``shape``.
+    model_reference : str or None
+        A bundled model's name or a model folder; None: a model
+        without a folder (sent to workers as it is).
+    model_sha256 : str
+        Hash of its weights ('' without a folder).
+    device : str
+        The device resolved when planning (e.g. 'cpu', 'cuda').
+    mixed_precision : bool
+        bf16 autocast (resolved when planning).
+    background : int
+        Index of the background class.
+    geometry : TileGeometry
+        The tile grid of the network's axes.
+    batch_size : int
+        Tiles per forward pass.
+    planewise : bool
+        A 2D model runs plane by plane through a Z stack.
+    zoom : tuple of float or None
+        Zoom per network axis (aligned to the blocks); None: none.
+    zoom_shape : tuple of int
+        The network axes' sizes on the zoomed grid.
+    block_shape : tuple of int
+        The output block (Z?, Y, X).
+    blocks : tuple of Block
+        The blocks of one time point.
+    id_stride : int
+        Id offset between blocks (see :func:`segloop.core.stitch.id_stride`).
+    params : InstanceParams
+        Instance settings on the input's grid.
+    live_labels : bool
+        Label each block as soon as it is predicted.
+    mc_samples, mc_seed : int
+        Monte Carlo dropout passes per tile (0: off) and their seed.
+    output : Path
+        The output store (absolute).
+    ranges : tuple of (float, float)
+        Normalisation range of every time point; empty until known
+        (a local run computes them as it goes; a distributed one first).
+    """
+
+    input_path: Path | None
+    axes_given: str | None
+    conversion: dict[str, Any]
+    axes: str
+    shape: tuple[int, ...]
+    times: int
+    sampling: tuple[float, ...]
+    model_reference: str | None
+    model_sha256: str
+    device: str
+    mixed_precision: bool
+    background: int
+    geometry: TileGeometry
+    batch_size: int
+    planewise: bool
+    zoom: Zoom
+    zoom_shape: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    blocks: tuple[Block, ...]
+    id_stride: int
+    params: InstanceParams
+    live_labels: bool
+    mc_samples: int
+    mc_seed: int
+    output: Path
+    ranges: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def total(self) -> int:
+        """Number of blocks over all time points."""
+        return len(self.blocks) * self.times
+
+    @property
+    def volume_axes(self) -> str:
+        """The spatial axes, 'YX' or 'ZYX'."""
+        return self.axes.replace('T', '')
+
+    @property
+    def precision(self) -> str:
+        """'bf16' or 'fp32', as :class:`~segloop.core.predict.Predictor`."""
+        return 'bf16' if self.mixed_precision else 'fp32'
+
+    @property
+    def label_margin(self) -> tuple[int, ...]:
+        """Context (original-grid pixels) around a block for its labels."""
+        return label_margin(self.geometry, self.zoom)
+
+    def lead(self, t: int) -> tuple[int, ...]:
+        """Index of time point ``t`` in the input and the store."""
+        return (t,) if 'T' in self.axes else ()
+
+    def value_range(self, t: int) -> tuple[float, float]:
+        """The normalisation range of time point ``t`` (from ``ranges``).
+
+        Raises
+        ------
+        RuntimeError
+            The plan was made without the ranges (see
+            :meth:`segloop.engine.job.SegmentJob.worker_plan`).
+        """
+        if t >= len(self.ranges):
+            raise RuntimeError(
+                f'the plan has no normalisation range for time point {t}'
+            )
+        return self.ranges[t]
 
 
 def plan_block_shape(

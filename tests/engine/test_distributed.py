@@ -20,18 +20,18 @@ import pytest
 import tifffile
 import zarr
 
-from segloop import distributed as segloop_distributed
 from segloop.api import iter_segment
 from segloop.cli import main
 from segloop.core.errors import InputError
 from segloop.core.events import drain
 from segloop.data import sample_path
-from segloop.distributed import (
+from segloop.engine import SegmentJob
+from segloop.engine import distributed as segloop_distributed
+from segloop.engine.distributed import (
     DistributedError,
     iter_run_distributed,
     parse_scheduler,
 )
-from segloop.engine import SegmentJob
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 
 KWARGS = {

@@ -1,26 +1,29 @@
 """Blockwise segmentation on a dask.distributed cluster.
 
 The client plans the run as a local one does (:class:`SegmentJob`: tile
-grid, blocks, normalisation, the output store and its ledger), then runs
-the blocks as dask tasks::
+grid, blocks, normalisation; then the output store and its ledger),
+then runs the blocks as dask tasks::
 
     client                              each worker (once per run)
     ------                              --------------------------
-    SegmentJob(...)  plan, create or    _JobPlugin.setup: load the model
-      resume the store                  (once per process), reopen the
-    register _JobPlugin(worker_state)   input and the store by path
-    one task per pending block          SegmentJob.run_block: read ->
+    SegmentJob(...)  plan;              _JobPlugin.setup: load the model
+    create or resume the store          (once per process), reopen the
+    register _JobPlugin(worker_plan)    input and the store by path
+    one task per pending block          block.run_block: read ->
     yield BlockDone as tasks finish       predict -> write -> ledger
-    one task per block                  SegmentJob.settle_one: final
+    one task per block                  settle.settle_one: final
                                           ids from stored probabilities
     SegmentJob.complete(settled=True):
       stitch, pyramid, mark complete
+
+The workers receive the run's :class:`~segloop.engine.plan.RunPlan` (a
+frozen value), not the job.
 
 Workers write each block's probabilities, ids and ledger entry straight
 into the shared store (one chunk per block, one ledger file per block,
 so concurrent writers never touch the same file); the client reads
 nothing but the events until every block is written. The instance step
-(:meth:`SegmentJob.settle_one`) runs on the workers too, once all
+(:func:`~segloop.engine.settle.settle_one`) runs on the workers too, once all
 probabilities are written; only the stitch across block faces and the
 pyramid run on the client. Block results do not depend on where or in
 which order blocks run, so the output is the same, bit for bit, as a
@@ -58,7 +61,11 @@ from distributed.client import Future
 
 from segloop.core.checkpoint import weights_hash
 from segloop.core.errors import ModelFileError, SegloopError
-from segloop.engine import BlockDone, SegmentJob
+from segloop.engine.block import BlockDone, Opened, run_block
+from segloop.engine.job import SegmentJob
+from segloop.engine.plan import RunPlan
+from segloop.engine.settle import settle_one
+from segloop.engine.workers import reopen
 from segloop.models.loaded import Model, load_model
 
 # Seconds to wait for a scheduler before giving up.
@@ -93,47 +100,61 @@ def _cached_model(reference: str, sha256: str) -> Model:
 
 
 class _JobPlugin(WorkerPlugin):
-    """Holds one run's :class:`SegmentJob` on each worker.
+    """Holds one run's plan, and what it opened, on each worker.
 
     Registered by the client for the length of a run (also on workers
     that join or restart meanwhile); blocks of a worker run one at a
     time, with torch using the worker's threads.
+
+    Parameters
+    ----------
+    plan : RunPlan
+        The run, with every time point's normalisation range.
+    source : optional
+        The input, when it is not a file (``plan.input_path`` None).
+    model : Model, optional
+        The model, when it has no folder (``plan.model_reference``
+        None); else each worker loads it by reference.
     """
 
-    def __init__(self, state: dict[str, Any]) -> None:
-        self.state = state
-        self.job: SegmentJob | None = None
+    def __init__(
+        self, plan: RunPlan, source: Any = None, model: Model | None = None
+    ) -> None:
+        self.plan = plan
+        self.source = source
+        self.model = model
+        self.opened: Opened | None = None
         self.lock: threading.Lock | None = None
 
     def setup(self, worker: Any) -> None:
         import torch
 
-        reopen = self.state['reopen']
-        model = reopen['model'] or _cached_model(
-            reopen['model_path'], reopen['model_sha256']
+        plan = self.plan
+        model = self.model or _cached_model(
+            str(plan.model_reference), plan.model_sha256
         )
         self.lock = threading.Lock()
         torch.set_num_threads(max(1, int(worker.state.nthreads)))
-        self.job = SegmentJob.from_worker_state(self.state, model)
+        self.opened = reopen(plan, model, self.source)
 
     def teardown(self, worker: Any) -> None:
-        self.job = None
+        self.opened = None
 
     def run(self, step: str, t: int, index: int) -> BlockDone | None:
         """One step of block ``index`` of time point ``t``.
 
-        ``'predict'``: :meth:`SegmentJob.run_block`; ``'settle'``:
-        :meth:`SegmentJob.settle_one`.
+        ``'predict'``: :func:`~segloop.engine.block.run_block`;
+        ``'settle'``: :func:`~segloop.engine.settle.settle_one`.
         """
-        job, lock = self.job, self.lock  # teardown may clear them
-        if job is None or lock is None:
+        opened, lock = self.opened, self.lock  # teardown may clear them
+        if opened is None or lock is None:
             raise DistributedError(
                 'a worker could not set up the run (see its log)'
             )
         with lock, dask.config.set(scheduler='synchronous'):
             if step == 'predict':
-                return job.run_block(t, index)
-            job.settle_one(t, index)
+                return run_block(self.plan, opened, t, index)
+            settle_one(self.plan, opened.store, t, index)
             return None
 
 
@@ -205,6 +226,8 @@ def iter_run_distributed(
     Path
         The output store, complete.
     """
+    with local_dask():
+        job.create_store()
     jobs = job.pending_jobs()
     done = job.total - len(jobs)
     name = _start(job, client)
@@ -232,7 +255,12 @@ def _start(job: SegmentJob, client: Client) -> str:
     """Send ``job``'s plan to the workers; return the plugin's name."""
     name = f'segloop-{uuid.uuid4().hex}'
     with local_dask():
-        plugin = _JobPlugin(job.worker_state())
+        plan = job.worker_plan()
+        plugin = _JobPlugin(
+            plan,
+            source=job.source if plan.input_path is None else None,
+            model=job.model if plan.model_reference is None else None,
+        )
     try:
         cloudpickle.dumps(plugin)
     except (TypeError, AttributeError, pickle.PicklingError) as error:
