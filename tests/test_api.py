@@ -109,3 +109,17 @@ def test_segment_and_predict_close_the_input_file(tmp_path) -> None:
         assert str(path) in _open_files()
         assert source.shape == image.shape
     assert str(path) not in _open_files()
+
+
+def test_one_default_model_rule_for_stacks_in_the_api_and_the_engine(
+    tmp_path,
+):
+    from segloop.engine import SegmentJob
+
+    volume, _ = synthetic_nuclei((5, 48, 48), n=3, radius=6, seed=1)
+    result = segloop.predict(volume, axes='ZYX', tile=(5, 32, 32))
+    assert result.settings['model'] == 'nuclei3d'
+    job = SegmentJob(volume, tmp_path / 'out.zarr', axes='ZYX')
+    assert job.model.name == 'nuclei3d'
+    plane = segloop.predict(volume[0], axes='YX')
+    assert plane.settings['model'] == 'nuclei2d'

@@ -137,7 +137,10 @@ def iter_predict(
     image : ndarray, dask array, ImageSource or path
         2D, 3D or 3D+time; axes from ``axes``, file metadata or a guess.
     model : str, Path or Model
-        Bundled model name (default 'nuclei2d') or model folder.
+        Bundled model name or model folder; default
+        :func:`segloop.engine.inputs.choose_model`'s: 'nuclei3d' for
+        images with a Z axis, 'nuclei2d' otherwise (as the CLI and the
+        widget).
     axes : str, optional
         e.g. 'YX', 'ZYX', 'TZYX', 'CYX'.
     channel : int, optional
@@ -202,10 +205,7 @@ def iter_predict(
         invert=invert,
         rgb=rgb,
     )
-    # the 2D model by default, plane by plane through a stack
-    prepared = prepare(
-        image, model, options, default_batch={2: 4, 3: 4}, model_for_axes=False
-    )
+    prepared = prepare(image, model, options, default_batch={2: 4, 3: 4})
     model, data = prepared.model, prepared.data
     predictor, image_axes = prepared.predictor, prepared.axes
     sampling, zoom = prepared.sampling, prepared.zoom
@@ -274,6 +274,7 @@ def iter_predict(
         probs_out, labels_out = probabilities[0], labels[0]
     probability_axes = ''.join(a for a in 'TCZYX' if a in image_axes + 'C')
     settings = {
+        'model': model.name,
         'tile': list(valid_tile),
         'overlap': overlap,
         'batch_size': batch_size,

@@ -139,7 +139,6 @@ def prepare(
     options: SegmentOptions,
     *,
     default_batch: dict[int, int],
-    model_for_axes: bool = True,
 ) -> Prepared:
     """Open ``image`` and ``model`` and check them against ``options``.
 
@@ -148,15 +147,13 @@ def prepare(
     image : path, array or ImageSource
         2D, 3D or 3D+time, read lazily.
     model : str, Path, Model or None
-        A bundled model's name, a model folder or a loaded model.
+        A bundled model's name, a model folder or a loaded model; None:
+        :func:`~segloop.engine.inputs.choose_model` (the one default
+        rule of the API, the CLI and the widget).
     options : SegmentOptions
     default_batch : dict
         Tiles per forward pass by model dimensions, when
         ``options.batch_size`` is None.
-    model_for_axes : bool
-        With no ``model``: the 3D model for an input with Z (the
-        engine); False: the 2D model (run plane by plane through a
-        stack, as :func:`segloop.api.predict` does).
 
     Raises
     ------
@@ -174,8 +171,7 @@ def prepare(
         input_path = (
             Path(image).absolute() if isinstance(image, (str, Path)) else None
         )
-        if model_for_axes:
-            model = choose_model(model, source.axes)
+        model = choose_model(model, source.axes)
         loaded = load_model(model)
         data, conversion = prepare_input(
             source, options.channel, invert=options.invert, rgb=options.rgb
