@@ -103,7 +103,7 @@ def add_parsers(sub: Any) -> None:
         default=None,
         help='invert intensities (brightfield: dark nuclei); use the same '
         'setting when segmenting with the new model; default: automatic '
-        'for RGB images, off otherwise',
+        '(inverted when the background is the bright part of the image)',
     )
     ft.add_argument('--device', default='auto')
     ft.add_argument('--fp32', action='store_true', help='no bf16 autocast')

@@ -38,7 +38,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help='invert intensities (brightfield: nuclei darker than the '
-        'background); default: automatic for RGB images, off otherwise',
+        'background); default: automatic (inverted when the background is '
+        'the bright part of the image; the decision is printed and '
+        'recorded in the output)',
     )
     parser.add_argument(
         '--rgb',

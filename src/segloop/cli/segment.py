@@ -116,24 +116,31 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 
 def _print_object_size(output: Path) -> None:
-    """Print the diameter used (and the auto estimate) of a run."""
+    """Print what was decided about polarity and object size in a run."""
+    from segloop.core.polarity import Polarity
     from segloop.io.ome_zarr import read_segloop_metadata
 
-    size = read_segloop_metadata(output).get('object_size') or {}
+    metadata = read_segloop_metadata(output)
+    polarity = (metadata.get('conversion') or {}).get('polarity')
+    if polarity and polarity.get('decided_by') == 'auto':
+        print(f'polarity: {Polarity(**polarity).describe()}')
+    size = metadata.get('object_size') or {}
     if size.get('given') is None:
         return
     training = size.get('training')
     zoom = size.get('zoom')
     if size.get('given') == 'auto':
         estimate = size.get('estimated')
+        passes = size.get('passes') or [{}]
+        decision = passes[-1].get('decision', 'no objects found')
         text = (
-            f'estimated object diameter: {estimate} px'
+            f'estimated object diameter: {estimate} px ({decision})'
             if estimate is not None
-            else 'estimated object diameter: no objects found'
+            else f'object diameter not estimated: {decision}'
         )
     else:
         text = f'object diameter: {size.get("given")} px'
-    zoomed = f'zoom {zoom}' if zoom else 'no rescaling needed'
+    zoomed = f'zoom {zoom}' if zoom else 'no rescaling'
     print(f'{text} (model trained on {training} px; {zoomed})')
 
 

@@ -42,6 +42,7 @@ from segloop.core.objsize import (
     parse_diameter,
     zoom_factors,
 )
+from segloop.core.polarity import decide_polarity
 from segloop.core.predict import Predictor
 from segloop.io.readers import ImageSource
 from segloop.models import DEFAULT_MODEL_3D
@@ -49,6 +50,8 @@ from segloop.models.loaded import Model
 
 # Fewest pixels along Y and X an image may have.
 MIN_SIZE = 4
+# Pixels sampled (strided) to decide an image's polarity.
+POLARITY_SAMPLE = 200_000
 # Y/X size of the central crop that ``diameter='auto'`` segments first.
 AUTO_CROP = 768
 # Largest tile (pixels or voxels) a run accepts: 4096² or 64×512², whose
@@ -141,8 +144,9 @@ def select_channel(
         unless one sample is chosen).
     invert : bool, optional
         Negate the intensities (brightfield: dark nuclei on a bright
-        background). None: automatic for RGB images (see ``rgb``), off
-        otherwise.
+        background). None: automatic (see ``rgb`` for RGB images;
+        :func:`segloop.core.polarity.decide_polarity` otherwise: inverted
+        when the background is the bright part of the image).
     rgb : {'auto', 'luminance', 'hematoxylin'}
         Conversion of RGB(A) images (see :mod:`segloop.core.colour`).
         'auto' (default): when the luminance has a bright background
@@ -181,7 +185,10 @@ def prepare_input(
     data : array-like
         See :func:`select_channel`.
     info : dict
-        ``channel``, ``rgb`` (conversion or None) and ``invert`` (bool).
+        ``channel``, ``rgb`` (conversion or None), ``invert`` (bool) and,
+        for one-channel images, ``polarity``
+        (:meth:`segloop.core.polarity.Polarity.to_dict`: whether it was
+        decided automatically, and the background level it saw).
     """
     data, axes = source.data, source.axes
     if rgb not in ('auto', *RGB_METHODS):
@@ -209,7 +216,9 @@ def prepare_input(
             method: RgbMethod = 'luminance' if rgb == 'auto' else rgb
             if invert is None and method == 'luminance':
                 grey = GreyView(data, c_axis, 'luminance')
-                bright = looks_brightfield(sample_pixels(grey, 200_000))
+                bright = looks_brightfield(
+                    sample_pixels(grey, POLARITY_SAMPLE)
+                )
                 if rgb == 'auto' and bright:
                     method = 'hematoxylin'  # nuclei come out bright
                 else:
@@ -228,10 +237,19 @@ def prepare_input(
         index = [slice(None)] * data.ndim
         index[c_axis] = channel
         data = data[tuple(index)]
-    if invert:
+    polarity = decide_polarity(*_polarity_sample(data), invert)
+    info['polarity'] = polarity.to_dict()
+    if polarity.invert:
         data = GreyView(data, None, invert=True)
         info['invert'] = True
     return data, info
+
+
+def _polarity_sample(data: Any) -> tuple[np.ndarray, float, float]:
+    """A strided pixel sample of ``data`` and its normalisation range."""
+    sample = sample_pixels(data, POLARITY_SAMPLE)
+    low, high = percentile_range(sample)
+    return sample, low, high
 
 
 def training_diameter(model: Model) -> list[float] | None:
