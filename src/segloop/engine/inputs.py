@@ -247,9 +247,21 @@ def prepare_input(
 
 def _polarity_sample(data: Any) -> tuple[np.ndarray, float, float]:
     """A strided pixel sample of ``data`` and its normalisation range."""
-    sample = sample_pixels(data, POLARITY_SAMPLE)
+    sample = _local_sample(data)
     low, high = percentile_range(sample)
     return sample, low, high
+
+
+def _local_sample(data: Any) -> np.ndarray:
+    """A strided pixel sample of ``data``, read in this process.
+
+    A dask Client open in this process would otherwise become dask's
+    default scheduler and receive the read (and the open file) as a graph.
+    """
+    import dask
+
+    with dask.config.set(scheduler='threads'):
+        return sample_pixels(data, POLARITY_SAMPLE)
 
 
 def training_diameter(model: Model) -> list[float] | None:
