@@ -34,7 +34,12 @@ from segloop.core.config import TileConfig
 from segloop.core.errors import InputError, SegloopError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams
-from segloop.core.normalize import normalize, percentile_range, sample_pixels
+from segloop.core.normalize import (
+    DEFAULT_PERCENTILES,
+    normalize,
+    percentile_range,
+    sample_pixels,
+)
 from segloop.core.objsize import (
     AUTO_TOLERANCE,
     central_crop,
@@ -247,9 +252,12 @@ def prepare_input(
 
 def _polarity_sample(data: Any) -> tuple[np.ndarray, float, float]:
     """A strided pixel sample of ``data`` and its normalisation range."""
-    sample = _local_sample(data)
-    low, high = percentile_range(sample)
-    return sample, low, high
+    sample = _local_sample(data).astype(np.float32, copy=False)
+    finite = sample[np.isfinite(sample)]  # NaN is warned about once, later
+    if not finite.size:
+        return finite, 0.0, 0.0
+    low, high = np.percentile(finite, DEFAULT_PERCENTILES)
+    return finite, float(low), float(high)
 
 
 def _local_sample(data: Any) -> np.ndarray:
