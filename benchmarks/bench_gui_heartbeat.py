@@ -62,9 +62,9 @@ def _paint_corrections(widget: SegmentWidget) -> int:
     painted pixels."""
     from scipy import ndimage
 
-    found = np.asarray(widget._outputs['labels'].data)
+    found = np.asarray(widget.outputs.layers['labels'].data)
     widget.retrain.paint_button.click()
-    layer = widget.retrain.corrections_layer(create=False)
+    layer = widget.session.corrections_layer(create=False)
     empty = ndimage.distance_transform_edt(found == 0) > 12
     layer.brush_size = 16
     for y, x in np.argwhere(empty)[::4000]:

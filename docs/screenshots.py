@@ -73,7 +73,7 @@ def main() -> None:
     def on_block(event) -> None:
         if not state['running_shot'] and event.done >= event.total // 2:
             state['running_shot'] = True
-            widget._refresh_outputs()
+            widget.outputs.refresh()
             _save_window(viewer, 'napari-running.png')
 
     widget.block_done.connect(on_block)

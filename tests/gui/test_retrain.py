@@ -25,7 +25,7 @@ def _segment(widget, qtbot) -> np.ndarray:
     with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
         widget.run_button.click()
     assert widget.result.status == 'finished', widget.result.message
-    return np.array(widget._outputs['labels'].data)
+    return np.array(widget.outputs.layers['labels'].data)
 
 
 def _retrain(widget, qtbot, steps: int = 8) -> None:
@@ -72,14 +72,14 @@ def test_label_edits_are_copied_into_the_corrections(
 ) -> None:
     viewer, widget = viewer_widget
     labels = _segment(widget, qtbot)
-    layer = widget._outputs['labels']
+    layer = widget.outputs.layers['labels']
     ids, sizes = np.unique(labels[labels > 0], return_counts=True)
     erased = int(ids[np.argmax(sizes)])  # the user erases the biggest object
     y, x = np.argwhere(labels == erased)[0]
     layer.fill((y, x), 0)
     assert not (layer.data == erased).any()
 
-    copied = widget.retrain.absorb_label_edits()
+    copied = widget.session.absorb_label_edits()
 
     corrections = viewer.layers['nuclei2d sample [corrections]'].data[:]
     assert copied == int((corrections > 0).sum()) > 0
@@ -90,7 +90,7 @@ def test_label_edits_are_copied_into_the_corrections(
         rows.min() - 80 : rows.max() + 80, cols.min() - 80 : cols.max() + 80
     ] = False
     assert not corrections[far].any()  # nothing outside the edit
-    assert widget.retrain.absorb_label_edits() == 0  # absorbed once
+    assert widget.session.absorb_label_edits() == 0  # absorbed once
 
 
 def test_retrain_learns_the_corrections_and_segments_again(
@@ -125,7 +125,7 @@ def test_retrain_learns_the_corrections_and_segments_again(
     assert panel.loss_plot.train, 'the loss was not plotted'
     chosen = widget.model_combo.currentText()
     assert chosen == 'nuclei2d-retrained-1'
-    after = np.asarray(widget._outputs['labels'].data)
+    after = np.asarray(widget.outputs.layers['labels'].data)
     assert len(np.unique(after[painted])) < len(np.unique(before[painted]))
     # undo: the previous model is still in the list, unchanged
     assert widget.model_combo.findText('nuclei2d') >= 0

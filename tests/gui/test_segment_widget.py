@@ -11,7 +11,7 @@ pytest.importorskip('qtpy')
 from segloop.data.synthetic import synthetic_nuclei
 from segloop.io.ome_zarr import read_segloop_metadata
 from segloop.plugin.sample import SAMPLE_NAME
-from segloop.widgets import segment
+from segloop.widgets import segment_run
 
 pytestmark = pytest.mark.gui
 
@@ -148,7 +148,7 @@ def test_model_default_follows_dimensions(viewer_widget) -> None:
 def test_error_is_shown_not_raised(viewer_widget, qtbot, monkeypatch) -> None:
     viewer, widget = viewer_widget
     errors: list[str] = []
-    monkeypatch.setattr(segment, 'show_error', errors.append)
+    monkeypatch.setattr(segment_run, 'show_error', errors.append)
     viewer.add_image(np.zeros((2, 32, 32), dtype=np.uint8), name='tiny')
     widget.image_combo.setCurrentText('tiny')
     widget.model_combo.setCurrentText('nuclei2d')

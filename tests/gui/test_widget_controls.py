@@ -13,7 +13,14 @@ from segloop.data.synthetic import synthetic_nuclei
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 from segloop.models import BUNDLED_DIR
 from segloop.plugin.sample import SAMPLE_NAME
-from segloop.widgets import export_panel, model_picker, segment
+from segloop.widgets import (
+    diameter,
+    export_panel,
+    model_picker,
+    segment,
+    segment_run,
+    update_labels,
+)
 from segloop.widgets.model_picker import LOAD_MODEL
 
 pytestmark = pytest.mark.gui
@@ -29,7 +36,8 @@ def _camera(viewer):
 def errors(monkeypatch) -> list[str]:
     """The messages the widget shows as error notifications."""
     shown: list[str] = []
-    for module in (segment, model_picker, export_panel):
+    modules = (segment, segment_run, update_labels, diameter, model_picker)
+    for module in (*modules, export_panel):
         monkeypatch.setattr(module, 'show_error', shown.append)
     return shown
 
@@ -223,9 +231,9 @@ def test_closing_the_dock_cancels_the_run(viewer_widget, qtbot) -> None:
 
 
 def test_time_left_is_shown() -> None:
-    assert segment.format_seconds(12.4) == '12 s'
-    assert segment.format_seconds(600) == '10 min'
-    assert segment.format_seconds(2 * 3600 + 5 * 60) == '2 h 5 min'
+    assert segment_run.format_seconds(12.4) == '12 s'
+    assert segment_run.format_seconds(600) == '10 min'
+    assert segment_run.format_seconds(2 * 3600 + 5 * 60) == '2 h 5 min'
 
 
 def test_uncertainty_layers_and_next_region(viewer_widget, qtbot) -> None:
@@ -332,8 +340,7 @@ def test_update_labels_whole_image_and_preview(segmented, qtbot) -> None:
     # the whole image: the view first, then the store is rewritten and
     # the layer and table follow
     shown = []
-    show_preview = widget._show_preview
-    widget._show_preview = lambda r: shown.append(r) or show_preview(r)
+    settings.preview_shown.connect(shown.append)
     settings.preview.setChecked(False)
     with qtbot.waitSignal(widget.labels_updated, timeout=RUN_TIMEOUT_MS):
         settings.update_button.click()

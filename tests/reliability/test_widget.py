@@ -24,7 +24,7 @@ pytest.importorskip('qtpy')
 from gui import conftest as gui_fixtures
 from napari.utils.notifications import NotificationManager
 
-from segloop.widgets import segment
+from segloop.widgets import segment, segment_run
 
 from .conftest import (
     SENTINEL,
@@ -107,7 +107,8 @@ def test_widget_case(
 ) -> None:
     viewer, widget = viewer_widget
     errors: list[str] = []
-    monkeypatch.setattr(segment, 'show_error', errors.append)
+    for module in (segment, segment_run):  # the form, the run
+        monkeypatch.setattr(module, 'show_error', errors.append)
     layer = viewer.add_image(image, name='case')
     before = np.array(layer.data, copy=True)
     widget.image_combo.setCurrentText('case')

@@ -17,11 +17,9 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import napari.layers
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Signal
@@ -40,19 +38,10 @@ from qtpy.QtWidgets import (
 
 from segloop.core.finetune_config import FinetuneConfig
 from segloop.widgets.collapsible import CollapsibleForm
-from segloop.widgets.corrections import (
-    EditTracker,
-    absorb_label_edits,
-    add_corrections_layer,
-    corrections_name,
-    make_paintable,
-    union_box,
-)
+from segloop.widgets.layer_tools import image_data
 from segloop.widgets.loss_plot import LossPlot
 from segloop.widgets.retrain_worker import RetrainResult, run_retrain
-
-if TYPE_CHECKING:
-    from segloop.widgets.segment import SegmentWidget
+from segloop.widgets.session import RETRAIN, Session
 
 DEFAULTS = FinetuneConfig()
 LEGEND = (
@@ -151,9 +140,9 @@ class RetrainPanel(QGroupBox):
 
     Parameters
     ----------
-    host : SegmentWidget
-        Gives the image, the Segment settings, the model list and the
-        labels layer, and segments again after a retrain.
+    session : Session
+        Gives the image, the Segment settings, the model, the run (its
+        zoom), the corrections and the busy flag.
 
     Attributes
     ----------
@@ -165,22 +154,22 @@ class RetrainPanel(QGroupBox):
     status : QLabel
     result : RetrainResult or None
         How the latest Retrain ended.
+    model_made : Signal(Path)
+        Emitted with a new model's folder (to add to the model list and
+        choose) before :attr:`retrained`.
     retrained : Signal(RetrainResult)
-        Emitted on the GUI thread when a Retrain has ended (after the
-        re-segmentation started, if any).
+        Emitted on the GUI thread when a Retrain has ended; the dock then
+        segments again with the new model, if any.
     """
 
+    model_made = Signal(object)
     retrained = Signal(object)
 
-    def __init__(self, host: SegmentWidget) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__('Retrain')
-        self.host = host
+        self.session = session
         self.result: RetrainResult | None = None
         self.worker: Any = None
-        self._stop = threading.Event()
-        self._running = False
-        self._trackers: dict[int, EditTracker] = {}  # by id(layer)
-        self._absorbed: list[tuple[slice, ...]] = []  # label edits copied
         self._versions: dict[str, int] = {}  # retrains per parent model
 
         self.paint_button = QPushButton('Paint corrections')
@@ -228,80 +217,16 @@ class RetrainPanel(QGroupBox):
         layout.addWidget(self.save_button)
 
         self.paint_button.clicked.connect(
-            lambda: self.corrections_layer(select=True)
+            lambda: session.corrections_layer(select=True)
         )
         self.retrain_button.clicked.connect(self._on_retrain_clicked)
         self.save_button.clicked.connect(lambda: self.save_model())
-        host.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        session.model_changed.connect(self._on_model_changed)
 
     @property
     def running(self) -> bool:
         """Whether a Retrain is in progress."""
-        return self._running
-
-    # -- corrections
-
-    def watch(self, layer: napari.layers.Labels) -> None:
-        """Record the edits made in ``layer`` (labels or corrections)."""
-        if id(layer) not in self._trackers:
-            self._trackers[id(layer)] = EditTracker(layer)
-
-    def corrections_layer(
-        self, create: bool = True, select: bool = False
-    ) -> Any:
-        """The chosen image's corrections layer, added when missing.
-
-        Returns None (after telling the user) without an image or with
-        settings that do not fit it; None also when ``create`` is False
-        and there is none. ``select``: make it the active layer (to paint).
-        """
-        chosen = self.host._layer_and_options()
-        if chosen is None:
-            return None
-        image, options = chosen
-        name = corrections_name(image.name)
-        if name in self.host.viewer.layers:
-            layer = self.host.viewer.layers[name]
-        elif not create:
-            return None
-        else:
-            shape, placement = self.host.output_geometry(image, options)
-            layer = add_corrections_layer(
-                self.host.viewer, image.name, shape, **placement
-            )
-        make_paintable(layer)
-        self.watch(layer)
-        if select:
-            self.host.viewer.layers.selection.active = layer
-            layer.mode = 'paint'
-        return layer
-
-    def absorb_label_edits(self) -> int:
-        """Copy edits made in the labels layer into the corrections.
-
-        Called before anything replaces the labels (Segment, Update
-        labels, Retrain). Returns the pixels copied.
-        """
-        labels = self.host._outputs.get('labels')
-        tracker = self._trackers.get(id(labels)) if labels else None
-        if tracker is None or tracker.region() is None:
-            return 0
-        corrections = self.corrections_layer()
-        if corrections is None:
-            return 0
-        self._absorbed.append(tracker.region())
-        copied = absorb_label_edits(tracker, corrections.data)
-        corrections.refresh()
-        return copied
-
-    def painted_region(
-        self, corrections: napari.layers.Labels
-    ) -> tuple[slice, ...] | None:
-        """Bounding box of what was painted in ``corrections`` this session
-        (directly or copied from the labels); None: unknown (all)."""
-        self.watch(corrections)
-        painted = self._trackers[id(corrections)].region()
-        return union_box([painted, *self._absorbed])
+        return self.session.busy == RETRAIN
 
     # -- retraining
 
@@ -314,34 +239,35 @@ class RetrainPanel(QGroupBox):
     def stop(self) -> None:
         """Stop training after the current step; keep what was learnt."""
         if self.running:
-            self._stop.set()
+            self.session.stop.set()
             self.status.setText('Stopping...')
 
     def start(self) -> None:
         """Fine-tune the current model on the corrections (a worker)."""
-        if self.running or self.host.running:
+        session = self.session
+        if session.busy:
             show_error('Wait for the run to end, then Retrain')
             return
-        chosen = self.host._layer_and_options()
+        chosen = session.chosen()
         if chosen is None:
             return
         image, options = chosen
-        self.absorb_label_edits()
-        corrections = self.corrections_layer(create=False)
+        session.absorb_label_edits()
+        corrections = session.corrections_layer(create=False)
         if corrections is None:
             show_error(
                 'Nothing to learn from: click Paint corrections and paint '
                 'where the model is wrong (or fix the labels layer)'
             )
             return
-        zoom = self.host.run_zoom(image, options)
+        zoom = session.run_zoom(image, options)
         if zoom is False:
             show_error(
                 'Segment with this diameter first (it sets the scale the '
                 'model sees), then Retrain'
             )
             return
-        model = self.host.model_combo.current_model()
+        model = session.model
         folder = self._new_model_folder(model)
         config = {
             'steps': self.steps.value(),
@@ -360,24 +286,22 @@ class RetrainPanel(QGroupBox):
                 'finished': self._on_finished,
             },
         )(
-            self.host.image_data(image),
+            image_data(image),
             corrections.data,
             model,
             options,
             config,
-            self.painted_region(corrections),
+            session.painted_region(corrections),
             folder,
-            self._stop.is_set,
+            session.stop.is_set,
             zoom,
             self.settings.fit_thresholds.isChecked(),
         )
         self.worker = worker
-        self._stop.clear()
-        self._running = True
+        session.begin(RETRAIN)
         self.result = None
         self.loss_plot.clear()
         self.retrain_button.setText('Stop')
-        self.host.run_button.setEnabled(False)
         self.status.setText(f'Retraining {Path(model).name}...')
         worker.start()
 
@@ -408,7 +332,7 @@ class RetrainPanel(QGroupBox):
         if result.folder is None:
             self.status.setText('Stopped before the first step: no change')
             return
-        self.host.model_combo.add_folder(result.folder, result.folder.name)
+        self.model_made.emit(result.folder)
         self.status.setText(
             f'{result.folder.name}: {result.message}. The previous model '
             'stays in the model list (choose it and Segment to undo).'
@@ -416,23 +340,19 @@ class RetrainPanel(QGroupBox):
         show_info(f'segloop: retrained ({result.message})')
 
     def _on_finished(self) -> None:
-        self._running = False
+        self.session.end()
         self.retrain_button.setText('Retrain')
-        self.host.run_button.setEnabled(True)
-        if self.result is not None and self.result.folder is not None:
-            self.host.start()  # segment again, the view first
         self.retrained.emit(self.result)
 
     # -- saving
 
-    def _on_model_changed(self, index: int = -1) -> None:
-        model = Path(self.host.model_combo.current_model())
-        self.save_button.setEnabled(_is_retrained(model))
+    def _on_model_changed(self, model: str) -> None:
+        self.save_button.setEnabled(_is_retrained(Path(model)))
 
     def save_model(self, path: str | Path | None = None) -> Path | None:
         """Copy the chosen retrained model folder to ``path`` (asked when
         None); an existing path is refused. Returns the new folder."""
-        model = Path(self.host.model_combo.current_model())
+        model = Path(self.session.model)
         if not _is_retrained(model):
             show_error('Choose a retrained model in the model list first')
             return None

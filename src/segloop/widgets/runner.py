@@ -250,7 +250,7 @@ def run_relabel(
     View first: the time point (and plane) on screen is redone in memory
     and yielded as a ``'preview'`` :class:`RunResult` (see
     :func:`preview_labels`); with ``whole``, the whole store is then
-    rewritten blockwise (yielding :class:`segloop.postprocess.RelabelDone`
+    rewritten blockwise (yielding :class:`segloop.engine.relabel.RelabelDone`
     per block) and the labels read back.
 
     Parameters
@@ -381,7 +381,7 @@ def estimate_size(
 
     Plans a run with ``diameter='auto'`` in a temporary folder (which
     segments a central crop once or twice, see
-    :func:`segloop.inputs.plan_zoom`) and removes it. Never raises.
+    :func:`segloop.engine.inputs.plan_zoom`) and removes it. Never raises.
 
     Returns
     -------

@@ -1,0 +1,72 @@
+"""Small helpers about napari image layers that the widgets share.
+
+Pure functions of a layer and the Segment options: its data, its axes,
+where output layers go over it, and a run's identity. No Qt, no state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari.layers
+import numpy as np
+
+AXES_BY_NDIM = {2: 'YX', 3: 'ZYX', 4: 'TZYX', 5: 'TCZYX'}
+
+
+def image_data(layer: napari.layers.Image) -> Any:
+    """The layer's full-resolution array (RGB samples last)."""
+    return layer.data[0] if layer.multiscale else layer.data
+
+
+def default_axes(layer: napari.layers.Image) -> str:
+    """Axes of a layer's data: ``'ZYX'``, ``'YXS'`` for RGB, ..."""
+    if layer.rgb:
+        return AXES_BY_NDIM.get(layer.ndim, '') + 'S'
+    return AXES_BY_NDIM.get(layer.ndim, '')
+
+
+def settings_key(
+    layer: napari.layers.Image, options: dict[str, Any]
+) -> tuple[int, str]:
+    """The image layer and Segment settings of a run, comparable."""
+    return id(layer), repr(sorted(options.items()))
+
+
+def file_name(name: str) -> str:
+    """A layer name made safe as a file name."""
+    safe = ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name)
+    return safe.strip('._') or 'image'
+
+
+def output_geometry(
+    source: napari.layers.Image, options: dict[str, Any]
+) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """Shape and placement of a label or output layer over ``source``.
+
+    Parameters
+    ----------
+    source : napari.layers.Image
+    options : dict
+        With ``axes``, the image's axes (one letter per dimension).
+
+    Returns
+    -------
+    shape : tuple of int
+        The spatial shape (no C, no RGB samples).
+    placement : dict
+        ``scale`` and ``translate`` of those axes.
+    """
+    axes = options['axes']
+    shape = tuple(
+        n
+        for a, n in zip(axes, image_data(source).shape, strict=True)
+        if a not in 'CS'
+    )
+    # the layer's scale has no entry for RGB samples (S)
+    keep = [a != 'C' for a in axes.replace('S', '')]
+    placement = {
+        'scale': np.asarray(source.scale)[keep],
+        'translate': np.asarray(source.translate)[keep],
+    }
+    return shape, placement

@@ -1,0 +1,231 @@
+"""The layers a run fills in: ``'<image> [labels]'``, ``[probability]``
+and, with uncertainty, ``[entropy]``, ``[mutual information]`` and
+``[variance]``.
+
+Their data are :class:`~segloop.widgets.views.LiveView` s, attached to
+the run's store once the worker has planned it; while blocks arrive the
+layers are refreshed at most every :data:`REFRESH_MS` (a refresh reads
+the store on the GUI thread: one per block would stall napari). Only the
+GUI thread touches layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import napari.layers
+import numpy as np
+from qtpy.QtCore import QObject, QTimer
+
+from segloop.plugin.reader import UNCERTAINTY_LAYERS
+from segloop.widgets.layer_tools import output_geometry
+from segloop.widgets.runner import RunResult
+from segloop.widgets.session import Session
+from segloop.widgets.views import LiveView
+
+INTERIOR = 'interior'
+# output layers are refreshed at most this often while a run writes
+REFRESH_MS = 200
+
+
+class OutputLayers(QObject):
+    """The current run's output layers in the session's viewer.
+
+    Parameters
+    ----------
+    session : Session
+        Gives the viewer and the run's output and axes; its
+        :attr:`~Session.labels` is set to the labels layer.
+
+    Attributes
+    ----------
+    layers : dict of str to napari.layers.Layer
+        By kind: ``'probability'``, the uncertainty measures, ``'labels'``.
+    """
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.layers: dict[str, napari.layers.Layer] = {}
+        self._source: napari.layers.Image | None = None
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(REFRESH_MS)
+        self._refresh_timer.timeout.connect(self.refresh)
+
+    def show(
+        self,
+        source: napari.layers.Image,
+        options: dict[str, Any],
+        measures: tuple[str, ...] = (),
+    ) -> None:
+        """Show empty output layers for a run on ``source``.
+
+        ``options`` are the run's (``axes``); ``measures`` the uncertainty
+        images it writes. The previous run's layers are reused (new data)
+        when they belong to the same source, are the same kinds and are
+        still in the viewer; else they are replaced.
+        """
+        viewer = self.session.viewer
+        output = str(self.session.output)
+        shape, placement = output_geometry(source, options)
+        kinds = ('probability', *measures, 'labels')  # labels on top
+        reusable = (
+            self._source is source
+            and tuple(self.layers) == kinds
+            and all(layer in viewer.layers for layer in self.layers.values())
+        )
+        if reusable:
+            for kind, layer in self.layers.items():
+                dtype = np.uint32 if kind == 'labels' else np.float32
+                layer.data = LiveView(shape, dtype)
+                layer.metadata['path'] = output
+            return
+        self.remove()
+        common = {**placement, 'metadata': {'path': output}}
+        probability = LiveView(shape, np.float32)
+        self.layers['probability'] = viewer.add_image(
+            probability,
+            name=f'{source.name} [probability]',
+            visible=False,
+            colormap='magma',
+            contrast_limits=(0.0, 1.0),
+            **common,
+        )
+        for measure in measures:
+            suffix, shown, colormap, limits = UNCERTAINTY_LAYERS[measure]
+            self.layers[measure] = viewer.add_image(
+                LiveView(shape, np.float32),
+                name=f'{source.name} [{suffix}]',
+                visible=shown,
+                colormap=colormap,
+                contrast_limits=limits,
+                blending='additive',
+                **common,
+            )
+        labels = viewer.add_labels(
+            LiveView(shape, np.uint32),
+            name=f'{source.name} [labels]',
+            **common,
+        )
+        self.layers['labels'] = labels
+        self.session.labels = labels
+        self.session.watch(labels)  # edits teach Retrain
+        self._source = source
+
+    def attach(self, job: Any) -> None:
+        """Point the output layers at the planned job's store."""
+        store = job.store
+        classes = [str(n) for n in job.model.info.class_names]
+        channel = (
+            classes.index(INTERIOR)
+            if INTERIOR in classes
+            else len(classes) - 1
+        )
+        for kind, layer in self.layers.items():
+            if kind == 'labels':
+                layer.data.attach(store.labels)
+            elif kind == 'probability':
+                axis = store.prob_axes.index('C')
+                layer.data.attach(store.probabilities, axis, channel)
+            else:
+                layer.data.attach(store.uncertainty[kind])
+        self.refresh()
+
+    def block_written(self) -> None:
+        """Refresh soon (at most every :data:`REFRESH_MS`)."""
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def stop_refreshing(self) -> None:
+        """Drop a pending refresh (the run has ended)."""
+        self._refresh_timer.stop()
+
+    def refresh(self) -> None:
+        """Redraw the visible output layers from their data."""
+        for layer in self.layers.values():
+            if layer.visible:
+                layer.refresh()
+
+    def remove(self) -> None:
+        """Take the output layers out of the viewer."""
+        viewer = self.session.viewer
+        for layer in self.layers.values():
+            if layer in viewer.layers:
+                viewer.layers.remove(layer)
+        self.layers = {}
+        self.session.labels = None
+        self._source = None
+
+    def show_final(self, result: RunResult) -> bool:
+        """Show a finished run's labels and table; False: no layer."""
+        if self.session.labels is None or self.session.job is None:
+            return False
+        self.show_labels(result)
+        result.labels = None  # the layer holds them now
+        self.refresh()
+        return True
+
+    def show_labels(self, result: RunResult) -> None:
+        """Put a finished run's (or update's) labels and table in the
+        labels layer: editable, in memory, or (too big for memory) the
+        store's array."""
+        labels = self.session.labels
+        final = result.labels
+        labels.data = self.session.job.store.labels if final is None else final
+        self._show_table(labels, result.features)
+
+    def _show_table(self, labels: napari.layers.Labels, table: Any) -> None:
+        """The per-object table: layer features, or metadata with time.
+
+        Ids restart at 1 in each time point, so a time series' table (with
+        a ``t`` column) goes to ``metadata['objects']``, not ``features``.
+        """
+        if table is None:
+            return
+        if 'T' in self.session.run_axes:
+            labels.metadata['objects'] = table
+        else:
+            labels.features = table
+
+    def show_preview(self, result: RunResult) -> None:
+        """Put a preview's labels where they belong in the labels layer."""
+        labels = self.session.labels
+        if labels is not None:
+            labels.data[result.index] = result.labels
+            labels.refresh()
+
+    def next_region(self) -> str | None:
+        """Move the view to the most uncertain region not visited yet.
+
+        Sets the time point and plane sliders and centres the camera on
+        the region (a window of :data:`segloop.core.regions.WINDOW`
+        pixels); after the last region, starts again from the first.
+        Returns a line for the status; None without regions.
+        """
+        session, viewer = self.session, self.session.viewer
+        labels = session.labels
+        if not session.regions or labels is None:
+            return None
+        index = (session.region_index + 1) % len(session.regions)
+        session.region_index = index
+        region = session.regions[index]
+        spatial = [a for a in session.run_axes if a != 'C']
+        data_point = {
+            'T': region.t,
+            'Z': region.z,
+            'Y': region.y,
+            'X': region.x,
+        }
+        point = [data_point[a] for a in spatial]
+        world = np.asarray(point) * labels.scale + labels.translate
+        offset = viewer.dims.ndim - len(world)
+        for axis in range(len(world) - 2):  # T and Z: the sliders
+            viewer.dims.set_point(offset + axis, world[axis])
+        # napari >= 0.9 keeps the camera on viewer.scene
+        camera = getattr(viewer, 'scene', viewer).camera
+        camera.center = tuple(world[-2:])
+        return (
+            f'Uncertain region {index + 1} of '
+            f'{len(session.regions)}: mean entropy {region.score:.2f}'
+        )
