@@ -21,7 +21,7 @@ from segloop.core.checkpoint import (
     save_model,
     utc_now,
 )
-from segloop.core.config import Head, ModelConfig, TrainConfig
+from segloop.core.config import Augmentation, Head, ModelConfig, TrainConfig
 from segloop.core.distances import DISTANCE_CHANNELS, instances_to_distances
 from segloop.core.errors import SegloopError
 from segloop.core.normalize import (
@@ -63,16 +63,22 @@ def make_sampler(
     patch_shape: Sequence[int],
     sizes: list[np.ndarray] | None = None,
     head: Head = 'classes',
+    augmentation: Augmentation | None = None,
+    balance: bool = False,
 ) -> tuple[PatchSampler, int]:
     """Load, normalise and turn masks into targets; return (sampler, n).
 
     Targets are classes or distance maps, as ``head`` says. ``sizes``,
-    when given, receives each mask (for the object size).
+    when given, receives each mask (for the object size). ``balance``
+    gives every folder the same share of the patches (else every image
+    the same chance).
     """
-    images, targets = [], []
+    images, targets, weights = [], [], []
     lo_pct, hi_pct = DEFAULT_PERCENTILES
     for folder, names in names_per_folder.items():
+        share = 1.0 / max(1, len(names)) if balance else 1.0
         for item in load_labelled(folder, names):
+            weights.append(share)
             lo, hi = percentile_range(item.image, lo_pct, hi_pct)
             images.append(normalize(item.image, lo, hi)[None])
             targets.append(
@@ -86,7 +92,14 @@ def make_sampler(
         raise SegloopError(
             'no training images left after the validation split'
         )
-    return PatchSampler(images, targets, patch_shape), len(images)
+    sampler = PatchSampler(
+        images,
+        targets,
+        patch_shape,
+        augmentation,
+        weights if balance else None,
+    )
+    return sampler, len(images)
 
 
 def iter_train_folders(
@@ -101,6 +114,7 @@ def iter_train_folders(
     should_stop: Callable[[], bool] | None = None,
     init: str | Path | None = None,
     split_seed: int = 0,
+    balance: bool = False,
 ) -> Generator[TrainEvent, None, Path]:
     """Train on labelled folders, saving to ``output`` every few steps.
 
@@ -110,6 +124,7 @@ def iter_train_folders(
     folder to start from (its network settings replace ``network``).
     ``split_seed`` fixes the validation split independently of the
     training seed, so a continued run keeps the same held-out images.
+    ``balance`` gives every folder the same share of the patches.
     """
     train_names, val_names = split_folders(folders, val_fraction, split_seed)
     masks: list[np.ndarray] = []
@@ -119,7 +134,12 @@ def iter_train_folders(
     else:
         model = UNet(network)
     sampler, n_train = make_sampler(
-        train_names, config.patch_shape, masks, network.head
+        train_names,
+        config.patch_shape,
+        masks,
+        network.head,
+        config.augmentation(),
+        balance,
     )
     diameters, n_objects = median_diameter(masks)
     del masks
@@ -135,6 +155,7 @@ def iter_train_folders(
             'n_train_images': n_train,
             'val_fraction': val_fraction,
             'split_seed': split_seed,
+            'balance_folders': balance,
             'validation_names': val_names,
             'steps': step,
             'final_loss': round(loss, 5),

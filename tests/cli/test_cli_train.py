@@ -92,8 +92,12 @@ def test_train_writes_a_loadable_model_with_provenance(tmp_path, labelled):
 def test_train_distances_head_writes_a_format_2_model(tmp_path, labelled):
     out = tmp_path / 'distances'
     argv = ['train', str(labelled), '-o', str(out), '--steps', '3']
-    assert main([*argv, '--head', 'distances', *TINY]) == 0
+    augment = ['--scale-aug', '0.5,2', '--invert-aug', '0.5', '--balance']
+    assert main([*argv, '--head', 'distances', *augment, *TINY]) == 0
     model, info = load_model(out)
+    recipe = info.provenance['train_config']
+    assert (recipe['scale_range'], recipe['invert_p']) == ([0.5, 2.0], 0.5)
+    assert info.provenance['balance_folders'] is True
     assert model.config.head == 'distances'
     assert info.format_version == 2
     assert info.class_names == [

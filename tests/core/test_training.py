@@ -99,3 +99,42 @@ def test_sampler_pads_small_images_with_ignore() -> None:
     assert y.shape == (2, 16, 16)
     assert (y == IGNORE).any()
     assert (y == 1).any()
+
+
+def test_scale_augmentation_keeps_targets_on_their_objects():
+    from segloop.core.config import Augmentation
+    from segloop.core.distances import instances_to_distances
+
+    _, labels = blobs((96, 96), n=6, radius=8, seed=3)
+    bright = (labels > 0).astype(np.float32)[None]
+    for target in (
+        instances_to_classes(labels),
+        instances_to_distances(labels),
+    ):
+        sampler = PatchSampler(
+            [bright],
+            [target],
+            (32, 32),
+            Augmentation(scale_range=(0.5, 2.0)),
+        )
+        x, y = sampler(np.random.default_rng(0), 8)
+        assert x.shape == (8, 1, 32, 32)
+        foreground = y > 0 if y.ndim == 3 else y[:, 0] < 0.5
+        inside = x[:, 0] > x[:, 0].mean()
+        # the image and its target were cropped and resized together
+        assert (foreground == inside).mean() > 0.9
+
+
+def test_inversion_augmentation_flips_polarity_and_weights_pick_images():
+    from segloop.core.config import Augmentation
+
+    images = [
+        np.zeros((1, 32, 32), np.float32),
+        np.ones((1, 32, 32), np.float32),
+    ]
+    targets = [np.zeros((32, 32), np.int64)] * 2
+    always = Augmentation(invert_p=1.0)
+    sampler = PatchSampler(images, targets, (16, 16), always, [1.0, 0.0])
+    x, _ = sampler(np.random.default_rng(1), 6)
+    # only the dark image is drawn, and it comes out bright (about 1)
+    assert x.mean() > 0.7

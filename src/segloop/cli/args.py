@@ -128,6 +128,21 @@ def scale(text: str) -> dict[str, float]:
     return sizes
 
 
+def scale_range(text: str) -> tuple[float, float]:
+    """Parse ``0.5,2``: a (low, high) range of scale factors."""
+    try:
+        low, high = (float(v) for v in text.split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a range like 0.5,2'
+        ) from None
+    if not 0 < low <= high < float('inf'):
+        raise argparse.ArgumentTypeError(
+            f'{text!r}: give 0 < LOW <= HIGH, e.g. 0.5,2'
+        )
+    return low, high
+
+
 def given(**options: object) -> dict[str, object]:
     """Return the options that were given (not None).
 

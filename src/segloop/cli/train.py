@@ -72,6 +72,31 @@ def add_parsers(sub: Any) -> None:
         help='down-sampling per level and axis, e.g. 1,2,2;1,2,2;1,2,2 '
         'for 3D stacks with few Z planes (default: 2 everywhere)',
     )
+    train.add_argument(
+        '--scale-aug',
+        type=types.scale_range,
+        help='show patches at a random scale in LOW,HIGH, e.g. 0.5,2 '
+        '(objects half to twice their size; default off)',
+    )
+    train.add_argument(
+        '--invert-aug',
+        type=types.fraction,
+        default=config.invert_p,
+        help='chance of inverting a patch (dark objects on bright), for a '
+        'polarity-invariant model (default %(default)s)',
+    )
+    train.add_argument(
+        '--blur-aug',
+        type=types.fraction,
+        default=config.blur_p,
+        help='chance of blurring a patch (default %(default)s)',
+    )
+    train.add_argument(
+        '--balance',
+        action='store_true',
+        help='every data folder gives the same share of the patches '
+        '(default: every image the same chance)',
+    )
     train.add_argument('--val-fraction', type=float)
     train.add_argument(
         '--seed',
@@ -123,6 +148,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         time_limit_s=args.time_limit * 60 if args.time_limit else None,
         bf16=not args.fp32,
+        scale_range=args.scale_aug,
+        invert_p=args.invert_aug,
+        blur_p=args.blur_aug,
     )
     events = iter_train_folders(
         args.data,
@@ -131,6 +159,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config,
         device=args.device,
         init=resolve_model(args.init) if args.init else None,
+        balance=args.balance,
         **types.given(
             val_fraction=args.val_fraction,
             checkpoint_every=args.checkpoint_every,

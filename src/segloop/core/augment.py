@@ -100,3 +100,66 @@ def augment_elastic(
                 image[(c, *index)], coords_yx, order=1, mode='mirror'
             )
     return out_image, out_target
+
+
+def random_scale(
+    rng: np.random.Generator, scale_range: tuple[float, float]
+) -> float:
+    """A scale factor, log-uniform in ``scale_range`` (> 1 enlarges)."""
+    low, high = (float(v) for v in scale_range)
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def resize_patch(
+    array: np.ndarray, shape: tuple[int, ...], order: int
+) -> np.ndarray:
+    """Resize the last axes of ``array`` (Y, X) to ``shape`` exactly.
+
+    Parameters
+    ----------
+    array : ndarray, shape (..., Y, X)
+        Leading axes (channels, Z) are kept.
+    shape : tuple of int
+        The new (Y, X).
+    order : int
+        0 (nearest: class indices) or 1 (linear: images, distance maps).
+    """
+    from skimage.transform import resize
+
+    if array.shape[-2:] == tuple(shape):
+        return array
+    out_shape = (*array.shape[:-2], *shape)
+    resized = resize(
+        array,
+        out_shape,
+        order=order,
+        preserve_range=True,
+        anti_aliasing=False,
+        mode='reflect',
+    )
+    return resized.astype(array.dtype, copy=False)
+
+
+def augment_appearance(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    invert_p: float = 0.0,
+    blur_p: float = 0.0,
+) -> np.ndarray:
+    """Random polarity and blur of a normalised patch (C, *spatial).
+
+    Inversion maps ``x`` to ``1 - x`` (a normalised image's range is
+    about [0, 1]), so dark objects on a bright background become as
+    common as bright ones; blur is a gaussian of sigma up to 1.5 pixels
+    in Y and X.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    if invert_p and rng.random() < invert_p:
+        image = 1.0 - image
+    if blur_p and rng.random() < blur_p:
+        sigma = float(rng.uniform(0.3, 1.5))
+        spatial = image.ndim - 1
+        sigmas = (0.0, *(0.0,) * (spatial - 2), sigma, sigma)
+        image = gaussian_filter(image, sigmas)
+    return image.astype(np.float32, copy=False)

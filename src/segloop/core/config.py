@@ -159,7 +159,23 @@ class TileConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of a training or fine-tuning run."""
+    """Settings of a training or fine-tuning run.
+
+    The augmentation fields default to off (the recipe of the first
+    bundled models); a generalist model turns them on:
+
+    Attributes
+    ----------
+    scale_range : tuple of float, optional
+        ``(low, high)``: each patch is shown at a random scale, log-uniform
+        in the range (e.g. ``(0.5, 2.0)``: objects half to twice their
+        size), in Y and X.
+    invert_p : float
+        Probability of inverting a patch's intensities (dark objects on a
+        bright background), for a polarity-invariant model.
+    blur_p : float
+        Probability of a gaussian blur (sigma up to 1.5 pixels in Y, X).
+    """
 
     steps: int = 4000
     batch_size: int = 8
@@ -173,9 +189,39 @@ class TrainConfig:
     bf16: bool = True
     checkpointing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    scale_range: tuple[float, float] | None = None
+    invert_p: float = 0.0
+    blur_p: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.scale_range is not None and not (
+            0 < self.scale_range[0] <= self.scale_range[1]
+        ):
+            raise ValueError(
+                f'scale_range must be (low, high) with 0 < low <= high, got '
+                f'{self.scale_range}'
+            )
+        for name in ('invert_p', 'blur_p'):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f'{name} must be in [0, 1]')
+
+    def augmentation(self) -> Augmentation:
+        """The patch augmentation these settings ask for."""
+        return Augmentation(self.scale_range, self.invert_p, self.blur_p)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
         out = dataclasses.asdict(self)
         out['patch_shape'] = list(self.patch_shape)
+        if self.scale_range is not None:
+            out['scale_range'] = list(self.scale_range)
         return out
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Optional patch augmentations (see :class:`TrainConfig`)."""
+
+    scale_range: tuple[float, float] | None = None
+    invert_p: float = 0.0
+    blur_p: float = 0.0

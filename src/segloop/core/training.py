@@ -19,8 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from segloop.core.augment import augment_geometry, augment_intensity
-from segloop.core.config import TrainConfig
+from segloop.core.augment import (
+    augment_appearance,
+    augment_geometry,
+    augment_intensity,
+    random_scale,
+    resize_patch,
+)
+from segloop.core.config import Augmentation, TrainConfig
 from segloop.core.device import autocast, pick_device
 from segloop.core.targets import IGNORE
 from segloop.core.unet import UNet
@@ -70,6 +76,11 @@ class PatchSampler:
         see :func:`segloop.core.distances.instances_to_distances`).
     patch_shape : tuple of int
         Spatial patch size; images smaller than it are mirror-padded.
+    augmentation : Augmentation, optional
+        Random scale, inversion and blur (default: none of them).
+    weights : sequence of float, optional
+        Relative chance of each image to give a patch (default equal),
+        e.g. to balance data sets of different sizes.
     """
 
     def __init__(
@@ -77,12 +88,21 @@ class PatchSampler:
         images: Sequence[np.ndarray],
         targets: Sequence[np.ndarray],
         patch_shape: Sequence[int],
+        augmentation: Augmentation | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if len(images) != len(targets) or not images:
             raise ValueError(
                 'need the same, non-zero number of images and targets'
             )
         self.patch_shape = tuple(int(p) for p in patch_shape)
+        self.augmentation = augmentation or Augmentation()
+        self.chances = None
+        if weights is not None:
+            chances = np.asarray(weights, dtype=np.float64)
+            if len(chances) != len(images) or not chances.sum() > 0:
+                raise ValueError('need one positive weight per image')
+            self.chances = chances / chances.sum()
         self.images = []
         self.targets = []
         for image, target in zip(images, targets, strict=True):
@@ -112,26 +132,52 @@ class PatchSampler:
         (N, 3, *patch) for distance targets.
         """
         xs, ys = [], []
+        aug = self.augmentation
         for _ in range(batch_size):
-            k = int(rng.integers(len(self.images)))
+            k = int(
+                rng.integers(len(self.images))
+                if self.chances is None
+                else rng.choice(len(self.images), p=self.chances)
+            )
             image, target = self.images[k], self.targets[k]
+            crop = self.patch_shape
+            if aug.scale_range is not None:
+                # objects shown `scale` times their size: crop 1/scale
+                # of the patch in Y and X (at most the image), resize
+                scale = random_scale(rng, aug.scale_range)
+                crop = (
+                    *self.patch_shape[:-2],
+                    *(
+                        min(n, max(8, round(p / scale)))
+                        for n, p in zip(
+                            image.shape[-2:],
+                            self.patch_shape[-2:],
+                            strict=True,
+                        )
+                    ),
+                )
             start = [
                 int(rng.integers(s - p + 1))
-                for s, p in zip(image.shape[1:], self.patch_shape, strict=True)
+                for s, p in zip(image.shape[1:], crop, strict=True)
             ]
             region = tuple(
-                slice(a, a + p)
-                for a, p in zip(start, self.patch_shape, strict=True)
+                slice(a, a + p) for a, p in zip(start, crop, strict=True)
             )
             x = image[(slice(None), *region)]
-            if target.dtype == np.float32:
+            dense = target.dtype == np.float32
+            y = target[(slice(None), *region)] if dense else target[region]
+            if crop != self.patch_shape:
+                size = self.patch_shape[-2:]
+                x = resize_patch(x, size, order=1)
+                y = resize_patch(y, size, order=1 if dense else 0)
+            if dense:
                 # distance maps are geometric: flip and rotate them as
                 # extra image channels
-                y = target[(slice(None), *region)]
                 both, _ = augment_geometry(np.concatenate([x, y]), y[0], rng)
                 x, y = both[: len(x)], both[len(x) :]
             else:
-                x, y = augment_geometry(x, target[region], rng)
+                x, y = augment_geometry(x, y, rng)
+            x = augment_appearance(x, rng, aug.invert_p, aug.blur_p)
             xs.append(augment_intensity(x, rng))
             ys.append(y)
         return np.stack(xs), np.stack(ys)
