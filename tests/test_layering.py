@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md hold: imports only point down, core stays free
+"""The layers of docs/design.md hold: imports only point down, core stays free
 of GUI, zarr and dask, and ``import segloop`` does not load torch.
 """
 
@@ -15,7 +15,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CORE = REPO_ROOT / 'src' / 'segloop' / 'core'
 FORBIDDEN_IN_CORE = {'napari', 'qtpy', 'magicgui', 'zarr', 'dask'}
-# Importing these must stay cheap: no torch (DESIGN.md, "Importing is cheap").
+# Importing these loads no torch (docs/design.md: "Importing is cheap").
 TORCH_FREE_MODULES = [
     'segloop',
     'segloop.core.config',
@@ -97,5 +97,5 @@ def test_core_does_not_import_gui_zarr_or_dask(path: Path) -> None:
     bad = _imported_top_level_names(path) & FORBIDDEN_IN_CORE
     assert not bad, (
         f'{path.relative_to(REPO_ROOT)} imports {sorted(bad)}: core/ may '
-        'use numpy, torch, scipy and scikit-image only (see DESIGN.md)'
+        'use numpy, torch, scipy and scikit-image only (see docs/design.md)'
     )

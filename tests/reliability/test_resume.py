@@ -1,7 +1,7 @@
 """Faults mid-run: a full disk or a killed process, then ``--resume``.
 
 The resumed output must be bit for bit the uninterrupted run's
-(probabilities and labels; DESIGN.md: crop-centre stitching).
+(probabilities and labels; docs/design.md: crop-centre stitching).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Helpers for long work written as generators (see DESIGN.md)."""
+"""Helpers for long work written as generators (see docs/design.md)."""
 
 from __future__ import annotations
 

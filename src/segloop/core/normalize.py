@@ -1,7 +1,7 @@
 """Intensity normalisation by robust percentiles.
 
 Percentiles come from a strided sample of the whole image, so blockwise
-runs use the same numbers as a whole-image run (see DESIGN.md).
+runs use the same numbers as a whole-image run (see docs/design.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 zarr store) so that a chunk that cannot be decoded (truncated, corrupt,
 unreadable) raises :class:`~segloop.core.errors.InputError` naming the
 file and the region, whenever dask computes it. A *missing* Zarr chunk is
-not an error: Zarr reads it as the array's fill value (DESIGN.md).
+not an error: Zarr reads it as the array's fill value (docs/design.md).
 
 Writes are guarded by :func:`segloop.core.errors.writing`.
 """

@@ -24,7 +24,7 @@ from segloop.io.uncertainty import open_uncertainty, uncertainty_measures
 LayerData = tuple[Any, dict[str, Any], str]
 IMAGE_SUFFIXES = ('.tif', '.tiff', '.zarr')
 INTERIOR = 'interior'
-# How uncertainty images are shown (DESIGN.md): layer name suffix, shown,
+# How uncertainty images are shown (docs/design.md): layer name suffix, shown,
 # colormap, contrast limits (nats for entropy and mutual information).
 UNCERTAINTY_LAYERS = {
     'entropy': ('entropy', True, 'inferno', (0.0, 1.1)),

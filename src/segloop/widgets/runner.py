@@ -29,7 +29,7 @@ from segloop.core.errors import SegloopError
 # ones stay a view on the store.
 MAX_IN_MEMORY_BYTES = 1 << 30
 TIFF_SUFFIXES = ('.tif', '.tiff')
-# torch threads of a widget run: one core stays free for napari (DESIGN.md)
+# torch threads of a widget run: a core stays free for napari (docs/design.md)
 GUI_TORCH_THREADS = max(1, (os.cpu_count() or 2) - 1)
 OUT_OF_MEMORY = (
     'out of memory: open Advanced and choose a smaller tile (e.g. 256,256 '
