@@ -192,3 +192,15 @@ def test_mc_entropy_of_a_distance_model_is_the_foreground_bernoulli():
     expected = -(p * np.log(p) + (1 - p) * np.log(1 - p))
     np.testing.assert_allclose(entropy, expected, atol=1e-5)
     assert entropy.max() <= np.log(2) + 1e-6
+
+
+def test_retrain_of_a_distance_model_is_refused_with_advice():
+    from segloop.core.errors import InputError
+    from segloop.core.finetune import iter_finetune
+
+    network = UNet(ModelConfig(depth=2, base_channels=4, head='distances'))
+    image = np.random.default_rng(0).random((32, 32), np.float32)
+    corrections = np.zeros((32, 32), np.uint8)
+    corrections[:8, :8] = 1
+    with pytest.raises(InputError, match='not supported yet'):
+        next(iter_finetune(network, image, corrections))

@@ -316,6 +316,12 @@ def iter_finetune(
         raise InputError(
             f'{len(images)} images but {len(raw_targets)} corrections'
         )
+    if model.config.head != 'classes':
+        raise InputError(
+            f"Retrain of a model with the '{model.config.head}' head is not "
+            'supported yet: fine-tune a 3-class model (e.g. the bundled '
+            'nuclei2d) instead'
+        )
     norm_images, all_targets = _prepare(
         model, images, raw_targets, percentiles
     )
