@@ -10,8 +10,10 @@ import pytest
 
 from segloop.core.events import drain
 from segloop.data.synthetic import synthetic_nuclei
+from segloop.engine.options import SegmentOptions
+from segloop.finetuner import painted_windows
 from segloop.models import BUNDLED_DIR
-from segloop.widgets.retrain_worker import painted_windows, run_retrain
+from segloop.widgets.retrain_worker import run_retrain
 
 FAST = {'steps': 3, 'time_limit_s': 60.0, 'batch_size': 2}
 
@@ -49,7 +51,7 @@ def _retrain(
         image,
         corrections,
         'nuclei2d',
-        {'axes': 'YX'},
+        SegmentOptions(axes='YX'),
         {**FAST, **config},
         None,
         folder,

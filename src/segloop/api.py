@@ -117,18 +117,19 @@ def iter_predict(
     axes: str | None = None,
     channel: int | None = None,
     tile: tuple[int, ...] | None = None,
-    overlap: float = 0.125,
-    batch_size: int = 4,
+    overlap: float | None = None,
+    batch_size: int | None = None,
     blending: Blending = 'gaussian',
     device: str | None = None,
-    precision: Precision = 'auto',
+    precision: Precision | None = None,
     instance_params: InstanceParams | None = None,
     should_stop: Callable[[], bool] | None = None,
     mc_samples: int | None = None,
-    mc_seed: int = 0,
+    mc_seed: int | None = None,
     diameter: float | tuple[float, ...] | str | None = None,
     invert: bool | None = None,
-    rgb: str = 'auto',
+    rgb: str | None = None,
+    options: SegmentOptions | None = None,
 ) -> Generator[Progress, None, Prediction]:
     """Predict probabilities and instance labels for an image.
 
@@ -146,9 +147,10 @@ def iter_predict(
     channel : int, optional
         The channel to segment when the image has several.
     tile, overlap, batch_size, blending : tiling settings
-        Spatial tile shape (default 512² for 2D), overlap fraction, tiles
-        per forward pass, and 'gaussian' or 'center' (crop-centre)
-        stitching of overlapping tiles.
+        Spatial tile shape (default 512² for 2D), overlap fraction
+        (default 0.125), tiles per forward pass (default 4), and
+        'gaussian' or 'center' (crop-centre) stitching of overlapping
+        tiles.
     device : str, optional
         'cuda', 'mps', 'cpu' or None for automatic.
     precision : {'auto', 'fp32', 'bf16'}
@@ -162,7 +164,7 @@ def iter_predict(
         ``.mutual_information``, ``.variance``) is filled and the
         probabilities are the mean over the passes. 0/None: off.
     mc_seed : int
-        Seed of the dropout masks (same seed, same result).
+        Seed of the dropout masks (same seed, same result; default 0).
     diameter : float, sequence of float, 'auto' or None
         Typical object diameter in ``image`` (pixels): the image is
         zoomed linearly by the model's training diameter / ``diameter``
@@ -180,6 +182,10 @@ def iter_predict(
         is chosen); 'auto': hematoxylin for brightfield (bright
         background), luminance otherwise; see
         :func:`segloop.engine.inputs.select_channel`.
+    options : SegmentOptions, optional
+        These settings as one value (as the CLI and the widget make
+        them; ``block`` is not used here); the keywords above that are
+        given (not None) change it.
 
     Yields
     ------
@@ -190,7 +196,7 @@ def iter_predict(
     -------
     Prediction
     """
-    options = SegmentOptions(
+    options = (options or SegmentOptions()).with_given(
         axes=axes,
         channel=channel,
         tile=tile,
@@ -211,7 +217,8 @@ def iter_predict(
     sampling, zoom = prepared.sampling, prepared.zoom
     mc_samples, dims = prepared.mc_samples, prepared.dims
     params = prepared.params_for(zoom)
-    tiles = TileConfig(tile, overlap, batch_size, blending)
+    overlap, batch_size = options.overlap, prepared.batch_size
+    tiles = TileConfig(options.tile, overlap, batch_size, blending)
     times = prepared.times
     slice_by_slice = dims == 2 and 'Z' in prepared.volume_axes
     n_inputs = data.shape[-3] if slice_by_slice else 1
@@ -244,7 +251,7 @@ def iter_predict(
                     tiles,
                     should_stop,
                     mc_samples,
-                    mc_seed,
+                    options.mc_seed,
                     (t, index),
                 ),
                 done,
@@ -281,9 +288,9 @@ def iter_predict(
         'blending': blending,
         'device': str(predictor.device),
         'mixed_precision': predictor.mixed_precision,
-        'channel': channel,
+        'channel': options.channel,
         'mc_samples': mc_samples,
-        'mc_seed': mc_seed,
+        'mc_seed': options.mc_seed,
         'diameter': prepared.diameter_info,
         'conversion': prepared.conversion,
     }
@@ -362,7 +369,7 @@ def iter_segment(
     # A dask Client open in this process would become dask's default
     # scheduler and receive the input reads as graphs: read here.
     with dask.config.set(scheduler='threads'):
-        job = SegmentJob(
+        job = plan_segment(
             input,
             output,
             model,
@@ -375,6 +382,28 @@ def iter_segment(
             return (yield from job.iter_run(should_stop))
         finally:
             job.close()
+
+
+def plan_segment(
+    input: str | Path | Any,
+    output: str | Path,
+    model: str | Path | Model | None = None,
+    options: SegmentOptions | None = None,
+    **kwargs: Any,
+) -> SegmentJob:
+    """Plan a blockwise segmentation: what :func:`iter_segment` runs.
+
+    The one set-up of a blockwise run for every front end (the widget
+    plans here, then runs the job itself to show it as it fills in).
+    Opens the input and the model and makes the run plan; writes
+    nothing (see :class:`segloop.engine.SegmentJob`, whose keyword
+    arguments ``kwargs`` are: ``overwrite``, ``resume``,
+    ``live_labels``, ``instance_workers`` and fields of
+    :class:`~segloop.engine.options.SegmentOptions`). The input is read
+    in this process even when a dask Client is open.
+    """
+    with dask.config.set(scheduler='threads'):
+        return SegmentJob(input, output, model, options, **kwargs)
 
 
 def segment(

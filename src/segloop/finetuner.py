@@ -1,16 +1,23 @@
-"""Fine-tune a model on corrections painted over image files.
+"""Fine-tune a model on painted corrections: the one fine-tune use case.
 
-What ``segloop finetune IMAGE CORRECTIONS --model M -o NEWMODEL`` runs,
-and what a GUI's "Save model…" calls: read the image and the
-corrections (or edited instance labels), fine-tune a copy of the model
-with :func:`segloop.core.finetune.iter_finetune`, and write a model
-folder whose ``config.json`` records the provenance.
+:func:`iter_finetune_saved` fine-tunes a copy of a model on painted
+images (with replay of the model's own training data,
+:func:`segloop.core.finetune.iter_finetune`), records where it came
+from, optionally fits its thresholds to the painting and writes the
+model folder. Its two callers only read their painting differently:
+
+- ``segloop finetune IMAGE CORRECTIONS --model M -o NEWMODEL``
+  (:func:`iter_finetune_files`): whole image files, the corrections
+  or edited instance labels (:func:`read_volume`, :func:`load_targets`);
+- the widget's Retrain (:func:`segloop.widgets.retrain_worker.run_retrain`):
+  the painted windows of a layer at the scale the network saw
+  (:func:`read_painted`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +35,15 @@ from segloop.core.finetune import (
     touched_mask,
 )
 from segloop.core.training import TrainEvent
-from segloop.engine.inputs import select_channel
+from segloop.engine.inputs import prepare_input, select_channel
+from segloop.engine.options import SegmentOptions
 from segloop.io.readers import open_image
 from segloop.models import BUNDLED_DIR
 from segloop.models.loaded import Model, load_model
 from segloop.models.replay import load_replay
+
+# Z planes of context kept around the painted ones for a 3D model
+Z_CONTEXT = 8
 
 
 def read_volume(
@@ -117,6 +128,129 @@ def load_targets(
     return instances_to_targets(corrections, touched)
 
 
+def painted_windows(
+    axes: str,
+    shape: tuple[int, ...],
+    region: tuple[slice, ...] | None,
+    model_dims: int,
+) -> list[tuple[int | slice, ...]]:
+    """Where to read training data: one window per painted time point.
+
+    Parameters
+    ----------
+    axes : str
+        Spatial axes of the image and corrections (``T?Z?YX``).
+    shape : tuple of int
+        Their shape.
+    region : tuple of slice, optional
+        Bounding box of everything painted (None: all of it).
+    model_dims : int
+        2 or 3 (the model's spatial dimensions).
+
+    Returns
+    -------
+    list of tuple
+        Indexes giving (Y, X) or (Z, Y, X) arrays: the painted Z range (with
+        :data:`Z_CONTEXT` planes around it for a 3D model), whole planes
+        in Y and X (normalisation sees what prediction sees).
+    """
+    region = region or tuple(slice(0, n) for n in shape)
+    window: list[int | slice] = [slice(None)] * len(axes)
+    if 'Z' in axes:
+        z = axes.index('Z')
+        extra = Z_CONTEXT if model_dims == 3 else 0
+        start = max(0, region[z].start - extra)
+        window[z] = slice(start, min(shape[z], region[z].stop + extra))
+    if 'T' not in axes:
+        return [tuple(window)]
+    times = range(region[0].start, region[0].stop)
+    return [(t, *window[1:]) for t in times]
+
+
+def _zoomed(
+    images: list[np.ndarray],
+    painted: list[np.ndarray],
+    zoom: tuple[float, ...],
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Images (linear) and corrections (nearest) at the network's scale.
+
+    ``zoom`` holds one factor per network axis (the last axes); leading
+    axes (the Z of a 2D model on a stack) keep their scale.
+    """
+    from segloop.core.rescale import ZoomedView, zoom_nearest
+
+    def full(ndim: int) -> tuple[float, ...]:
+        return (1.0,) * (ndim - len(zoom)) + tuple(zoom)
+
+    return (
+        [np.asarray(ZoomedView(i, full(i.ndim))) for i in images],
+        [zoom_nearest(p, full(p.ndim)) for p in painted],
+    )
+
+
+def read_painted(
+    data: Any,
+    corrections: Any,
+    options: SegmentOptions,
+    region: tuple[slice, ...] | None,
+    model_dims: int,
+    zoom: tuple[float, ...] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The painted windows of an image and its corrections (the Retrain).
+
+    Parameters
+    ----------
+    data : array-like
+        The image (axes ``options.axes``), converted to one channel as
+        a segmentation with ``options`` does (channel, RGB, inversion).
+    corrections : array-like of uint8
+        Spatial shape of the image (``T?Z?YX``): 0 unpainted, 1
+        background, 2 object, 3 boundary.
+    options : SegmentOptions
+        The segmentation's ``axes``, ``channel``, ``invert``, ``rgb``.
+    region : tuple of slice, optional
+        Bounding box of the painting (what to read); None: all.
+    model_dims : int
+        2 or 3 (see :func:`painted_windows`).
+    zoom : tuple of float, optional
+        The zoom per network axis of the segmentation (``diameter``):
+        images (linear) and corrections (nearest) at that scale too.
+
+    Returns
+    -------
+    images, painted : lists of ndarray
+        One pair per painted window (time point) holding paint.
+
+    Raises
+    ------
+    InputError
+        Corrections not of the image's shape, or nothing painted.
+    """
+    source = open_image(data, options.axes)
+    image, _ = prepare_input(
+        source, options.channel, invert=options.invert, rgb=options.rgb
+    )
+    axes = source.axes.replace('C', '')
+    if tuple(corrections.shape) != tuple(image.shape):
+        raise InputError(
+            f'the corrections layer has shape {tuple(corrections.shape)}'
+            f' but the image {tuple(image.shape)}; remove it and paint '
+            'corrections again'
+        )
+    windows = painted_windows(axes, image.shape, region, model_dims)
+    images = [np.asarray(image[w]) for w in windows]
+    painted = [np.asarray(corrections[w]) for w in windows]
+    if zoom is not None:
+        images, painted = _zoomed(images, painted, zoom)
+    kept = [i for i, p in enumerate(painted) if p.any()]
+    if not kept:
+        raise InputError(
+            'nothing is painted: paint corrections (1 background, 2 '
+            'object, 3 boundary) or fix the labels layer, then Retrain'
+        )
+    return [images[i] for i in kept], [painted[i] for i in kept]
+
+
 def iter_finetune_files(
     image: str | Path,
     corrections: str | Path,
@@ -162,9 +296,83 @@ def iter_finetune_files(
         from_instances,
         before,
     )
+    return (
+        yield from iter_finetune_saved(
+            parent,
+            pixels,
+            targets,
+            output,
+            config,
+            name=name,
+            extra={
+                'command': ' '.join(['segloop', *sys.argv[1:]]),
+                'training_data': [str(image)],
+                'corrections': str(corrections),
+                'invert': invert,
+            },
+            device=device,
+            should_stop=should_stop,
+            thresholds=thresholds,
+        )
+    )
+
+
+def iter_finetune_saved(
+    parent: Model,
+    images: np.ndarray | Sequence[np.ndarray],
+    targets: np.ndarray | Sequence[np.ndarray],
+    folder: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    name: str | None = None,
+    extra: dict[str, Any] | None = None,
+    device: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    thresholds: bool = False,
+    keep_untrained: bool = True,
+) -> Generator[TrainEvent, None, tuple[Path | None, FinetuneResult]]:
+    """Fine-tune a copy of ``parent`` and save it: the fine-tune use case.
+
+    Parameters
+    ----------
+    parent : Model
+        The model to start from; never modified.
+    images : ndarray or sequence of ndarray, (Y, X) or (Z, Y, X)
+        The painted images as the model sees them (converted to one
+        channel, inverted for brightfield, zoomed for a diameter).
+    targets : ndarray or sequence of ndarray, same shapes
+        Class targets, ``IGNORE`` unpainted (see :func:`load_targets`).
+    folder : str or Path
+        The model folder to write.
+    config : FinetuneConfig, optional
+        Budgets and settings.
+    name, extra : optional
+        The new model's name and provenance entries (see
+        :func:`finetuned_model`).
+    device : str, optional
+        Default: the best available.
+    should_stop : callable, optional
+        True ends training after the step (the model so far is kept).
+    thresholds : bool
+        Fit the new model's foreground threshold and minimum object
+        size to the painting afterwards (:func:`tune_thresholds`).
+    keep_untrained : bool
+        Save a model stopped before its first step too (False: write
+        nothing then, and return None as the folder).
+
+    Yields
+    ------
+    TrainEvent
+        One per step.
+
+    Returns
+    -------
+    (Path or None, FinetuneResult)
+        The folder written and how training went.
+    """
     result = yield from iter_finetune(
         parent.network,
-        pixels,
+        images,
         targets=targets,
         config=config,
         percentiles=parent.percentiles,
@@ -172,21 +380,12 @@ def iter_finetune_files(
         device=device,
         should_stop=should_stop,
     )
-    tuned = finetuned_model(
-        result,
-        parent,
-        name=name,
-        extra={
-            'command': ' '.join(['segloop', *sys.argv[1:]]),
-            'training_data': [str(image)],
-            'corrections': str(corrections),
-            'invert': invert,
-        },
-    )
+    if result.steps == 0 and not keep_untrained:
+        return None, result
+    tuned = finetuned_model(result, parent, name, extra)
     if thresholds:
-        tune_thresholds(tuned, pixels, targets)
-    folder = save_model(output, tuned.network, tuned.info)
-    return folder, result
+        tune_thresholds(tuned, images, targets)
+    return save_model(folder, tuned.network, tuned.info), result
 
 
 def _parent_ref(parent: Model) -> str | None:

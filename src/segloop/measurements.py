@@ -142,15 +142,56 @@ def iter_tables(
     scale = store_scale(root)
     data = _image_data(image, metadata, labels.shape, axes, channel)
     uncertainty = uncertainty_array(root, labels.shape)
-    timed = label_axes.startswith('T')
+    return measure_time_points(
+        labels, data, scale, uncertainty, label_axes.startswith('T')
+    )
+
+
+def measure_time_points(
+    labels: Any,
+    image: Any,
+    scale: Any,
+    uncertainty: Any,
+    timed: bool,
+    *,
+    t_column: bool = True,
+) -> Generator[dict[str, np.ndarray], None, None]:
+    """The per-object table of labels, one per time point.
+
+    The one maker of the object table, for the CSV (:func:`measure`) and
+    the widget's features table
+    (:func:`segloop.widgets.runner.summarize`). Each time point is read
+    on its own, so memory is bounded by one time point.
+
+    Parameters
+    ----------
+    labels : array-like of int
+        Final labels, axes ``T?Z?YX`` (in memory or a stored array).
+    image : array-like or None
+        Intensities of the labels' shape, for ``mean_intensity``.
+    scale : dict or sequence of float or None
+        Pixel size (see :func:`segloop.core.measure.measure_objects`).
+    uncertainty : array-like or None
+        Per-pixel uncertainty of the labels' shape.
+    timed : bool
+        ``labels`` have a T axis first.
+    t_column : bool
+        Give every table a ``t`` column (0 without T); False: only with
+        a T axis.
+
+    Yields
+    ------
+    dict of str to ndarray
+        :func:`segloop.core.measure.measure_objects` columns.
+    """
     for t in range(labels.shape[0] if timed else 1):
         lead = (t,) if timed else ()
         yield measure_objects(
             np.asarray(labels[lead]),
-            None if data is None else np.asarray(data[lead]),
+            None if image is None else np.asarray(image[lead]),
             scale,
             None if uncertainty is None else np.asarray(uncertainty[lead]),
-            t=t,
+            t=t if timed or t_column else None,
         )
 
 
@@ -284,6 +325,7 @@ __all__ = [
     'iter_tables',
     'measure',
     'measure_objects',
+    'measure_time_points',
     'size_column',
     'uncertainty_array',
 ]

@@ -9,6 +9,8 @@ import zarr
 
 pytest.importorskip('qtpy')
 
+from segloop.cli import args as types
+from segloop.core.errors import InputError
 from segloop.data.synthetic import synthetic_nuclei
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 from segloop.models import BUNDLED_DIR
@@ -19,6 +21,7 @@ from segloop.widgets import (
     model_picker,
     segment,
     segment_run,
+    settings,
     update_labels,
 )
 from segloop.widgets.model_picker import LOAD_MODEL
@@ -384,3 +387,14 @@ def test_bad_diameter_is_explained(viewer_widget, errors) -> None:
     assert widget.worker is None
     assert len(errors) == 1
     assert errors[0].startswith("diameter 'big'")
+
+
+def test_the_cli_and_the_widget_share_the_parser() -> None:
+    assert types.shape('8x64x64') == settings.parse_shape(' 8X64x64 ', 'tile')
+    assert settings.parse_shape('auto', 'tile') is None
+    assert diameter.parse_diameter_text('8,30,30') == (8.0, 30.0, 30.0)
+    assert diameter.parse_diameter_text('30') == 30.0
+    with pytest.raises(InputError, match='block'):
+        settings.parse_shape('64,-1', 'block')
+    with pytest.raises(InputError, match='diameter'):
+        diameter.parse_diameter_text('-3')

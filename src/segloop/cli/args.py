@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from segloop.engine.options import parse_sizes
+
 
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """Return a type for integers ``>= minimum``.
@@ -80,16 +82,14 @@ fraction_below_one = fraction_type(include_one=False)
 
 
 def shape(text: str) -> tuple[int, ...]:
-    """Parse ``256``, ``256,256`` or ``8x256x256`` into positive sizes."""
+    """Parse ``256``, ``256,256`` or ``8x256x256`` into positive sizes.
+
+    See :func:`segloop.engine.options.parse_sizes`.
+    """
     try:
-        values = tuple(int(v) for v in text.replace('x', ',').split(','))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f'{text!r} is not a shape like 256 or 256,256'
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f'{text!r}: sizes must be >= 1')
-    return values
+        return parse_sizes(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def pool_factors(text: str) -> tuple[tuple[int, ...], ...]:

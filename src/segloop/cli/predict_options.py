@@ -7,6 +7,7 @@ from typing import Any
 
 from segloop.cli import args as types
 from segloop.core.config import TileConfig
+from segloop.engine.options import SegmentOptions
 
 TILE_DEFAULTS = TileConfig()
 
@@ -85,22 +86,34 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def segment_options(args: argparse.Namespace) -> SegmentOptions:
+    """The :class:`SegmentOptions` of ``segment``'s arguments.
+
+    Options left out (None) keep the dataclass's default.
+    """
+    return SegmentOptions.from_kwargs(
+        axes=args.axes,
+        channel=args.channel,
+        tile=args.tile,
+        overlap=args.overlap,
+        block=args.block,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        scale=args.scale,
+        mc_samples=args.mc_samples,
+        mc_seed=args.mc_seed,
+        diameter=args.diameter,
+        invert=args.invert,
+        rgb=args.rgb,
+    )
+
+
 def segment_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of ``iter_segment`` from ``segment``'s options."""
+    """Keyword arguments of ``iter_segment`` from ``segment``'s options:
+    the :func:`segment_options`, the cluster and no live labels."""
     return {
-        'axes': args.axes,
-        'channel': args.channel,
-        'tile': args.tile,
-        'overlap': args.overlap,
-        'block': args.block,
-        'batch_size': args.batch_size,
-        'device': args.device,
-        'precision': args.precision,
-        'scale': args.scale,
-        'mc_samples': args.mc_samples,
+        'options': segment_options(args),
         'live_labels': False,
-        'diameter': args.diameter,
-        'invert': args.invert,
-        'rgb': args.rgb,
         'client': args.client,
-    } | types.given(mc_seed=args.mc_seed)
+    }

@@ -4,7 +4,8 @@ The tree tells the run's story:
 
 ============  ==========================================================
 options       :class:`SegmentOptions`, what a segmentation is asked to do
-              (torch-free; the CLI, the API and the widget build it)
+              (torch-free; the CLI, the API and the widget build it),
+              and the one parser of size text (``parse_sizes``)
 prepare       options -> the opened input and model, and the run plan
 plan          :class:`RunPlan`, the frozen, picklable plan of a run;
               block and zoom geometry

@@ -9,14 +9,17 @@ diameter and colour conversion. A run is set up from it in one place
 into a :class:`segloop.engine.plan.RunPlan`.
 
 Importing this module loads neither torch nor zarr, so a GUI form or a
-parser can build options without paying for the engine.
+parser can build options without paying for the engine. The one parser
+of size text (``'256,256'``, ``'8x256x256'``), :func:`parse_sizes`, is
+here for the same reason: the command line and the widget both read
+tiles, blocks and diameters with it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from segloop.core.errors import InputError
 
@@ -26,6 +29,41 @@ if TYPE_CHECKING:
 # as segloop.core.predict.Precision (which imports torch)
 PrecisionName = Literal['auto', 'fp32', 'bf16']
 Diameter = float | tuple[float, ...] | str | None
+Number = TypeVar('Number', int, float)
+
+
+def parse_sizes(text: str, number: type[Number] = int) -> tuple[Number, ...]:
+    """Parse ``'256'``, ``'256,256'`` or ``'8x256x256'`` into sizes.
+
+    Parameters
+    ----------
+    text : str
+        Values separated by commas or ``x`` (lower case).
+    number : type
+        ``int`` (tiles, blocks: whole pixels) or ``float`` (diameters).
+
+    Returns
+    -------
+    tuple of int or float
+        One value per axis, each positive.
+
+    Raises
+    ------
+    ValueError
+        A value that is not a ``number`` (``'... is not a shape like 256
+        or 256,256'``) or not positive (``'...: sizes must be >= 1'``,
+        or ``> 0`` for floats); front ends phrase their own message.
+    """
+    try:
+        values = tuple(number(v) for v in text.replace('x', ',').split(','))
+    except ValueError:
+        raise ValueError(
+            f'{text!r} is not a shape like 256 or 256,256'
+        ) from None
+    if not values or min(values) <= 0:
+        bound = '>= 1' if number is int else '> 0'
+        raise ValueError(f'{text!r}: sizes must be {bound}')
+    return values
 
 
 @dataclass(frozen=True)
@@ -124,6 +162,12 @@ class SegmentOptions:
     def replace(self, **changes: Any) -> SegmentOptions:
         """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
+
+    def with_given(self, **changes: Any) -> SegmentOptions:
+        """A copy with the ``changes`` that are not None (None: keep)."""
+        return self.replace(
+            **{k: v for k, v in changes.items() if v is not None}
+        )
 
     @property
     def samples(self) -> int:

@@ -15,6 +15,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from segloop.core.errors import InputError
+from segloop.engine.options import parse_sizes
 from segloop.widgets.layer_tools import image_data
 from segloop.widgets.runner import estimate_size
 from segloop.widgets.session import Session
@@ -34,14 +35,12 @@ def parse_diameter_text(
     if text in ('', 'auto'):
         return text or None
     try:
-        values = tuple(float(v) for v in text.replace('x', ',').split(','))
+        values = parse_sizes(text, float)
     except ValueError:
-        values = ()
-    if not values or min(values) <= 0:
         raise InputError(
             f'diameter {text!r} is not a size in pixels like 30 or 8,30,30, '
             'nor auto; leave it empty for the size the model was trained on'
-        )
+        ) from None
     return values if len(values) > 1 else values[0]
 
 
@@ -104,7 +103,7 @@ class DiameterRow(QWidget):
         if chosen is None:
             return
         layer, options = chosen
-        del options['diameter'], options['mc_samples']
+        options = options.replace(mc_samples=None)
         worker = thread_worker(
             estimate_size,
             start_thread=False,

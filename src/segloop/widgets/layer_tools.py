@@ -11,6 +11,8 @@ from typing import Any
 import napari.layers
 import numpy as np
 
+from segloop.engine.options import SegmentOptions
+
 AXES_BY_NDIM = {2: 'YX', 3: 'ZYX', 4: 'TZYX', 5: 'TCZYX'}
 
 
@@ -27,10 +29,10 @@ def default_axes(layer: napari.layers.Image) -> str:
 
 
 def settings_key(
-    layer: napari.layers.Image, options: dict[str, Any]
+    layer: napari.layers.Image, options: SegmentOptions
 ) -> tuple[int, str]:
     """The image layer and Segment settings of a run, comparable."""
-    return id(layer), repr(sorted(options.items()))
+    return id(layer), repr(options)
 
 
 def file_name(name: str) -> str:
@@ -40,14 +42,14 @@ def file_name(name: str) -> str:
 
 
 def output_geometry(
-    source: napari.layers.Image, options: dict[str, Any]
+    source: napari.layers.Image, options: SegmentOptions
 ) -> tuple[tuple[int, ...], dict[str, Any]]:
     """Shape and placement of a label or output layer over ``source``.
 
     Parameters
     ----------
     source : napari.layers.Image
-    options : dict
+    options : SegmentOptions
         With ``axes``, the image's axes (one letter per dimension).
 
     Returns
@@ -57,7 +59,7 @@ def output_geometry(
     placement : dict
         ``scale`` and ``translate`` of those axes.
     """
-    axes = options['axes']
+    axes = options.axes or ''
     shape = tuple(
         n
         for a, n in zip(axes, image_data(source).shape, strict=True)

@@ -17,6 +17,7 @@ import napari.layers
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
+from segloop.engine.options import SegmentOptions
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
 from segloop.widgets.layer_tools import output_geometry
 from segloop.widgets.runner import RunResult
@@ -56,7 +57,7 @@ class OutputLayers(QObject):
     def show(
         self,
         source: napari.layers.Image,
-        options: dict[str, Any],
+        options: SegmentOptions,
         measures: tuple[str, ...] = (),
     ) -> None:
         """Show empty output layers for a run on ``source``.

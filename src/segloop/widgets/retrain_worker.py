@@ -1,11 +1,13 @@
 """Work the Retrain panel does off the GUI thread, and how it ended.
 
 :func:`run_retrain` runs in a napari ``thread_worker``: it reads the
-painted part of the image and the corrections, fine-tunes a copy of the
-model (:func:`segloop.core.finetune.iter_finetune`), yielding one
-:class:`segloop.core.training.TrainEvent` per step, and saves the new
-model folder. It never touches layers and never raises: errors become a
-:class:`RetrainResult` whose message tells the user what to do.
+painted part of the image and the corrections
+(:func:`segloop.finetuner.read_painted`) and runs the fine-tune use case
+(:func:`segloop.finetuner.iter_finetune_saved`: a copy of the model is
+trained and saved), yielding one
+:class:`segloop.core.training.TrainEvent` per step. It never touches
+layers and never raises: errors become a :class:`RetrainResult` whose
+message tells the user what to do.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from segloop.core.errors import InputError
+from segloop.engine.options import SegmentOptions
 from segloop.widgets.runner import GUI_TORCH_THREADS, error_message
 
-# Z planes of context kept around the painted ones for a 3D model
-Z_CONTEXT = 8
 ONLY_BACKGROUND = (
     'Only background (1) is painted: the model may learn to find fewer '
     'objects everywhere; paint a few objects (2) too'
@@ -55,71 +55,11 @@ class RetrainResult:
     final_loss: float | None = None
 
 
-def painted_windows(
-    axes: str,
-    shape: tuple[int, ...],
-    region: tuple[slice, ...] | None,
-    model_dims: int,
-) -> list[tuple[int | slice, ...]]:
-    """Where to read training data: one window per painted time point.
-
-    Parameters
-    ----------
-    axes : str
-        Spatial axes of the image and corrections (``T?Z?YX``).
-    shape : tuple of int
-        Their shape.
-    region : tuple of slice, optional
-        Bounding box of everything painted (None: all of it).
-    model_dims : int
-        2 or 3 (the model's spatial dimensions).
-
-    Returns
-    -------
-    list of tuple
-        Indexes giving (Y, X) or (Z, Y, X) arrays: the painted Z range (with
-        :data:`Z_CONTEXT` planes around it for a 3D model), whole planes
-        in Y and X (normalisation sees what prediction sees).
-    """
-    region = region or tuple(slice(0, n) for n in shape)
-    window: list[int | slice] = [slice(None)] * len(axes)
-    if 'Z' in axes:
-        z = axes.index('Z')
-        extra = Z_CONTEXT if model_dims == 3 else 0
-        start = max(0, region[z].start - extra)
-        window[z] = slice(start, min(shape[z], region[z].stop + extra))
-    if 'T' not in axes:
-        return [tuple(window)]
-    times = range(region[0].start, region[0].stop)
-    return [(t, *window[1:]) for t in times]
-
-
-def _zoomed(
-    images: list[np.ndarray],
-    painted: list[np.ndarray],
-    zoom: tuple[float, ...],
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Images (linear) and corrections (nearest) at the network's scale.
-
-    ``zoom`` holds one factor per network axis (the last axes); leading
-    axes (the Z of a 2D model on a stack) keep their scale.
-    """
-    from segloop.core.rescale import ZoomedView, zoom_nearest
-
-    def full(ndim: int) -> tuple[float, ...]:
-        return (1.0,) * (ndim - len(zoom)) + tuple(zoom)
-
-    return (
-        [np.asarray(ZoomedView(i, full(i.ndim))) for i in images],
-        [zoom_nearest(p, full(p.ndim)) for p in painted],
-    )
-
-
 def run_retrain(
     data: Any,
     corrections: Any,
     model: str,
-    options: dict[str, Any],
+    options: SegmentOptions,
     config: dict[str, Any],
     region: tuple[slice, ...] | None,
     folder: Path,
@@ -139,8 +79,9 @@ def run_retrain(
     model : str
         The current model: a bundled name or a model folder (kept as it
         is; a copy is trained).
-    options : dict
-        ``axes``, ``channel``, ``invert``, ``rgb`` of the Segment form.
+    options : SegmentOptions
+        The Segment form's: ``axes``, ``channel``, ``invert``, ``rgb``
+        (how the image is read) and ``device``.
     config : dict
         :class:`segloop.core.finetune.FinetuneConfig` fields (budgets,
         learning rate ...).
@@ -170,73 +111,51 @@ def run_retrain(
         # imported here: loads torch, which the GUI thread must not wait for
         import torch
 
-        from segloop.core.checkpoint import save_model
-        from segloop.core.corrections import corrections_to_targets
-        from segloop.core.finetune import FinetuneConfig, iter_finetune
-        from segloop.engine.inputs import prepare_input
-        from segloop.finetuner import finetuned_model, tune_thresholds
-        from segloop.io.readers import open_image
+        from segloop.core.finetune import FinetuneConfig
+        from segloop.finetuner import (
+            iter_finetune_saved,
+            load_targets,
+            read_painted,
+        )
         from segloop.models.loaded import load_model
-        from segloop.models.replay import load_replay
 
         torch.set_num_threads(GUI_TORCH_THREADS)
-        source = open_image(data, options.get('axes'))
-        image, _ = prepare_input(
-            source,
-            options.get('channel'),
-            invert=options.get('invert'),
-            rgb=options.get('rgb') or 'auto',
-        )
-        axes = source.axes.replace('C', '')
-        if tuple(corrections.shape) != tuple(image.shape):
-            raise InputError(
-                f'the corrections layer has shape {tuple(corrections.shape)}'
-                f' but the image {tuple(image.shape)}; remove it and paint '
-                'corrections again'
-            )
         parent = load_model(model)
-        windows = painted_windows(
-            axes, image.shape, region, len(parent.spatial_axes)
+        images, painted = read_painted(
+            data,
+            corrections,
+            options,
+            region,
+            len(parent.spatial_axes),
+            zoom,
         )
-        images = [np.asarray(image[w]) for w in windows]
-        painted = [np.asarray(corrections[w]) for w in windows]
-        if zoom is not None:
-            images, painted = _zoomed(images, painted, zoom)
-        kept = [i for i, p in enumerate(painted) if p.any()]
-        if not kept:
-            raise InputError(
-                'nothing is painted: paint corrections (1 background, 2 '
-                'object, 3 boundary) or fix the labels layer, then Retrain'
-            )
-        classes = set().union(*(np.unique(painted[i]).tolist() for i in kept))
+        classes = set().union(*(np.unique(p).tolist() for p in painted))
         if classes - {0} == {1}:
             yield ONLY_BACKGROUND
-        images = [images[i] for i in kept]
-        painted = [painted[i] for i in kept]
-        result = yield from iter_finetune(
-            parent.network,
+        n_classes = parent.network.config.out_channels
+        targets = [
+            load_targets(i, p, n_classes)
+            for i, p in zip(images, painted, strict=True)
+        ]
+        saved, result = yield from iter_finetune_saved(
+            parent,
             images,
-            painted,
+            targets,
+            folder,
             FinetuneConfig(**config),
-            percentiles=parent.percentiles,
-            replay=load_replay(parent),
-            device=options.get('device'),
+            name=folder.name,
+            extra={'made_by': 'napari Retrain'},
+            device=options.device,
             should_stop=should_stop,
+            thresholds=fit_thresholds,
+            keep_untrained=False,
         )
-        if result.steps == 0:
+        if saved is None:
             return RetrainResult('cancelled', message='Retrain stopped')
-        model = finetuned_model(
-            result, parent, folder.name, {'made_by': 'napari Retrain'}
-        )
-        if fit_thresholds:
-            classes = parent.network.config.out_channels
-            targets = [corrections_to_targets(p, classes) for p in painted]
-            tune_thresholds(model, images, targets)
-        save_model(folder, model.network, model.info)
         status = 'stopped' if result.stopped == 'user' else 'finished'
         return RetrainResult(
             status,
-            folder,
+            saved,
             f'{result.steps} steps, loss {result.final_loss:.3f}',
             result.steps,
             result.final_loss,

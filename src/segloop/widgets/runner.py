@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from segloop.core.errors import SegloopError
+from segloop.engine.options import SegmentOptions
 
 # Final labels up to this size are loaded into memory (editable); larger
 # ones stay a view on the store.
@@ -156,32 +157,29 @@ def summarize(result: RunResult, job: Any) -> None:
 
     ``result.labels`` (in memory) are measured against the job's image,
     pixel size and, when the run has them, entropy values: see
-    :func:`segloop.core.measure.measure_objects`. The table gets an
+    :func:`segloop.measurements.measure_time_points`. The table gets an
     ``'index'`` column (the label) so that napari can show a row per
     object.
     """
-    from segloop.core.measure import concat_tables, measure_objects
+    from segloop.core.measure import concat_tables
     from segloop.core.regions import uncertain_regions
+    from segloop.measurements import measure_time_points
 
-    labels = result.labels
-    image = np.asarray(job.data[...])
     stored = job.store.uncertainty.get('entropy')
     entropy = None if stored is None else np.asarray(stored[...])
-    if 'T' in job.axes:
-        table = concat_tables(
-            [
-                measure_objects(
-                    labels[t],
-                    image[t],
-                    job.scale,
-                    None if entropy is None else entropy[t],
-                    t=t,
-                )
-                for t in range(labels.shape[0])
-            ]
+    timed = 'T' in job.axes
+    table = concat_tables(
+        list(
+            measure_time_points(
+                result.labels,
+                job.data,
+                job.scale,
+                entropy,
+                timed,
+                t_column=timed,
+            )
         )
-    else:
-        table = measure_objects(labels, image, job.scale, entropy)
+    )
     result.features = {'index': table['label'], **table}
     if entropy is not None:
         result.regions = uncertain_regions(entropy, job.axes)
@@ -292,14 +290,18 @@ def run_segmentation(
     output: Path,
     model: str,
     should_stop: Any,
-    options: dict[str, Any],
+    options: SegmentOptions,
+    resume: bool = False,
     focus: tuple[int, tuple[slice, ...] | None] | None = None,
 ) -> Generator[Any, None, RunResult]:
     """Plan and run a segmentation; meant for a worker thread.
 
-    Yields the :class:`segloop.engine.SegmentJob` once it is planned (its
-    ``store`` exists), then one :class:`segloop.engine.BlockDone` per
-    block. Returns a :class:`RunResult`; a finished run's labels are read
+    Plans as :func:`segloop.api.iter_segment` does
+    (:func:`segloop.api.plan_segment`), then runs the job here so that
+    the widget gets it before its blocks: yields the
+    :class:`segloop.engine.SegmentJob` once it is planned (its ``store``
+    exists), then one :class:`segloop.engine.BlockDone` per block.
+    Returns a :class:`RunResult`; a finished run's labels are read
     here, not on the GUI thread.
 
     Parameters
@@ -307,15 +309,15 @@ def run_segmentation(
     data : array-like
         The image.
     output : Path
-        The store to create (or to resume, with ``options['resume']``).
+        The store to create (or to resume, with ``resume``).
     model : str
         A bundled model name or a model folder.
     should_stop : callable
         Returns True once the user cancelled.
-    options : dict
-        More keyword arguments of :class:`segloop.engine.SegmentJob`
-        (``axes``, ``channel``, ``tile``, ``overlap``, ``device``,
-        ``scale``, ``resume`` ...); None values are left out.
+    options : SegmentOptions
+        The form's settings.
+    resume : bool
+        Finish the cancelled run in ``output``.
     focus : (t, region), optional
         Segment these blocks first (see ``SegmentJob.prioritize``).
     """
@@ -324,13 +326,12 @@ def run_segmentation(
         # imported here: loads torch, which the GUI thread must not wait for
         import torch
 
-        from segloop.engine import SegmentJob
+        from segloop.api import plan_segment
 
         torch.set_num_threads(GUI_TORCH_THREADS)
 
-        kwargs = {k: v for k, v in options.items() if v is not None}
         with input_warnings(noticed):
-            job = SegmentJob(data, output, model, **kwargs)
+            job = plan_segment(data, output, model, options, resume=resume)
             job.create_store()  # here, not on the GUI thread
             job.instance_executor = instance_pool()
             if focus is not None:
@@ -375,13 +376,14 @@ def input_warnings(noticed: list[str]) -> Generator[None, None, None]:
 
 
 def estimate_size(
-    data: Any, model: str, options: dict[str, Any]
+    data: Any, model: str, options: SegmentOptions
 ) -> tuple[float | None, str]:
     """Estimate the objects' diameter as ``diameter='auto'`` does.
 
-    Plans a run with ``diameter='auto'`` in a temporary folder (which
-    segments a central crop once or twice, see
-    :func:`segloop.engine.inputs.plan_zoom`) and removes it. Never raises.
+    Sets the run up with ``diameter='auto'``
+    (:func:`segloop.engine.prepare.prepare`, which segments a central
+    crop once or twice, see :func:`segloop.engine.inputs.plan_zoom`, and
+    writes nothing). Never raises.
 
     Returns
     -------
@@ -390,24 +392,24 @@ def estimate_size(
     message : str
         What to tell the user.
     """
-    import shutil
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(prefix='segloop-estimate-'))
     try:
-        from segloop.engine import SegmentJob
+        from segloop.engine.job import DEFAULT_BATCH
+        from segloop.engine.prepare import prepare
 
-        kwargs = {k: v for k, v in options.items() if v is not None}
-        kwargs['diameter'] = 'auto'
-        job = SegmentJob(data, folder / 'estimate.zarr', model, **kwargs)
-        estimated = job.diameter_info.get('estimated')
+        prepared = prepare(
+            data,
+            model,
+            options.replace(diameter='auto'),
+            default_batch=DEFAULT_BATCH,
+        )
+        prepared.close()
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised
         return None, error_message(err, 'size estimate')
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    info = prepared.diameter_info
+    estimated = info.get('estimated')
     if estimated is None:
         return None, 'no objects found to measure; type the diameter instead'
-    training = job.diameter_info.get('training') or ['?']
+    training = info.get('training') or ['?']
     return float(estimated), (
         f'objects are about {estimated:.1f} px across (the model was '
         f'trained on {training[-1]:.1f} px)'

@@ -48,6 +48,7 @@ from qtpy.QtWidgets import (
 )
 
 from segloop.core.errors import InputError
+from segloop.engine.options import SegmentOptions
 from segloop.widgets.diameter import DiameterRow
 from segloop.widgets.export_panel import ExportPanel
 from segloop.widgets.layer_tools import default_axes, image_data
@@ -281,8 +282,8 @@ class SegmentWidget(QWidget):
 
     def _layer_and_options(
         self,
-    ) -> tuple[napari.layers.Image, dict[str, Any]] | None:
-        """The chosen layer and its SegmentJob arguments.
+    ) -> tuple[napari.layers.Image, SegmentOptions] | None:
+        """The chosen layer and its Segment options.
 
         None (after telling the user) without a layer or with a bad field.
         """
@@ -296,8 +297,8 @@ class SegmentWidget(QWidget):
             show_error(str(err))
             return None
 
-    def _run_options(self, layer: napari.layers.Image) -> dict[str, Any]:
-        """SegmentJob keyword arguments from the form; InputError if bad."""
+    def _run_options(self, layer: napari.layers.Image) -> SegmentOptions:
+        """The Segment options of the form; InputError if bad."""
         axes = self.axes.text().strip().upper()
         if len(axes) != image_data(layer).ndim:
             raise InputError(
@@ -313,13 +314,12 @@ class SegmentWidget(QWidget):
         if all(s == 1.0 for s in scale.values()):
             scale = {}
         passes = self.passes.value() if self.uncertainty.isChecked() else None
-        return {
-            'axes': axes,
-            'scale': scale or None,
-            'mc_samples': passes,
-            'diameter': self.diameter_row.value(),
-            **self.advanced.options(),
-        }
+        return self.advanced.options().replace(
+            axes=axes,
+            scale=scale or None,
+            mc_samples=passes,
+            diameter=self.diameter_row.value(),
+        )
 
     # -- running
 

@@ -21,6 +21,7 @@ from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QObject, Signal
 
+from segloop.engine.options import SegmentOptions
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
 from segloop.widgets.layer_tools import image_data
 from segloop.widgets.output_layers import OutputLayers
@@ -76,7 +77,7 @@ class SegmentRun(QObject):
         dims.ndisplay.connect(self.follow_view)
 
     def start(
-        self, layer: napari.layers.Image, options: dict[str, Any], model: str
+        self, layer: napari.layers.Image, options: SegmentOptions, model: str
     ) -> None:
         """Segment ``layer`` with ``model`` in a worker thread.
 
@@ -87,7 +88,7 @@ class SegmentRun(QObject):
         session.absorb_label_edits()  # before the labels are replaced
         resume, previous = session.new_run(layer, options, model)
         self._clock = None
-        measures = tuple(UNCERTAINTY_LAYERS) if options['mc_samples'] else ()
+        measures = tuple(UNCERTAINTY_LAYERS) if options.mc_samples else ()
         self.outputs.show(layer, options, measures)
         if previous != session.output:
             forget_run(previous)  # no layer shows it any more
@@ -104,7 +105,8 @@ class SegmentRun(QObject):
             session.output,
             model,
             session.stop.is_set,
-            {**options, 'resume': resume},
+            options,
+            resume,
             session.view_region(),
         )
         session.worker = worker

@@ -28,6 +28,7 @@ import napari
 import napari.layers
 from qtpy.QtCore import QObject, Signal
 
+from segloop.engine.options import SegmentOptions
 from segloop.widgets.corrections import (
     EditTracker,
     absorb_label_edits,
@@ -48,7 +49,7 @@ SEGMENT = 'segment'
 RELABEL = 'relabel'
 RETRAIN = 'retrain'
 
-Chosen = tuple[napari.layers.Image, dict[str, Any]]
+Chosen = tuple[napari.layers.Image, SegmentOptions]
 
 # The run folders this process made; removed when it exits.
 _RUN_FOLDERS: set[Path] = set()
@@ -88,9 +89,8 @@ class Session(QObject):
     viewer : napari.Viewer
         The viewer whose layers are read and receive the outputs.
     read_form : callable
-        Returns the chosen image layer and its Segment options (the
-        ``SegmentJob`` keyword arguments), or None after telling the user
-        what is missing or wrong.
+        Returns the chosen image layer and its Segment options, or None
+        after telling the user what is missing or wrong.
 
     Attributes
     ----------
@@ -192,7 +192,7 @@ class Session(QObject):
     # -- the current run
 
     def new_run(
-        self, layer: napari.layers.Image, options: dict[str, Any], model: str
+        self, layer: napari.layers.Image, options: SegmentOptions, model: str
     ) -> tuple[bool, Path | None]:
         """Set up a Segment run of ``model`` on ``layer``.
 
@@ -219,7 +219,7 @@ class Session(QObject):
             _RUN_FOLDERS.add(folder)
             self.output = folder / f'{file_name(layer.name)}.zarr'
         self.run_key = key
-        self.run_axes = options['axes']
+        self.run_axes = options.axes or ''
         self.job = None
         self.result = None
         self.source = layer
@@ -252,14 +252,14 @@ class Session(QObject):
         return t, (slice(z, z + 1), slice(None), slice(None))
 
     def run_zoom(
-        self, layer: napari.layers.Image, options: dict[str, Any]
+        self, layer: napari.layers.Image, options: SegmentOptions
     ) -> tuple[float, ...] | bool | None:
         """The zoom the network saw in the latest run on ``layer``.
 
         None without a diameter (native scale); False when a diameter is
         set but no run on ``layer`` with it has planned its zoom yet.
         """
-        if options.get('diameter') is None:
+        if options.diameter is None:
             return None
         same_run = self.run_key is not None and self.run_key[
             0

@@ -4,8 +4,6 @@ channel. Hidden until the user opens them; the defaults suit most images.
 
 from __future__ import annotations
 
-from typing import Any
-
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -14,6 +12,7 @@ from qtpy.QtWidgets import (
 )
 
 from segloop.core.errors import InputError
+from segloop.engine.options import SegmentOptions, parse_sizes
 from segloop.widgets.collapsible import CollapsibleForm
 
 DEVICES = ('auto', 'cpu', 'cuda', 'mps')
@@ -24,6 +23,8 @@ DEFAULT_OVERLAP = 0.125
 def parse_shape(text: str, what: str) -> tuple[int, ...] | None:
     """``'256,256'`` or ``'32x256x256'`` as a tuple; ``''``/``'auto'``: None.
 
+    See :func:`segloop.engine.options.parse_sizes`.
+
     Raises
     ------
     InputError
@@ -33,15 +34,12 @@ def parse_shape(text: str, what: str) -> tuple[int, ...] | None:
     if text in ('', 'auto'):
         return None
     try:
-        values = tuple(int(v) for v in text.replace('x', ',').split(','))
+        return parse_sizes(text)
     except ValueError:
-        values = ()
-    if not values or min(values) < 1:
         raise InputError(
             f'{what} {text!r} is not a shape like 256,256 or 32,256,256; '
             'fix it under Advanced or leave it empty for the default'
-        )
-    return values
+        ) from None
 
 
 class AdvancedSettings(CollapsibleForm):
@@ -109,8 +107,8 @@ class AdvancedSettings(CollapsibleForm):
         ):
             self.rows.addRow(name, field)
 
-    def options(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`segloop.engine.SegmentJob`.
+    def options(self) -> SegmentOptions:
+        """These settings as :class:`SegmentOptions` (others default).
 
         Raises
         ------
@@ -119,11 +117,11 @@ class AdvancedSettings(CollapsibleForm):
         """
         channel = self.channel.value()
         device = self.device.currentText()
-        return {
-            'tile': parse_shape(self.tile.text(), 'tile'),
-            'block': parse_shape(self.block.text(), 'block'),
-            'overlap': float(self.overlap.value()),
-            'device': None if device == 'auto' else device,
-            'channel': None if channel < 0 else channel,
-            'invert': INVERT[self.invert.currentText()],
-        }
+        return SegmentOptions(
+            tile=parse_shape(self.tile.text(), 'tile'),
+            block=parse_shape(self.block.text(), 'block'),
+            overlap=float(self.overlap.value()),
+            device=None if device == 'auto' else device,
+            channel=None if channel < 0 else channel,
+            invert=INVERT[self.invert.currentText()],
+        )
