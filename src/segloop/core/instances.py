@@ -96,7 +96,10 @@ def instance_masks(
     """The foreground and seed-region masks of the instance step.
 
     :func:`probabilities_to_instances` depends on the probabilities only
-    through these two masks (and on ``params`` and ``sampling``).
+    through these two masks (and on ``params`` and ``sampling``), and for
+    ``head='distances'`` on the boundary-distance channel, which no
+    setting changes: so for the same stored probabilities, equal masks
+    give equal labels.
 
     Parameters
     ----------
