@@ -145,6 +145,34 @@ def test_model_default_follows_dimensions(viewer_widget) -> None:
     assert widget.model_combo.currentText() == 'nuclei2d'
 
 
+def test_recorded_and_typed_axes_choose_the_model_as_the_api_does(
+    viewer_widget,
+) -> None:
+    viewer, widget = viewer_widget
+    movie = np.zeros((4, 32, 32), dtype=np.uint8)
+    viewer.add_image(movie, name='movie', metadata={'axes': 'TYX'})
+    widget.image_combo.setCurrentText('movie')
+    assert widget.axes.text() == 'TYX'
+    assert widget.model_combo.currentText() == 'nuclei2d'
+    widget.axes.setText('ZYX')
+    widget.axes.editingFinished.emit()
+    assert widget.model_combo.currentText() == 'nuclei3d'
+
+
+def test_dark_nuclei_are_inverted_and_the_user_is_told(
+    viewer_widget, qtbot
+) -> None:
+    viewer, widget = viewer_widget
+    grey = viewer.layers[SAMPLE_NAME].data
+    viewer.add_image(255 - grey, name='dark')
+    widget.image_combo.setCurrentText('dark')
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    assert 'image inverted' in widget.status.text()
+    assert widget.result.objects > 40
+
+
 def test_error_is_shown_not_raised(viewer_widget, qtbot, monkeypatch) -> None:
     viewer, widget = viewer_widget
     errors: list[str] = []

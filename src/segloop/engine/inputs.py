@@ -50,7 +50,7 @@ from segloop.core.objsize import (
 from segloop.core.polarity import decide_polarity
 from segloop.core.predict import Predictor
 from segloop.io.readers import ImageSource
-from segloop.models import DEFAULT_MODEL_3D
+from segloop.models import default_model
 from segloop.models.loaded import Model
 
 # Fewest pixels along Y and X an image may have.
@@ -124,10 +124,8 @@ def check_image(source: ImageSource, model: Model) -> str:
 def choose_model(
     model: str | Path | Model | None, axes: str
 ) -> str | Path | Model | None:
-    """The default model for an image: 3D for stacks with Z, else 2D."""
-    if model is None and 'Z' in axes:
-        return DEFAULT_MODEL_3D
-    return model
+    """The given model, else :func:`segloop.models.default_model`'s."""
+    return default_model(axes) if model is None else model
 
 
 def select_channel(

@@ -15,6 +15,15 @@ DEFAULT_MODEL = 'nuclei2d'
 DEFAULT_MODEL_3D = 'nuclei3d'  # for images with a Z axis
 
 
+def default_model(axes: str) -> str:
+    """The bundled model for an image with ``axes`` (e.g. 'TYX', 'ZYX').
+
+    The one rule of the API, the CLI and the widget: the 3D model when
+    the image has a Z axis, else the 2D model (run per time point).
+    """
+    return DEFAULT_MODEL_3D if 'Z' in axes.upper() else DEFAULT_MODEL
+
+
 def list_models() -> list[str]:
     """Names of the bundled models."""
     return sorted(

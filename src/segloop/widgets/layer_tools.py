@@ -22,7 +22,19 @@ def image_data(layer: napari.layers.Image) -> Any:
 
 
 def default_axes(layer: napari.layers.Image) -> str:
-    """Axes of a layer's data: ``'ZYX'``, ``'YXS'`` for RGB, ..."""
+    """Axes of a layer's data: ``'ZYX'``, ``'YXS'`` for RGB, ...
+
+    The axes a reader recorded (``metadata['axes']``, e.g. segloop's
+    reader gives ``'TYX'`` for a time-lapse) win over a guess by
+    dimensions.
+    """
+    recorded = str(layer.metadata.get('axes') or '').upper()
+    if (
+        not layer.rgb
+        and len(recorded) == layer.ndim
+        and set(recorded) <= set('TCZYX')
+    ):
+        return recorded
     if layer.rgb:
         return AXES_BY_NDIM.get(layer.ndim, '') + 'S'
     return AXES_BY_NDIM.get(layer.ndim, '')

@@ -9,7 +9,12 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog
 
-from segloop.models import DEFAULT_MODEL, DEFAULT_MODEL_3D, list_models
+from segloop.models import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_3D,
+    default_model,
+    list_models,
+)
 
 LOAD_MODEL = 'Load model folder...'
 
@@ -67,14 +72,16 @@ class ModelPicker(QComboBox):
         """The chosen model: a bundled name or a model folder's path."""
         return self.currentData() or self.currentText()
 
-    def suit(self, ndim: int) -> None:
-        """Switch between the bundled defaults for a layer of ``ndim``.
+    def suit(self, axes: str) -> None:
+        """Switch between the bundled defaults for an image's ``axes``.
 
-        A model the user chose (not a bundled default) is kept.
+        :func:`segloop.models.default_model`'s rule (the API's and the
+        CLI's): 3D for a Z axis, else 2D. A model the user chose (not a
+        bundled default) is kept.
         """
         if self.currentText() not in (DEFAULT_MODEL, DEFAULT_MODEL_3D):
             return
-        default = DEFAULT_MODEL if ndim == 2 else DEFAULT_MODEL_3D
+        default = default_model(axes)
         if self.findText(default) >= 0:
             self.setCurrentText(default)
             self._chosen = default

@@ -216,6 +216,10 @@ class SegmentWidget(QWidget):
         self.next_button.clicked.connect(self.next_uncertain_region)
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        # typed axes (e.g. TYX for a time-lapse) choose the default model
+        self.axes.editingFinished.connect(
+            lambda: self.model_combo.suit(self.axes.text())
+        )
         self.session.busy_changed.connect(self._on_busy_changed)
         self.diameter_row.message.connect(self.status.setText)
         self.diameter_row.size_estimated.connect(self.size_estimated)
@@ -275,7 +279,7 @@ class SegmentWidget(QWidget):
         if layer is None:
             return
         self.axes.setText(default_axes(layer))
-        self.model_combo.suit(layer.ndim)
+        self.model_combo.suit(self.axes.text())
 
     def _on_model_changed(self, index: int = -1) -> None:
         self.session.set_model(self.model_combo.current_model())

@@ -163,6 +163,7 @@ class SegmentRun(QObject):
                 if result.objects is None
                 else f'{result.objects} objects found'
             )
+            found += polarity_note(session.job)
             self.message.emit(
                 f'{found.capitalize()}; Export... to keep the result'
             )
@@ -182,3 +183,15 @@ class SegmentRun(QObject):
     def _on_finished(self) -> None:
         self.session.end()
         self.run_finished.emit(self.session.result)
+
+
+def polarity_note(job: Any) -> str:
+    """``'; image inverted (...)'`` when the run inverted it by itself."""
+    conversion = getattr(job, 'input_info', None) or {}
+    polarity = conversion.get('polarity') or {}
+    if polarity.get('decided_by') == 'auto' and polarity.get('invert'):
+        return (
+            '; image inverted (dark objects on a bright background: '
+            "Advanced > invert 'no' keeps it as it is)"
+        )
+    return ''

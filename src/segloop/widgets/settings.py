@@ -86,8 +86,8 @@ class AdvancedSettings(CollapsibleForm):
         self.invert.addItems(INVERT)
         self.invert.setToolTip(
             'Invert intensities (brightfield: nuclei darker than the '
-            'background); auto does it for RGB images with a bright '
-            'background'
+            'background); auto inverts images whose background is their '
+            'bright part and says so when the run ends'
         )
         self.channel = QSpinBox()
         self.channel.setRange(-1, 255)
