@@ -316,3 +316,33 @@ def tune_on_painted(
                 best = (key, candidate)
     assert best is not None
     return best[1], rows
+
+
+def class_targets_to_distances(targets: np.ndarray) -> np.ndarray:
+    """Distance-head targets from painted class targets.
+
+    The painted objects (:func:`painted_objects`: interior regions grown
+    over their painted boundary, so touching nuclei painted apart stay
+    apart) get per-object centre and boundary distances over their whole
+    area (:func:`segloop.core.distances.instances_to_distances`); pixels
+    painted background are background; everything else (unpainted, or an
+    object stroke no interior reaches) is NaN: not trained on.
+
+    Parameters
+    ----------
+    targets : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Class targets (0 background, 1 interior, 2 boundary, ``IGNORE``
+        unpainted).
+
+    Returns
+    -------
+    ndarray of float32, shape (3, *targets.shape)
+    """
+    from segloop.core.distances import instances_to_distances
+
+    targets = np.asarray(targets)
+    objects, _ = painted_objects(targets)
+    dense = instances_to_distances(objects)
+    known = (targets == 0) | (objects > 0)
+    dense[:, ~known] = np.nan
+    return dense

@@ -29,6 +29,7 @@ import torch
 from segloop.core.checkpoint import ModelInfo, package_version, utc_now
 from segloop.core.config import TrainConfig
 from segloop.core.corrections import (
+    class_targets_to_distances,
     corrections_to_targets,
     count_painted,
     instances_to_targets,
@@ -316,11 +317,12 @@ def iter_finetune(
         raise InputError(
             f'{len(images)} images but {len(raw_targets)} corrections'
         )
-    if model.config.head != 'classes':
+    distances = model.config.head == 'distances'
+    if distances and (config.val_fraction or config.distill_weight):
         raise InputError(
-            f"Retrain of a model with the '{model.config.head}' head is not "
-            'supported yet: fine-tune a 3-class model (e.g. the bundled '
-            'nuclei2d) instead'
+            "a model with the 'distances' head is fine-tuned without a "
+            'held-back share and without distillation for now: set '
+            'val_fraction and distill_weight to 0'
         )
     norm_images, all_targets = _prepare(
         model, images, raw_targets, percentiles
@@ -350,15 +352,24 @@ def iter_finetune(
         model.check_shape(patch)
     except ValueError as error:
         raise InputError(f'patch: {error}') from None
+    # the distance head learns whole painted objects, not class pixels
     sampler = PaintedPatchSampler(
         norm_images,
         train_targets,
         patch,
         config.elastic,
         config.object_fraction,
+        dense=[class_targets_to_distances(t) for t in train_targets]
+        if distances
+        else None,
     )
     if isinstance(replay, tuple):
-        replay = PatchSampler(*replay, patch[-2:])
+        replay_images, replay_targets = replay
+        if distances:
+            replay_targets = [
+                class_targets_to_distances(t) for t in replay_targets
+            ]
+        replay = PatchSampler(replay_images, replay_targets, patch[-2:])
     sample = mix_samplers(sampler, replay, config.replay_fraction)
     dev = (
         pick_device(device) if not isinstance(device, torch.device) else device

@@ -41,6 +41,12 @@ class PaintedPatchSampler:
         image has both. Corrections are mostly background (false
         detections painted out), so uniform centres would rarely show
         the few painted objects; 0 samples all painted pixels alike.
+    dense : sequence of ndarray, optional
+        Per image, distance-head targets (3, *spatial), float32, NaN
+        where unknown (:func:`segloop.core.corrections.
+        class_targets_to_distances`): the batches then carry these,
+        deformed with the image, instead of the class targets (which
+        still choose the patch centres).
     """
 
     def __init__(
@@ -50,13 +56,18 @@ class PaintedPatchSampler:
         patch_shape: Sequence[int],
         elastic: float = 0.3,
         object_fraction: float = 0.0,
+        dense: Sequence[np.ndarray] | None = None,
     ) -> None:
         self.patch_shape = tuple(int(p) for p in patch_shape)
         self.elastic = elastic
         self.object_fraction = object_fraction
         self.images, self.targets, self.points = [], [], []
         self.object_points = []
-        for image, target in zip(images, targets, strict=True):
+        self.dense: list[np.ndarray] | None = None if dense is None else []
+        dense_maps = dense if dense is not None else [None] * len(images)
+        for image, target, maps in zip(
+            images, targets, dense_maps, strict=True
+        ):
             half = [p // 2 for p in self.patch_shape]
             widths = [
                 (h, p - h)
@@ -66,6 +77,14 @@ class PaintedPatchSampler:
             target = np.pad(target, widths, constant_values=IGNORE)
             points = np.argwhere(target != IGNORE)
             if len(points):
+                if self.dense is not None:
+                    self.dense.append(
+                        np.pad(
+                            maps,
+                            [(0, 0), *widths],
+                            constant_values=np.nan,
+                        ).astype(np.float32)
+                    )
                 self.images.append(image)
                 self.targets.append(target.astype(np.int64))
                 self.points.append(points)
@@ -78,7 +97,11 @@ class PaintedPatchSampler:
         self.weights = np.sqrt(sizes) / np.sqrt(sizes).sum()
 
     def __call__(self, rng: np.random.Generator, batch_size: int) -> Batch:
-        """Return ``(x, y)``: float32 (N, C, *patch), int64 (N, *patch)."""
+        """Return ``(x, y)``: float32 (N, C, *patch) and the targets.
+
+        ``y`` is int64 (N, *patch), or float32 (N, 3, *patch) with
+        ``dense`` targets.
+        """
         xs, ys = [], []
         for _ in range(batch_size):
             k = int(rng.choice(len(self.points), p=self.weights))
@@ -102,9 +125,15 @@ class PaintedPatchSampler:
             )
             x = image[(slice(None), *region)]
             y = target[region]
+            channels = len(x)
+            if self.dense is not None:
+                # distance maps deform with the image, as extra channels
+                x = np.concatenate([x, self.dense[k][(slice(None), *region)]])
             if rng.random() < self.elastic:
                 x, y = augment_elastic(x, y, rng)
             x, y = augment_geometry(x, y, rng)
+            if self.dense is not None:
+                x, y = x[:channels], x[channels:]
             xs.append(augment_intensity(x, rng))
             ys.append(y)
         return np.stack(xs), np.stack(ys)
