@@ -134,24 +134,19 @@ def test_cli_diameter_auto_prints_the_estimate(tmp_path, capsys):
     assert meta['object_size']['estimated'] == pytest.approx(30, rel=0.25)
 
 
-def test_cli_bad_diameter_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize('diameter', ['0', '1e-9', '1e9'])
+def test_cli_bad_diameter_is_one_line(tmp_path, capsys, diameter):
     image, _ = _blobs((64, 64), n=3, radius=6)
     path = tmp_path / 'img.tif'
     tifffile.imwrite(path, image)
-    code = main(
-        [
-            'segment',
-            str(path),
-            '-o',
-            str(tmp_path / 'o.zarr'),
-            '--diameter',
-            '0',
-        ]
-    )
+    output = tmp_path / 'o.zarr'
+    argv = ['segment', str(path), '-o', str(output)]
+    code = main([*argv, '--diameter', diameter])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1
     assert 'diameter' in err[0]
+    assert not output.exists()
 
 
 def test_a_fine_tuned_model_inherits_its_parents_size(tmp_path, model):

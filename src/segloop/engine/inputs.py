@@ -55,6 +55,9 @@ from segloop.models.loaded import Model
 
 # Fewest pixels along Y and X an image may have.
 MIN_SIZE = 4
+# Largest zoom (either way) a given diameter may ask for: beyond it the
+# image would be a few pixels or billions (--diameter 1e-9 never ended).
+MAX_ZOOM = 16.0
 # Pixels sampled (strided) to decide an image's polarity.
 POLARITY_SAMPLE = 200_000
 # Y/X size of the central crop that ``diameter='auto'`` segments first.
@@ -386,6 +389,14 @@ def plan_zoom(
             return None, info
         value = (estimate,)
     zoom = zoom_factors(value, training)
+    if not all(1 / MAX_ZOOM <= z <= MAX_ZOOM for z in zoom):
+        raise InputError(
+            f'diameter {given} px would zoom the image by '
+            f'{", ".join(f"{z:.3g}" for z in zoom)}: segloop zooms by '
+            f'1/{MAX_ZOOM:g} to {MAX_ZOOM:g} at most; give the typical '
+            f'object diameter in pixels (the model was trained on '
+            f'{", ".join(f"{t:g}" for t in training)} px) or auto'
+        )
     if all(abs(z - 1.0) < 1e-3 for z in zoom):
         return None, info
     info['zoom'] = [round(z, 6) for z in zoom]
