@@ -72,6 +72,8 @@ def uncertainty_info(prepared: Prepared, plan: RunPlan) -> dict[str, Any]:
     """How the uncertainty arrays were made (stored in the metadata)."""
     model = prepared.model
     names = model.info.class_names
+    # a softmax over K classes, or the foreground Bernoulli of sigmoid maps
+    outcomes = 2 if model.network.config.head == 'distances' else len(names)
     return {
         'method': 'mc_dropout',
         'samples': plan.mc_samples,
@@ -81,8 +83,8 @@ def uncertainty_info(prepared: Prepared, plan: RunPlan) -> dict[str, Any]:
         'foreground': f'1 - P({names[plan.background]})',
         'units': {'entropy': 'nats', 'mutual_information': 'nats'},
         'max': {
-            'entropy': float(np.log(len(names))),
-            'mutual_information': float(np.log(len(names))),
+            'entropy': float(np.log(outcomes)),
+            'mutual_information': float(np.log(outcomes)),
             'variance': 0.25,
         },
     }
