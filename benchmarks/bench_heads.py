@@ -81,9 +81,13 @@ def main() -> None:
     parser.add_argument('models', nargs='+', help='bundled names or folders')
     parser.add_argument('--data', type=Path, default=DATA / 'nuclei2d/train')
     parser.add_argument('--out', type=Path)
+    parser.add_argument(
+        '--n', type=int, help='only the first N validation images (a check)'
+    )
     args = parser.parse_args()
     first = load_model(args.models[0])
     val_names = first.info.provenance['validation_names']['nuclei2d/train']
+    val_names = sorted(val_names)[: args.n]
     rows = [evaluate_model(m, args.data, val_names) for m in args.models]
     for row in rows:
         print(json.dumps(row))
