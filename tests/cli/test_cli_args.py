@@ -47,6 +47,17 @@ def test_text_that_is_no_number_fails_as_a_value_error(check):
     assert check.__name__ in ('int', 'float')
 
 
+@pytest.mark.parametrize('text', ['nan', 'inf', '-inf', '-1'])
+def test_lengths_and_rates_are_finite_and_not_negative(text):
+    for check in (types.positive_float, types.non_negative_float):
+        with pytest.raises(argparse.ArgumentTypeError, match='finite'):
+            check(text)
+    assert types.non_negative_float('0') == 0.0
+    assert types.positive_float('2e-3') == 2e-3
+    with pytest.raises(argparse.ArgumentTypeError, match='> 0'):
+        types.positive_float('0')
+
+
 def test_integer_bounds():
     assert types.positive_int('1') == 1
     assert types.non_negative_int('0') == 0
@@ -85,6 +96,10 @@ def test_given_drops_what_was_not_given():
         (['train', 'd', '-o', 'm', '--steps', '0'], 'must be >= 1'),
         (['segment', 'i.tif', '-o', 'o', '--tile', 'ab'], 'not a shape'),
         (['relabel', 'o.zarr', '--threshold', 'x'], 'invalid float value'),
+        (['relabel', 'o.zarr', '--h', 'nan'], 'finite number >= 0'),
+        (['relabel', 'o.zarr', '--smooth', '-1'], 'finite number >= 0'),
+        (['train', 'd', '-o', 'm', '--lr', 'inf'], 'finite number > 0'),
+        (['train', 'd', '-o', 'm', '--time-limit', '0'], '> 0'),
     ],
 )
 def test_bad_values_are_usage_errors(capsys, argv, message):

@@ -119,6 +119,7 @@ def test_finetune_from_edited_instance_labels(tmp_path, parent, painted):
         ('unpainted', 'nothing is painted'),
         ('bad-model', "no model 'nope'"),
         ('bad-time', 'must be positive'),
+        ('nan-lr', 'must be positive'),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(
@@ -140,6 +141,8 @@ def test_user_mistakes_exit_2_with_one_line(
     argv = ['finetune', str(image), str(corrections), '--model', model]
     if change == 'bad-time':
         argv += ['--time-limit', '0']
+    if change == 'nan-lr':
+        argv += ['--lr', 'nan']
     assert main([*argv, '-o', str(out), *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err

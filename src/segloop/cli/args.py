@@ -10,6 +10,7 @@ numbers at all fail inside ``int``/``float``; the validators are named
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 from segloop.engine.options import parse_sizes
@@ -73,8 +74,42 @@ def fraction_type(*, include_one: bool) -> Callable[[str], float]:
     return check
 
 
+def float_above(minimum: float, *, inclusive: bool) -> Callable[[str], float]:
+    """Return a type for finite floats above ``minimum``.
+
+    Parameters
+    ----------
+    minimum : float
+        The bound (0 for lengths, rates and times).
+    inclusive : bool
+        Whether ``minimum`` itself is accepted.
+
+    Returns
+    -------
+    callable
+        ``str -> float``; raises :class:`argparse.ArgumentTypeError` for
+        values at or below the bound, NaN and infinities.
+    """
+    relation = '>=' if inclusive else '>'
+
+    def check(text: str) -> float:
+        value = float(text)
+        above = value >= minimum if inclusive else value > minimum
+        if not (above and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(
+                f'must be a finite number {relation} {minimum:g}, got {text}'
+            )
+        return value
+
+    check.__name__ = 'float'
+    return check
+
+
 positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
+# a length in pixels, a rate or a time: finite, > 0 (or >= 0)
+positive_float = float_above(0.0, inclusive=False)
+non_negative_float = float_above(0.0, inclusive=True)
 # a weight or threshold: 0 to 1, both included
 fraction = fraction_type(include_one=True)
 # a share that must leave something over (overlap, validation split)

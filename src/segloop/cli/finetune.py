@@ -8,6 +8,7 @@ widget reads the same).
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from segloop.cli import args as types
@@ -124,7 +125,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from segloop.core.errors import SegloopError
     from segloop.finetuner import iter_finetune_files
 
-    if args.time_limit <= 0 or args.lr <= 0:
+    if not all(math.isfinite(v) and v > 0 for v in (args.time_limit, args.lr)):
         raise SegloopError(
             '--time-limit (seconds) and --lr must be positive, got '
             f'{args.time_limit} and {args.lr}'

@@ -42,9 +42,15 @@ def add_parsers(sub: Any) -> None:
         default=None,
         help='fill holes inside objects (--no-fill-holes: keep them)',
     )
-    rl.add_argument('--h', type=float, help='seed h-maxima height (pixels)')
     rl.add_argument(
-        '--smooth', type=float, help='distance-map smoothing sigma (pixels)'
+        '--h',
+        type=types.non_negative_float,
+        help='seed h-maxima height (pixels)',
+    )
+    rl.add_argument(
+        '--smooth',
+        type=types.non_negative_float,
+        help='distance-map smoothing sigma (pixels)',
     )
     rl.set_defaults(func=cmd_relabel)
 

@@ -45,7 +45,9 @@ def add_parsers(sub: Any) -> None:
         help='patch size, one value for every axis or one per axis '
         f'(default {config.patch_shape[-1]})',
     )
-    train.add_argument('--lr', type=float, default=config.learning_rate)
+    train.add_argument(
+        '--lr', type=types.positive_float, default=config.learning_rate
+    )
     train.add_argument(
         '--depth', type=types.positive_int, default=network.depth
     )
@@ -107,7 +109,9 @@ def add_parsers(sub: Any) -> None:
     train.add_argument(
         '--split-seed', type=int, help='seed of the validation split'
     )
-    train.add_argument('--time-limit', type=float, help='minutes')
+    train.add_argument(
+        '--time-limit', type=types.positive_float, help='minutes'
+    )
     train.add_argument('--checkpoint-every', type=types.positive_int)
     train.add_argument('--device', default='auto')
     train.add_argument(
