@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 
 from segloop.core.config import Blending, TileConfig
@@ -28,6 +27,7 @@ from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 from segloop.core.tiling import tile_grid
 from segloop.core.uncertainty import MEASURES
 from segloop.engine.block import BlockDone
+from segloop.engine.inputs import local_dask
 from segloop.engine.job import SegmentJob
 from segloop.engine.options import SegmentOptions
 from segloop.engine.prepare import prepare
@@ -368,7 +368,7 @@ def iter_segment(
         )
     # A dask Client open in this process would become dask's default
     # scheduler and receive the input reads as graphs: read here.
-    with dask.config.set(scheduler='threads'):
+    with local_dask():
         job = plan_segment(
             input,
             output,
@@ -402,7 +402,7 @@ def plan_segment(
     :class:`~segloop.engine.options.SegmentOptions`). The input is read
     in this process even when a dask Client is open.
     """
-    with dask.config.set(scheduler='threads'):
+    with local_dask():
         return SegmentJob(input, output, model, options, **kwargs)
 
 

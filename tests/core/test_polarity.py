@@ -6,14 +6,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from segloop.core.normalize import percentile_range
 from segloop.core.polarity import Polarity, decide_polarity
 from segloop.data.synthetic import synthetic_nuclei
 
 
 def _decide(image: np.ndarray, invert: bool | None = None) -> Polarity:
-    low, high = percentile_range(image, 1.0, 99.8)
-    return decide_polarity(image, low, high, invert)
+    return decide_polarity(image, invert)
 
 
 def test_bright_nuclei_are_kept_and_dark_nuclei_inverted():
@@ -36,9 +34,9 @@ def test_the_users_choice_wins():
 
 
 def test_empty_or_flat_samples_do_not_invert():
-    assert not decide_polarity(np.array([]), 0.0, 1.0).invert
-    assert not decide_polarity(np.full(10, np.nan), 0.0, 1.0).invert
-    assert not decide_polarity(np.ones(10), 1.0, 1.0).invert
+    assert not decide_polarity(np.array([])).invert
+    assert not decide_polarity(np.full(10, np.nan)).invert
+    assert not decide_polarity(np.ones(10)).invert
 
 
 @pytest.mark.parametrize(

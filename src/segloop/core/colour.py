@@ -146,9 +146,4 @@ def looks_brightfield(sample: np.ndarray) -> bool:
         background_level`, the histogram mode) lies in the upper half of
         the 1–99.8 percentile range.
     """
-    values = np.asarray(sample, dtype=np.float32).ravel()
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return False
-    low, high = np.percentile(values, [1.0, 99.8])
-    return background_level(values, float(low), float(high)) > 0.5
+    return background_level(sample) > 0.5

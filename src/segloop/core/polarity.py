@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from segloop.core.normalize import DEFAULT_PERCENTILES
+
 _BINS = 64
 
 
@@ -71,26 +73,28 @@ class Polarity:
         )
 
 
-def background_level(sample: np.ndarray, low: float, high: float) -> float:
+def background_level(sample: np.ndarray) -> float:
     """Normalised intensity of the background (histogram mode).
 
     Parameters
     ----------
     sample : ndarray
         Pixels of the image (any shape, e.g. a strided sample), raw
-        intensities of one channel.
-    low, high : float
-        The normalisation range (percentiles) of the image.
+        intensities of one channel; NaN and infinities are left out.
 
     Returns
     -------
     float
-        In [0, 1]; 0.5 when the sample has no finite pixel or
-        ``high <= low``.
+        In [0, 1] of the sample's 1–99.8 percentile range (the
+        normalisation of :mod:`segloop.core.normalize`); 0.5 when the
+        sample has no finite pixel or that range is empty.
     """
     values = np.asarray(sample, dtype=np.float64).ravel()
     values = values[np.isfinite(values)]
-    if not values.size or not high > low:
+    if not values.size:
+        return 0.5
+    low, high = np.percentile(values, DEFAULT_PERCENTILES)
+    if not high > low:
         return 0.5
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0)
     counts, _ = np.histogram(scaled, bins=_BINS, range=(0.0, 1.0))
@@ -99,7 +103,7 @@ def background_level(sample: np.ndarray, low: float, high: float) -> float:
 
 
 def decide_polarity(
-    sample: np.ndarray, low: float, high: float, invert: bool | None = None
+    sample: np.ndarray, invert: bool | None = None
 ) -> Polarity:
     """Decide whether to invert an image, unless ``invert`` is given.
 
@@ -107,8 +111,6 @@ def decide_polarity(
     ----------
     sample : ndarray
         Raw pixels of one channel (see :func:`background_level`).
-    low, high : float
-        The image's normalisation range.
     invert : bool, optional
         The user's choice; None decides automatically.
 
@@ -118,5 +120,5 @@ def decide_polarity(
     """
     if invert is not None:
         return Polarity(bool(invert), 'user')
-    level = background_level(sample, low, high)
+    level = background_level(sample)
     return Polarity(level > 0.5, 'auto', round(level, 4))

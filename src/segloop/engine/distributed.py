@@ -62,6 +62,7 @@ from distributed.client import Future
 from segloop.core.checkpoint import weights_hash
 from segloop.core.errors import ModelFileError, SegloopError
 from segloop.engine.block import BlockDone, Opened, run_block
+from segloop.engine.inputs import local_dask
 from segloop.engine.job import SegmentJob
 from segloop.engine.plan import RunPlan
 from segloop.engine.settle import settle_one
@@ -162,16 +163,6 @@ def _run_step(name: str, step: str, t: int, index: int) -> BlockDone | None:
     """The task of one block's step, on a worker (see _JobPlugin.run)."""
     plugin = get_worker().plugins[name]
     return plugin.run(step, t, index)
-
-
-def local_dask() -> Any:
-    """A context in which dask arrays compute here, not on the cluster.
-
-    A connected Client becomes dask's default scheduler; the client's
-    own reads (planning, normalisation, stitching) and a worker's block
-    reads must not be sent to the cluster as dask graphs.
-    """
-    return dask.config.set(scheduler='threads')
 
 
 def iter_segment_distributed(

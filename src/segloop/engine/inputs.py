@@ -35,7 +35,6 @@ from segloop.core.errors import InputError, SegloopError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams
 from segloop.core.normalize import (
-    DEFAULT_PERCENTILES,
     normalize,
     percentile_range,
     sample_pixels,
@@ -243,7 +242,7 @@ def prepare_input(
         index = [slice(None)] * data.ndim
         index[c_axis] = channel
         data = data[tuple(index)]
-    polarity = decide_polarity(*_polarity_sample(data), invert)
+    polarity = decide_polarity(_local_sample(data), invert)
     info['polarity'] = polarity.to_dict()
     if polarity.invert:
         data = GreyView(data, None, invert=True)
@@ -251,26 +250,23 @@ def prepare_input(
     return data, info
 
 
-def _polarity_sample(data: Any) -> tuple[np.ndarray, float, float]:
-    """A strided pixel sample of ``data`` and its normalisation range."""
-    sample = _local_sample(data).astype(np.float32, copy=False)
-    finite = sample[np.isfinite(sample)]  # NaN is warned about once, later
-    if not finite.size:
-        return finite, 0.0, 0.0
-    low, high = np.percentile(finite, DEFAULT_PERCENTILES)
-    return finite, float(low), float(high)
-
-
 def _local_sample(data: Any) -> np.ndarray:
-    """A strided pixel sample of ``data``, read in this process.
+    """A strided pixel sample of ``data``, read in this process."""
+    with local_dask():
+        return sample_pixels(data, POLARITY_SAMPLE)
 
-    A dask Client open in this process would otherwise become dask's
-    default scheduler and receive the read (and the open file) as a graph.
+
+def local_dask() -> Any:
+    """A context in which dask arrays compute here, not on the cluster.
+
+    A connected Client becomes dask's default scheduler; the client's
+    own reads (planning, normalisation, stitching) and a worker's block
+    reads must not be sent to the cluster as dask graphs (nor the open
+    file behind them).
     """
     import dask
 
-    with dask.config.set(scheduler='threads'):
-        return sample_pixels(data, POLARITY_SAMPLE)
+    return dask.config.set(scheduler='threads')
 
 
 def training_diameter(model: Model) -> list[float] | None:
