@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import multiprocessing
 import os
 import threading
 import warnings
@@ -25,6 +24,7 @@ import numpy as np
 
 from segloop.core.errors import SegloopError
 from segloop.engine.options import SegmentOptions
+from segloop.widgets.helper_process import spawn_context
 
 # Final labels up to this size are loaded into memory (editable); larger
 # ones stay a view on the store.
@@ -46,12 +46,13 @@ def instance_pool() -> ProcessPoolExecutor:
     The instance step's C code (scipy.ndimage, scikit-image) holds the
     GIL for up to ~0.3 s per call; in a thread of napari's process that
     would stall the event loop. The process starts once (spawned: it
-    imports numpy, scipy and scikit-image, not torch) and is stopped when
+    imports numpy, scipy and scikit-image, not torch, and never the
+    user's ``__main__``, see :mod:`.helper_process`) and is stopped when
     napari exits.
     """
     pool = ProcessPoolExecutor(
         max_workers=GUI_TORCH_THREADS,
-        mp_context=multiprocessing.get_context('spawn'),
+        mp_context=spawn_context(),
     )
     atexit.register(pool.shutdown, cancel_futures=True)
     return pool
