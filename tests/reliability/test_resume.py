@@ -157,3 +157,26 @@ def test_killed_process_resumes_to_the_same_output(tmp_path) -> None:
         )
     assert read_segloop_metadata(out)['complete'] is True
     _assert_same(out, full)
+
+
+def test_resume_refuses_a_replaced_input_of_the_same_shape(
+    tmp_path, image, monkeypatch, capsys
+) -> None:
+    out = tmp_path / 'out.zarr'
+    argv = ['segment', str(image), '-o', str(out), *ARGS]
+    with monkeypatch.context() as patch:
+        write_fault(patch, out, errno.ENOSPC, 3, r'0/\d')
+        assert main(argv) == 2
+    capsys.readouterr()
+    done = _ledger(out)
+    # another image, same name, shape and dtype
+    other = nuclei((96, 96), seed=7)
+    assert other.shape == tifffile.imread(image).shape
+    tifffile.imwrite(image, other)
+
+    assert main([*argv, '--resume']) == 2
+    line = error_line(capsys.readouterr().err)
+    assert 'different settings (content changed)' in line
+    # nothing of the other image was written into the interrupted run
+    assert read_segloop_metadata(out)['complete'] is False
+    assert _ledger(out) == done

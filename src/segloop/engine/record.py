@@ -19,15 +19,23 @@ from segloop.core.uncertainty import MEASURES
 from segloop.engine.options import SegmentOptions
 from segloop.engine.plan import RunPlan
 from segloop.engine.prepare import Prepared
+from segloop.io.fingerprint import content_fingerprint
 
 
 def run_signature(
     prepared: Prepared, plan: RunPlan, options: SegmentOptions
 ) -> dict[str, Any]:
-    """The settings a resumed run must share with the interrupted one."""
+    """The settings a resumed run must share with the interrupted one.
+
+    ``content`` identifies the input's pixels (a file replaced by another
+    image of the same name and shape is a different input).
+    """
     source, predictor = prepared.source, prepared.predictor
     return {
         'input': str(plan.input_path) if plan.input_path else None,
+        'content': content_fingerprint(
+            source.data, len(source.spatial_axes)
+        ),
         'shape': list(source.shape),
         'axes': source.axes,
         'channel': options.channel,
