@@ -233,7 +233,7 @@ def iter_predict(
     measures: list[np.ndarray] = []
     for t in range(times):
         volume = np.asarray(data[t] if 'T' in image_axes else data)
-        lo, hi = percentile_range(volume)
+        lo, hi = percentile_range(volume, *model.percentiles)
         ranges.append((lo, hi))
         normed = normalize(volume, lo, hi)
         if zoom is not None:

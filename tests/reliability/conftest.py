@@ -359,6 +359,45 @@ def newer_config(folder: Path) -> Path:
     return model
 
 
+def edited_config(edit: Callable[[dict[str, Any]], None]) -> Any:
+    """A model folder whose config.json was changed by ``edit(config)``."""
+
+    def make(folder: Path) -> Path:
+        model = copy_model(folder)
+        config = _config(model)
+        edit(config)
+        _write_config(model, config)
+        return model
+
+    return make
+
+
+def _set(*keys: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(config: dict[str, Any]) -> None:
+        for key in keys[:-1]:
+            config = config[key]
+        config[keys[-1]] = value
+
+    return edit
+
+
+def nan_weights(folder: Path) -> Path:
+    """A model whose weights hold NaN, with no recorded hash (as a folder
+    written by hand, or by a run that diverged, would be)."""
+    from safetensors.torch import load_file, save_file
+
+    model = copy_model(folder)
+    weights = model / 'weights.safetensors'
+    state = load_file(str(weights))
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name][...] = float('nan')
+    save_file(state, str(weights))
+    config = _config(model)
+    config.pop('weights_sha256')
+    _write_config(model, config)
+    return model
+
+
 # -- the table ---------------------------------------------------------------
 
 CASES = [
@@ -472,6 +511,60 @@ CASES = [
         _model_case(newer_config),
         ModelFileError,
         'made by a newer segloop',
+    ),
+    Case(
+        'all_nan_image',
+        _simple(lambda: np.full(IMAGE_SHAPE, np.nan, np.float32)),
+        InputError,
+        'no finite pixels',
+    ),
+    Case(
+        'config_depth_50',
+        _model_case(edited_config(_set('network', 'depth', value=50))),
+        ModelFileError,
+        'depth must be in 1..8, got 50',
+    ),
+    Case(
+        'config_huge_width',
+        _model_case(
+            edited_config(_set('network', 'base_channels', value=100_000))
+        ),
+        ModelFileError,
+        'base_channels must be in 1..512',
+    ),
+    Case(
+        'config_too_many_parameters',
+        _model_case(
+            edited_config(_set('network', 'base_channels', value=512))
+        ),
+        ModelFileError,
+        'parameters (at most 100,000,000)',
+    ),
+    Case(
+        'config_threshold_text',
+        _model_case(
+            edited_config(_set('instances', 'fg_threshold', value='0.5'))
+        ),
+        ModelFileError,
+        "fg_threshold must be a number, got '0.5'",
+    ),
+    Case(
+        'config_normalization_text',
+        _model_case(edited_config(_set('normalization', 'low', value='abc'))),
+        ModelFileError,
+        "normalization.low must be a number, got 'abc'",
+    ),
+    Case(
+        'config_normalization_reversed',
+        _model_case(edited_config(_set('normalization', 'low', value=99.9))),
+        ModelFileError,
+        'must be below normalization.high',
+    ),
+    Case(
+        'nan_weights',
+        _model_case(nan_weights),
+        ModelFileError,
+        'NaN or infinite values',
     ),
 ]
 ERROR_CASES = [c for c in CASES if c.error is not None]

@@ -47,6 +47,8 @@ import torch
 
 from segloop.core.config import ModelConfig
 from segloop.core.errors import ModelFileError, writing
+from segloop.core.instances import InstanceParams
+from segloop.core.normalize import check_normalization
 from segloop.core.unet import UNet
 
 FORMAT_VERSION = 2
@@ -151,6 +153,10 @@ class ModelInfo:
                 object_size=dict(data.get('object_size') or {}),
                 weights_sha256=str(data.get('weights_sha256') or ''),
             )
+            # every command reads these: refuse bad values now, not after
+            # the network ran
+            check_normalization(info.normalization)
+            InstanceParams.from_dict({**info.instances, 'head': network.head})
         except (KeyError, TypeError, ValueError) as error:
             raise ModelFileError(f'config.json is invalid: {error}') from None
         if len(info.axes) != network.spatial_dims:
@@ -179,6 +185,13 @@ def save_model(folder: str | Path, model: UNet, info: ModelInfo) -> Path:
         k: v.detach().to('cpu').contiguous()
         for k, v in model.state_dict().items()
     }
+    broken = _non_finite(state)
+    if broken:
+        raise ModelFileError(
+            f'training diverged: weights {broken} hold NaN or infinite '
+            f'values, so {folder} was not written; train again with a '
+            'lower learning rate (--lr)'
+        )
     with writing(folder):  # no space, no permission: a clear OutputError
         folder.mkdir(parents=True, exist_ok=True)
         tmp_weights = folder / (WEIGHTS_NAME + '.tmp')
@@ -211,6 +224,16 @@ def read_info(folder: str | Path) -> ModelInfo:
         return ModelInfo.from_dict(data)
     except ModelFileError as error:
         raise ModelFileError(f'{folder}: {error}') from None
+
+
+def _non_finite(state: dict[str, torch.Tensor]) -> str:
+    """The name of the first weight tensor with NaN/inf values, or ''."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(
+            torch.isfinite(tensor).all()
+        ):
+            return name
+    return ''
 
 
 def _sha256(path: Path) -> str:
@@ -291,6 +314,13 @@ def load_model(folder: str | Path) -> tuple[UNet, ModelInfo]:
     info = read_info(folder)
     _check_hash(folder, info)
     state = _read_weights(folder)
+    broken = _non_finite(state)
+    if broken:
+        raise ModelFileError(
+            f'weights in {folder} hold NaN or infinite values ({broken}): '
+            'the model is broken (e.g. fine-tuned with too high a learning '
+            'rate); use another model'
+        )
     model = UNet(info.network)
     try:
         model.load_state_dict(state, strict=True)

@@ -9,9 +9,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from segloop.core.bounds import check_choice, check_int, check_real
+
 Norm = Literal['batch', 'instance', 'group']
 Head = Literal['classes', 'distances']
 Blending = Literal['gaussian', 'constant', 'center']
+
+# bounds on a network read from a model folder (untrusted input): far
+# above any useful U-Net (the bundled ones have ~2 M parameters), far
+# below what could exhaust a laptop's memory (400 MB of float32 weights)
+MAX_DEPTH = 8
+MAX_CHANNELS = 64
+MAX_BASE_CHANNELS = 512
+MAX_POOL_FACTOR = 4
+MAX_PARAMETERS = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -55,23 +66,14 @@ class ModelConfig:
     head: Head = 'classes'
 
     def __post_init__(self) -> None:
-        if self.spatial_dims not in (2, 3):
-            raise ValueError(
-                f'spatial_dims must be 2 or 3, got {self.spatial_dims}'
-            )
-        if self.depth < 1:
-            raise ValueError(f'depth must be >= 1, got {self.depth}')
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
-        if self.norm not in ('batch', 'instance', 'group'):
-            raise ValueError(
-                f"norm must be 'batch', 'instance' or 'group', "
-                f'got {self.norm!r}'
-            )
-        if self.head not in ('classes', 'distances'):
-            raise ValueError(
-                f"head must be 'classes' or 'distances', got {self.head!r}"
-            )
+        check_int('spatial_dims', self.spatial_dims, 2, 3)
+        check_int('in_channels', self.in_channels, 1, MAX_CHANNELS)
+        check_int('out_channels', self.out_channels, 1, MAX_CHANNELS)
+        check_int('depth', self.depth, 1, MAX_DEPTH)
+        check_int('base_channels', self.base_channels, 1, MAX_BASE_CHANNELS)
+        check_real('dropout', self.dropout, 0.0, 1.0, high_open=True)
+        check_choice('norm', self.norm, ('batch', 'instance', 'group'))
+        check_choice('head', self.head, ('classes', 'distances'))
         if self.head == 'distances' and self.out_channels != 3:
             raise ValueError(
                 "head 'distances' needs out_channels 3, got "
@@ -85,12 +87,39 @@ class ModelConfig:
                 f'pool_factors must have {self.depth} entries of '
                 f'{self.spatial_dims} ints'
             )
+        for level in factors:
+            for factor in level:
+                check_int('pool_factors', factor, 1, MAX_POOL_FACTOR)
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ValueError(
+                f'the network would have {self.parameter_count():,} '
+                f'parameters (at most {MAX_PARAMETERS:,}): lower depth or '
+                'base_channels'
+            )
 
     def level_factors(self) -> tuple[tuple[int, ...], ...]:
         """Return the pooling factor per level and axis."""
         if self.pool_factors is None:
             return tuple((2,) * self.spatial_dims for _ in range(self.depth))
-        return tuple(tuple(int(v) for v in f) for f in self.pool_factors)
+        return tuple(tuple(f) for f in self.pool_factors)
+
+    def parameter_count(self) -> int:
+        """Weights of the convolutions (what :class:`~segloop.core.unet.UNet`
+        allocates, less the few normalisation and bias terms)."""
+        kernel = 3**self.spatial_dims
+        widths = [self.base_channels * 2**i for i in range(self.depth + 1)]
+        inputs = [self.in_channels, *widths[:-1]]
+        count = 0
+        for level, width in enumerate(widths):
+            count += kernel * (inputs[level] * width + width * width)
+        for level, factors in enumerate(self.level_factors()):
+            up = 1
+            for factor in factors:
+                up *= factor
+            width = widths[level]
+            count += up * widths[level + 1] * width  # transposed conv
+            count += kernel * (2 * width * width + width * width)  # decoder
+        return count + widths[0] * self.out_channels
 
     def divisor(self) -> tuple[int, ...]:
         """Return what each spatial tile size must be a multiple of."""

@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 
+from segloop.core.bounds import check_choice, check_int, check_real
 from segloop.core.hmaxima import h_maxima
 
 Head = Literal['classes', 'distances']
@@ -63,6 +64,20 @@ class InstanceParams:
     min_size: int = 8
     fill_holes: bool = True
     head: Head = 'classes'
+
+    def __post_init__(self) -> None:
+        # a string or NaN from a config.json must fail here, before the
+        # network runs, not in the instance step at the end
+        check_real('fg_threshold', self.fg_threshold, 0.0, 1.0)
+        check_real('seed_threshold', self.seed_threshold, 0.0, 1.0)
+        check_real('h', self.h, 0.0)
+        check_real('smooth', self.smooth, 0.0)
+        check_int('min_size', self.min_size, 0, 2**62)
+        if not isinstance(self.fill_holes, bool | np.bool_):
+            raise ValueError(
+                f'fill_holes must be true or false, got {self.fill_holes!r}'
+            )
+        check_choice('head', self.head, ('classes', 'distances'))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""

@@ -10,9 +10,37 @@ import warnings
 
 import numpy as np
 
-from segloop.core.errors import InputWarning
+from segloop.core.bounds import check_choice, check_real
+from segloop.core.errors import InputError, InputWarning
 
 DEFAULT_PERCENTILES = (1.0, 99.8)
+
+
+def check_normalization(spec: dict) -> tuple[float, float]:
+    """The (low, high) percentiles of a model's ``normalization`` entry.
+
+    Raises
+    ------
+    ValueError
+        Not ``{'method': 'percentile', 'low': L, 'high': H}`` with
+        ``0 <= L < H <= 100`` (missing keys take the defaults).
+    """
+    if not isinstance(spec, dict):
+        raise ValueError(f'normalization must be an object, got {spec!r}')
+    method = spec.get('method', 'percentile')
+    check_choice('normalization.method', method, ('percentile',))
+    low = check_real(
+        'normalization.low', spec.get('low', DEFAULT_PERCENTILES[0]), 0, 100
+    )
+    high = check_real(
+        'normalization.high', spec.get('high', DEFAULT_PERCENTILES[1]), 0, 100
+    )
+    if low >= high:
+        raise ValueError(
+            f'normalization.low ({low:g}) must be below normalization.high '
+            f'({high:g})'
+        )
+    return low, high
 
 
 def sample_pixels(
@@ -44,10 +72,19 @@ def percentile_range(
     Works for 8-bit, 16-bit and float images of any shape. NaN or
     infinite values among the sampled pixels give an
     :class:`~segloop.core.errors.InputWarning`: :func:`normalize` turns
-    them into 0, the low percentile's level (background).
+    them into 0, the low percentile's level (background). An image with
+    no finite pixel sampled raises :class:`~segloop.core.errors.InputError`
+    (segmenting it would "succeed" with nothing).
     """
     values = sample_pixels(image).astype(np.float32, copy=False)
     finite = np.isfinite(values)
+    if values.size == 0:
+        return 0.0, 1.0
+    if not finite.any():
+        raise InputError(
+            'the image has no finite pixels (all NaN or infinite): there is '
+            'nothing to segment; check how it was made or exported'
+        )
     if not finite.all():
         warnings.warn(
             'the image has NaN or infinite pixels; they are segmented as '
@@ -57,8 +94,6 @@ def percentile_range(
             stacklevel=2,
         )
         values = values[finite]
-    if values.size == 0:
-        return 0.0, 1.0
     lo, hi = np.percentile(values, [low, high])
     return float(lo), float(hi)
 

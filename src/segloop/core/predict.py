@@ -99,6 +99,7 @@ class Predictor:
         tile_seeds: Sequence[int],
         background: int = 0,
         max_batch: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """Monte Carlo dropout: mean probabilities and uncertainty.
 
@@ -115,6 +116,10 @@ class Predictor:
             Index of the background class.
         max_batch : int, optional
             Tile-passes per forward (default B).
+        should_stop : callable, optional
+            Checked after every pass: when it returns True,
+            ``InterruptedError`` is raised (thousands of passes must not
+            outlast a stop request).
 
         Returns
         -------
@@ -138,6 +143,8 @@ class Predictor:
                     self.model, x, samples, tile_seeds, max_batch
                 ):
                     accumulator.add(probs.cpu().numpy())
+                    if should_stop is not None and should_stop():
+                        raise InterruptedError('prediction was cancelled')
         return accumulator.result().stacked(class_axis=1)
 
     def counted_mc(

@@ -39,6 +39,7 @@ from segloop.core.blocks import (
     iter_block,
     read_reflected,
 )
+from segloop.core.errors import ModelFileError
 from segloop.core.events import drain
 from segloop.core.instances import probabilities_to_instances
 from segloop.core.normalize import normalize
@@ -139,12 +140,14 @@ def _network_fn(
     t: int,
     z: int,
     region: tuple[slice, ...],
+    should_stop: Callable[[], bool] | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``fn(batch)`` for :func:`iter_block` of one block (and plane).
 
     With MC dropout, each tile is seeded by its place in the volume:
     ``iter_block`` calls ``fn`` once per group of ``batch_size`` tiles,
-    in the order of :func:`block_tile_starts`, from one thread.
+    in the order of :func:`block_tile_starts`, from one thread; a stop
+    request is seen between the passes of a batch.
     """
     if not plan.mc_samples:
         return predictor.forward
@@ -158,7 +161,11 @@ def _network_fn(
             raise RuntimeError('tile batches and seeds are out of step')
         seeds = [derive_seed(plan.mc_seed, t, z, *start) for start in group]
         return predictor.forward_mc(
-            batch, plan.mc_samples, seeds, plan.background
+            batch,
+            plan.mc_samples,
+            seeds,
+            plan.background,
+            should_stop=should_stop,
         )
 
     return fn
@@ -191,7 +198,7 @@ def predict_block(
             region,
             plan.zoom_shape,
             plan.geometry,
-            _network_fn(plan, predictor, t, z, region),
+            _network_fn(plan, predictor, t, z, region, should_stop),
             plan.batch_size,
             should_stop,
         )
@@ -225,8 +232,17 @@ def finish_block(
 ) -> BlockDone:
     """Instance labels of a block; write it and record it as done.
 
-    ``done`` of the event is 0 (the caller counts).
+    ``done`` of the event is 0 (the caller counts). Non-finite
+    probabilities raise :class:`~segloop.core.errors.ModelFileError`
+    before anything of the block is written (a run whose network gave
+    NaN is never marked complete).
     """
+    if not np.isfinite(probabilities).all():
+        raise ModelFileError(
+            f'the network gave NaN or infinite probabilities in block '
+            f'{block.index} (time point {t}); the model is broken: use '
+            'another model (the blocks before were kept)'
+        )
     uncertainty = None
     if plan.mc_samples:
         n_classes = probabilities.shape[0] - len(MEASURES)

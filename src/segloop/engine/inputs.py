@@ -365,7 +365,7 @@ def plan_zoom(
         if dims == 2 and volume.ndim == 3:
             volume = volume[volume.shape[0] // 2]
         crop = np.asarray(volume[central_crop(volume.shape, AUTO_CROP)])
-        image = normalize(crop, *percentile_range(volume))
+        image = normalize(crop, *percentile_range(volume, *model.percentiles))
 
         def predict(array: np.ndarray) -> np.ndarray:
             return drain(predictor.iter_predict(array[None], tiles))

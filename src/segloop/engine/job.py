@@ -256,7 +256,9 @@ class SegmentJob:
     def _range(self, t: int) -> tuple[float, float]:
         if t not in self._ranges:
             volume = self.data[t] if 'T' in self.axes else self.data
-            self._ranges[t] = percentile_range(volume)
+            self._ranges[t] = percentile_range(
+                volume, *self.prepared.model.percentiles
+            )
         return self._ranges[t]
 
     def _read(self, job: tuple[int, int]) -> np.ndarray:

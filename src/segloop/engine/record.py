@@ -16,6 +16,7 @@ import numpy as np
 
 from segloop.core.checkpoint import package_version
 from segloop.core.uncertainty import MEASURES
+from segloop.engine.inputs import local_dask
 from segloop.engine.options import SegmentOptions
 from segloop.engine.plan import RunPlan
 from segloop.engine.prepare import Prepared
@@ -31,11 +32,11 @@ def run_signature(
     image of the same name and shape is a different input).
     """
     source, predictor = prepared.source, prepared.predictor
+    with local_dask():
+        content = content_fingerprint(source.data, len(source.spatial_axes))
     return {
         'input': str(plan.input_path) if plan.input_path else None,
-        'content': content_fingerprint(
-            source.data, len(source.spatial_axes)
-        ),
+        'content': content,
         'shape': list(source.shape),
         'axes': source.axes,
         'channel': options.channel,

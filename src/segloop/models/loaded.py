@@ -13,6 +13,7 @@ from typing import Any
 from segloop.core.checkpoint import ModelInfo
 from segloop.core.checkpoint import load_model as _load_folder
 from segloop.core.instances import InstanceParams
+from segloop.core.normalize import check_normalization
 from segloop.core.unet import UNet
 from segloop.models import resolve_model
 
@@ -33,8 +34,7 @@ class Model:
     @property
     def percentiles(self) -> tuple[float, float]:
         """Normalisation percentiles (low, high) the model was trained with."""
-        norm = self.info.normalization
-        return float(norm.get('low', 1.0)), float(norm.get('high', 99.8))
+        return check_normalization(self.info.normalization)
 
     @property
     def spatial_axes(self) -> str:

@@ -54,7 +54,7 @@ class _NoMainPopen(_SpawnPopen):
 
 class _NoMainProcess(context.SpawnProcess):
     @staticmethod
-    def _Popen(process_obj: Any) -> _NoMainPopen:  # noqa: N802 (stdlib name)
+    def _Popen(process_obj: Any) -> _NoMainPopen:
         return _NoMainPopen(process_obj)
 
 
@@ -68,8 +68,9 @@ def spawn_context() -> context.SpawnContext:
     Returns
     -------
     multiprocessing.context.SpawnContext
-        Pass as ``mp_context`` to :class:`~concurrent.futures.ProcessPoolExecutor`.
-        Its children import what the submitted functions need, never the
-        parent's ``__main__`` module.
+        Pass as ``mp_context`` to a
+        :class:`~concurrent.futures.ProcessPoolExecutor`. Its children
+        import what the submitted functions need, never the parent's
+        ``__main__`` module.
     """
     return _NoMainContext()
