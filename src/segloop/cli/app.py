@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from segloop.cli import (
     evaluate,
@@ -22,9 +22,24 @@ from segloop.cli import (
 SUBCOMMAND_MODULES = (train, segment, evaluate, info, outputs, finetune)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit 2.
+
+    argparse prints its whole usage block before the message (11 lines
+    for ``segment``); the message and where to find the usage is what a
+    user needs. Subcommand parsers are made of the same class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``<prog>: error: <message> (see <prog> --help)``; exit 2."""
+        self.exit(
+            2, f'{self.prog}: error: {message} (see {self.prog} --help)\n'
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of all subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog='segloop',
         description='Segment microscopy images with a U-Net.',
     )
