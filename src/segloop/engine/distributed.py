@@ -339,6 +339,32 @@ def parse_scheduler(address: str) -> int | None:
     return int(count)
 
 
+def _client_within(address: str, wait_s: float) -> Client:
+    """``Client(address)``, or ``TimeoutError`` after ``wait_s`` seconds.
+
+    distributed's own timeout covers opening the connection, not the
+    handshake after it: a port that accepts and never answers (a wrong
+    service, a stuck proxy) would block forever. The client is made on
+    a daemon thread; one that is still waiting is abandoned.
+    """
+    made: dict[str, Any] = {}
+
+    def make() -> None:
+        try:
+            made['client'] = Client(address, timeout=wait_s)
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            made['error'] = error
+
+    thread = threading.Thread(target=make, name='segloop-connect', daemon=True)
+    thread.start()
+    thread.join(wait_s + 1.0)
+    if thread.is_alive():
+        raise TimeoutError(f'no answer from {address} in {wait_s:g} s')
+    if 'error' in made:
+        raise made['error']
+    return made['client']
+
+
 @contextmanager
 def connect(address: str, timeout: float | None = None) -> Iterator[Client]:
     """A client of the scheduler at ``address``, or of a local cluster.
@@ -374,7 +400,7 @@ def connect(address: str, timeout: float | None = None) -> Iterator[Client]:
         return
     wait_s = CONNECT_TIMEOUT_S if timeout is None else timeout
     try:
-        client = Client(address, timeout=wait_s)
+        client = _client_within(address, wait_s)
     except (ValueError, TypeError) as error:
         raise DistributedError(
             f'--scheduler {address!r} is not a scheduler address ({error}); '
