@@ -71,6 +71,7 @@ from segloop.engine.plan import RunPlan
 from segloop.engine.prepare import plan_run, prepare
 from segloop.engine.record import run_metadata, run_settings, run_signature
 from segloop.engine.settle import settle_time_point, stitch
+from segloop.io.lock import OutputLock
 from segloop.io.ome_zarr import check_output_path
 from segloop.io.store import BlockStore
 from segloop.models.loaded import Model
@@ -156,6 +157,7 @@ class SegmentJob:
             )
             self.signature = run_signature(self.prepared, self.plan, options)
             self._store: BlockStore | None = None
+            self._lock = OutputLock(self.plan.output)
             if resume:
                 self._store = BlockStore.resume(
                     self.plan.output, self.signature
@@ -181,7 +183,7 @@ class SegmentJob:
     @property
     def store(self) -> BlockStore:
         """The output store; a new run's is created on first use."""
-        return self.create_store()
+        return self._store if self._store is not None else self.create_store()
 
     def create_store(self) -> BlockStore:
         """Create the output store (once); a resumed run's is open already.
@@ -192,7 +194,15 @@ class SegmentJob:
             Empty, marked incomplete, with the run's metadata and an
             empty ledger; an existing output is replaced only with
             ``overwrite`` (checked when planning).
+
+        Raises
+        ------
+        OutputError
+            Another run is writing the same output (see
+            :class:`~segloop.io.lock.OutputLock`; held until
+            :meth:`iter_run` ends or :meth:`close`).
         """
+        self._lock.acquire()
         if self._store is None:
             plan, prepared = self.plan, self.prepared
             label_shape = (
@@ -303,6 +313,15 @@ class SegmentJob:
             ledger and the store stays marked incomplete (resumable).
         """
         store = self.create_store()
+        try:
+            return (yield from self._run(store, should_stop))
+        finally:
+            self._lock.release()  # finished, stopped or failed: done writing
+
+    def _run(
+        self, store: BlockStore, should_stop: Callable[[], bool] | None
+    ) -> Generator[BlockDone, None, Path]:
+        """:meth:`iter_run` with the output locked."""
         done = self.total - len(self.queue)
         # The next block is read on a thread while the network runs here.
         # With the network on a GPU, the previous block's instance step and
@@ -368,7 +387,10 @@ class SegmentJob:
         return self.complete()
 
     def close(self) -> None:
-        """Close the input file if this job opened it (not a given source)."""
+        """Release the output and close the input if this job opened it."""
+        lock = getattr(self, '_lock', None)
+        if lock is not None:
+            lock.release()
         self.prepared.close()
 
     def _settle(self, t: int) -> None:

@@ -53,6 +53,7 @@ from segloop.io.ome_zarr import (
     _normalise_scale,
     _probability_axes,
     plain_metadata,
+    read_segloop_metadata,
 )
 
 STATE = 'segloop_state'
@@ -153,6 +154,7 @@ class BlockStore:
         prob_axes = _probability_axes(label_axes)
         scale = _normalise_scale(scale, label_axes)
         meta = plain_metadata(metadata)
+        kept = _set_aside(path)
         try:
             with writing(path):
                 return cls._create(
@@ -168,8 +170,11 @@ class BlockStore:
                     uncertainty,
                 )
         except BaseException:
-            # nothing of value yet: leave no half-made store behind
+            # nothing of value yet: leave no half-made store behind, and
+            # put back the finished output it was to replace
             shutil.rmtree(path, ignore_errors=True)
+            if kept is not None:
+                kept.rename(path)
             raise
 
     @classmethod
@@ -187,8 +192,6 @@ class BlockStore:
         uncertainty: Sequence[str],
     ) -> BlockStore:
         """:meth:`create` once its arguments are checked."""
-        if path.exists():
-            shutil.rmtree(path)
         root = zarr.open_group(str(path), mode='w-', zarr_format=2)
         root.attrs['segloop'] = {
             **meta,
@@ -415,6 +418,37 @@ class BlockStore:
         # state goes last, so a failure before here leaves it resumable
         self.root.attrs['segloop'] = meta
         del self.root[STATE]
+        # the finished output this run replaced (--overwrite) can go now
+        shutil.rmtree(replaced_path(self.path), ignore_errors=True)
+
+
+def replaced_path(path: Path) -> Path:
+    """Where a finished output waits while a new run replaces it."""
+    return path.parent / f'.{path.name}.segloop-replaced'
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Make room for a new store at ``path``; return where an old one went.
+
+    A finished output is not deleted before the run replacing it has
+    finished (``--overwrite``): it is renamed to :func:`replaced_path`
+    and removed by :meth:`BlockStore.finish` (or renamed back if the new
+    store cannot be created). Only an unfinished segloop run (which the
+    user chose to start again) is deleted at once.
+    """
+    if not path.exists():
+        return None
+    try:
+        unfinished = read_segloop_metadata(path).get('complete') is False
+    except InputError:  # another kind of Zarr store: kept aside too
+        unfinished = False
+    if unfinished:
+        shutil.rmtree(path)
+        return None
+    kept = replaced_path(path)
+    shutil.rmtree(kept, ignore_errors=True)
+    path.rename(kept)
+    return kept
 
 
 def run_progress(path: str | Path) -> tuple[int, int] | None:

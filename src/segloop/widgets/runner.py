@@ -333,12 +333,15 @@ def run_segmentation(
 
         with input_warnings(noticed):
             job = plan_segment(data, output, model, options, resume=resume)
-            job.create_store()  # here, not on the GUI thread
-            job.instance_executor = instance_pool()
-            if focus is not None:
-                job.prioritize(*focus)
-            yield job
-            path = yield from job.iter_run(should_stop)
+            try:
+                job.create_store()  # here, not on the GUI thread
+                job.instance_executor = instance_pool()
+                if focus is not None:
+                    job.prioritize(*focus)
+                yield job
+                path = yield from job.iter_run(should_stop)
+            finally:
+                job.close()  # the output's lock
         result = _finished(job, path)
     except InterruptedError:
         result = RunResult('cancelled', output)
