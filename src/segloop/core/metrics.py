@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage.segmentation import relabel_sequential
 
 
@@ -92,22 +94,120 @@ def iou_matrix(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return overlap / np.maximum(union, 1)
 
 
+@dataclass(frozen=True)
+class Overlaps:
+    """The overlapping (true, predicted) object pairs of two label images.
+
+    Sparse: memory grows with the number of overlapping pairs, not with
+    n_true x n_pred (20,000 objects each would be a 3 GB dense matrix).
+
+    Attributes
+    ----------
+    true_index, pred_index : ndarray of int64, shape (n_pairs,)
+        0-based index of each pair's true and predicted object (objects
+        in increasing label order).
+    overlap, true_size, pred_size : ndarray of int64, shape (n_pairs,)
+        Pixels shared, and each object's size.
+    n_true, n_pred : int
+        Objects in each image.
+    """
+
+    true_index: np.ndarray
+    pred_index: np.ndarray
+    overlap: np.ndarray
+    true_size: np.ndarray
+    pred_size: np.ndarray
+    n_true: int
+    n_pred: int
+
+    @property
+    def iou(self) -> np.ndarray:
+        """IoU of each pair, float64."""
+        union = self.true_size + self.pred_size - self.overlap
+        return self.overlap / np.maximum(union, 1)
+
+
+def overlaps(truth: np.ndarray, pred: np.ndarray) -> Overlaps:
+    """The sparse overlaps of two instance label images (0 background)."""
+    if truth.shape != pred.shape:
+        raise ValueError(
+            f'shapes differ: truth {truth.shape}, prediction {pred.shape}'
+        )
+    t = np.asarray(truth).ravel().astype(np.int64)
+    p = np.asarray(pred).ravel().astype(np.int64)
+    true_ids, true_sizes = np.unique(t[t > 0], return_counts=True)
+    pred_ids, pred_sizes = np.unique(p[p > 0], return_counts=True)
+    both = (t > 0) & (p > 0)
+    pairs, shared = np.unique(
+        np.stack([t[both], p[both]]), axis=1, return_counts=True
+    )
+    ti = np.searchsorted(true_ids, pairs[0])
+    pi = np.searchsorted(pred_ids, pairs[1])
+    return Overlaps(
+        ti,
+        pi,
+        shared.astype(np.int64),
+        true_sizes[ti].astype(np.int64),
+        pred_sizes[pi].astype(np.int64),
+        len(true_ids),
+        len(pred_ids),
+    )
+
+
+def _matched(pairs: Overlaps, valid: np.ndarray, iou: np.ndarray) -> int:
+    """Pairs in a one-to-one matching of maximum total IoU among ``valid``.
+
+    Above IoU 0.5 an object overlaps at most one other that much, so the
+    valid pairs are the matching. Otherwise each connected group of
+    valid pairs is solved on its own (a small dense assignment).
+    """
+    ti, pi, weights = (
+        pairs.true_index[valid],
+        pairs.pred_index[valid],
+        iou[valid],
+    )
+    if len(np.unique(ti)) == len(ti) and len(np.unique(pi)) == len(pi):
+        return len(ti)
+    graph = coo_matrix(
+        (np.ones(len(ti)), (ti, pi + pairs.n_true)),
+        shape=(pairs.n_true + pairs.n_pred,) * 2,
+    )
+    _, component = connected_components(graph, directed=False)
+    tp = 0
+    group_of_pair = component[ti]
+    order = np.argsort(group_of_pair, kind='stable')
+    bounds = np.flatnonzero(np.diff(group_of_pair[order])) + 1
+    for members in np.split(order, bounds):
+        rows, row_index = np.unique(ti[members], return_inverse=True)
+        cols, col_index = np.unique(pi[members], return_inverse=True)
+        if len(rows) == 1 or len(cols) == 1:
+            tp += 1
+            continue
+        cost = np.zeros((len(rows), len(cols)))
+        cost[row_index, col_index] = -weights[members]
+        chosen = linear_sum_assignment(cost)
+        tp += int((cost[chosen] < 0).sum())
+    return tp
+
+
 def match(
     truth: np.ndarray, pred: np.ndarray, thresholds: Iterable[float] = (0.5,)
 ) -> list[MatchScores]:
-    """Match objects one-to-one (maximum total IoU) at each threshold."""
-    iou = iou_matrix(truth, pred)
-    n_true, n_pred = iou.shape
+    """Match objects one-to-one (maximum total IoU) at each threshold.
+
+    Works on the sparse overlaps (:func:`overlaps`), so images with tens
+    of thousands of objects need memory for their pixels only.
+    """
+    pairs = overlaps(truth, pred)
+    iou = pairs.iou
     out = []
     for threshold in thresholds:
-        if n_true and n_pred:
-            valid = iou >= threshold
-            cost = np.where(valid, -iou, 0.0)
-            rows, cols = linear_sum_assignment(cost)
-            tp = int(valid[rows, cols].sum())
-        else:
-            tp = 0
-        out.append(MatchScores(float(threshold), tp, n_pred - tp, n_true - tp))
+        tp = _matched(pairs, iou >= threshold, iou)
+        out.append(
+            MatchScores(
+                float(threshold), tp, pairs.n_pred - tp, pairs.n_true - tp
+            )
+        )
     return out
 
 
@@ -148,18 +248,7 @@ def count_merges(
     -------
     int
     """
-    if truth.shape != pred.shape:
-        raise ValueError(
-            f'shapes differ: truth {truth.shape}, prediction {pred.shape}'
-        )
-    t = np.asarray(truth).ravel().astype(np.int64)
-    p = np.asarray(pred).ravel().astype(np.int64)
-    both = (t > 0) & (p > 0)
-    pairs, overlap = np.unique(
-        np.stack([t[both], p[both]]), axis=1, return_counts=True
-    )
-    true_ids, true_sizes = np.unique(t[t > 0], return_counts=True)
-    sizes = true_sizes[np.searchsorted(true_ids, pairs[0])]
-    covered = pairs[1][overlap >= cover * sizes]
+    pairs = overlaps(truth, pred)
+    covered = pairs.pred_index[pairs.overlap >= cover * pairs.true_size]
     _, per_prediction = np.unique(covered, return_counts=True)
     return int((per_prediction >= 2).sum())
