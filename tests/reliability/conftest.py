@@ -566,6 +566,53 @@ CASES = [
         ModelFileError,
         'NaN or infinite values',
     ),
+    *(
+        Case(
+            f'config_{name}',
+            _model_case(edited_config(_set(*keys, value=value))),
+            ModelFileError,
+            match,
+        )
+        for name, keys, value, match in (
+            ('dropout_1_5', ('network', 'dropout'), 1.5, 'dropout must be'),
+            (
+                'pool_factor_100',
+                ('network', 'pool_factors'),
+                [[2, 2], [2, 2], [2, 2], [100, 100]],
+                'pool_factors must be in 1..4, got 100',
+            ),
+            (
+                'depth_bool',
+                ('network', 'depth'),
+                True,
+                'depth must be an integer, got True',
+            ),
+            (
+                'in_channels_0',
+                ('network', 'in_channels'),
+                0,
+                'in_channels must be in 1..64, got 0',
+            ),
+            (
+                'min_size_negative',
+                ('instances', 'min_size'),
+                -5,
+                'min_size must be in 0..',
+            ),
+            (
+                'fill_holes_text',
+                ('instances', 'fill_holes'),
+                'yes',
+                "fill_holes must be true or false, got 'yes'",
+            ),
+            (
+                'normalization_method',
+                ('normalization', 'method'),
+                'zscore',
+                "normalization.method must be one of 'percentile'",
+            ),
+        )
+    ),
 ]
 ERROR_CASES = [c for c in CASES if c.error is not None]
 OK_CASES = [c for c in CASES if c.error is None]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tifffile
@@ -107,3 +109,11 @@ def test_the_lock_is_exclusive_and_released(tmp_path):
     with OutputLock(out):  # free again
         pass
     assert not lock_path(out).exists()
+
+
+def test_a_lock_file_left_by_a_killed_run_is_no_lock(tmp_path):
+    out = tmp_path / 'x.zarr'
+    # what a SIGKILLed run leaves: the file, but no process holds it
+    lock_path(out).write_text('999999')
+    with OutputLock(out):
+        assert lock_path(out).read_text() == str(os.getpid())
