@@ -61,7 +61,7 @@ segloop_create_venv() {
         return 0
     fi
     if ! command -v "$python" >/dev/null 2>&1; then
-        segloop_log "$python not found: install Python >= 3.10"
+        segloop_log "$python not found: install Python >= 3.11"
         return 1
     fi
     segloop_log "creating .venv with $("$python" --version 2>&1)"
@@ -96,7 +96,7 @@ segloop_setup() {
     rm -f "$SEGLOOP_STAMP"
     "${pip[@]}" install --progress-bar off --upgrade pip || return 1
     "${pip[@]}" install --progress-bar off "$SEGLOOP_TORCH" || return 1
-    "${pip[@]}" install --progress-bar off -e '.[test,bench]' || return 1
+    "${pip[@]}" install --progress-bar off -e '.[napari,distributed,test,bench]' || return 1
     touch "$SEGLOOP_STAMP"
 }
 

@@ -158,6 +158,32 @@ def test_tiff_is_read_lazily_with_same_values(tmp_path, rng):
     np.testing.assert_array_equal(source.data.compute(), image)
 
 
+@pytest.mark.parametrize(
+    ('compression', 'lossless'),
+    [('lzw', True), ('zlib', True), ('zstd', True), ('jpeg', False)],
+)
+def test_compressed_tiffs_from_microscopes_and_qupath_are_read(
+    tmp_path, rng, compression, lossless
+):
+    # LZW and JPEG need imagecodecs (a dependency); they were refused as
+    # "corrupt"
+    image = rng.integers(0, 255, (3, 64, 48), dtype=np.uint8)
+    path = tmp_path / f'{compression}.tif'
+    tifffile.imwrite(
+        path,
+        image,
+        compression=compression,
+        photometric='minisblack',
+        metadata={'axes': 'ZYX'},
+    )
+    source = open_image(path)
+    read = np.asarray(source.data[1])
+    if lossless:
+        np.testing.assert_array_equal(read, image[1])
+    else:  # JPEG: close, not equal
+        assert np.abs(read.astype(int) - image[1]).mean() < 40
+
+
 def test_imagej_hyperstack_axes_and_scale(tmp_path, rng):
     image = rng.integers(0, 255, (2, 3, 2, 8, 9), dtype=np.uint8)
     path = tmp_path / 'movie.tif'

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from segloop import __version__
 from segloop.cli import (
     evaluate,
     finetune,
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog='segloop',
         description='Segment microscopy images with a U-Net.',
+    )
+    parser.add_argument(
+        '--version', action='version', version=f'segloop {__version__}'
     )
     sub = parser.add_subparsers(dest='command', required=True)
     for module in SUBCOMMAND_MODULES:

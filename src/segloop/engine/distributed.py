@@ -48,19 +48,27 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import dask
-from distributed import (
-    Client,
-    LocalCluster,
-    WorkerPlugin,
-    as_completed,
-    get_worker,
-)
-from distributed.client import Future
 
 from segloop.core.checkpoint import weights_hash
-from segloop.core.errors import ModelFileError, SegloopError
+from segloop.core.errors import InputError, ModelFileError, SegloopError
+
+try:
+    import cloudpickle
+    from distributed import (
+        Client,
+        LocalCluster,
+        WorkerPlugin,
+        as_completed,
+        get_worker,
+    )
+    from distributed.client import Future
+except ImportError as missing:  # an install without the [distributed] extra
+    raise InputError(
+        f'cluster runs (--scheduler, client=) need dask.distributed, and '
+        f'{missing.name} is not installed: pip install '
+        '"napari-segloop[distributed]"'
+    ) from None
 from segloop.engine.block import BlockDone, Opened, run_block
 from segloop.engine.inputs import local_dask
 from segloop.engine.job import SegmentJob
