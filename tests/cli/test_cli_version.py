@@ -1,4 +1,4 @@
-"""Engineers' entry points: --version, python -m segloop, no cluster extra."""
+"""Engineers' entry points: version, python -m, extras, logging."""
 
 from __future__ import annotations
 
@@ -45,3 +45,25 @@ def test_cluster_run_without_distributed_says_what_to_install(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
     assert 'pip install "napari-segloop[distributed]"' in lines[0]
+
+
+def test_verbose_logs_the_plan_and_quiet_drops_the_bar(tmp_path, capsys):
+    import tifffile
+
+    from segloop.data import sample_path
+
+    small = tmp_path / 'small.tif'
+    tifffile.imwrite(small, tifffile.imread(sample_path())[:64, :64])
+    argv = ['segment', str(small), '-o', str(tmp_path / 'a.zarr')]
+    assert main(argv) == 0
+    plain = capsys.readouterr().err
+    assert 'INFO' not in plain
+    assert '1/1' in plain  # the progress bar
+    assert main(['-v', *argv[:3], str(tmp_path / 'b.zarr'), '-q']) == 0
+    logged = capsys.readouterr().err
+    assert 'segloop: INFO: segloop.engine.job: input ' in logged
+    assert 'model nuclei2d on cpu' in logged
+    assert '1/1' not in logged
+    assert 'DEBUG' not in logged
+    assert main([*argv[:3], str(tmp_path / 'c.zarr'), '-vv']) == 0
+    assert 'DEBUG: segloop.engine.block: block 0' in capsys.readouterr().err

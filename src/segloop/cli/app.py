@@ -5,8 +5,10 @@ one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from segloop import __version__
@@ -15,6 +17,7 @@ from segloop.cli import (
     finetune,
     info,
     outputs,
+    progress,
     segment,
     train,
 )
@@ -47,10 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--version', action='version', version=f'segloop {__version__}'
     )
+    _add_output_options(parser, None)
     sub = parser.add_subparsers(dest='command', required=True)
     for module in SUBCOMMAND_MODULES:
         module.add_parsers(sub)
+    for subparser in sub.choices.values():
+        # also after the subcommand (segloop segment ... -v); SUPPRESS
+        # keeps a value given before it
+        _add_output_options(subparser, argparse.SUPPRESS)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """``-v/--verbose`` and ``-q/--quiet`` on ``parser``."""
+    parser.add_argument(
+        '-v',
+        '--verbose',
+        action='count',
+        default=0 if default is None else default,
+        help='log what segloop decides (-v) and each block (-vv) on stderr',
+    )
+    parser.add_argument(
+        '-q',
+        '--quiet',
+        action='store_true',
+        default=False if default is None else default,
+        help='no progress bars (errors and warnings still print)',
+    )
 
 
 def _show_warning(
@@ -82,9 +108,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    with warnings.catch_warnings():
+    with (
+        warnings.catch_warnings(),
+        _logging(args.verbose),
+        progress.quiet(args.quiet),
+    ):
         warnings.showwarning = _show_warning
         return _run(args)
+
+
+@contextlib.contextmanager
+def _logging(verbose: int) -> Iterator[None]:
+    """segloop's log records on stderr: INFO with -v, DEBUG with -vv."""
+    if not verbose:
+        yield
+        return
+    logger = logging.getLogger('segloop')
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter('segloop: %(levelname)s: %(name)s: %(message)s')
+    )
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose == 1 else logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def _run(args: argparse.Namespace) -> int:

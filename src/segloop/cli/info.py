@@ -15,6 +15,11 @@ def add_parsers(sub: Any) -> None:
         '--models', action='store_true', help='list bundled models'
     )
     info.add_argument('--axes')
+    info.add_argument(
+        '--json',
+        action='store_true',
+        help='print one JSON object (for scripts and cluster jobs)',
+    )
     info.set_defaults(func=cmd_info)
 
 
@@ -25,7 +30,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from segloop.models import list_models
 
     if args.models or not args.path:
-        print('bundled models: ' + ', '.join(list_models()))
+        if args.json:
+            print(json.dumps({'bundled_models': list_models()}))
+        else:
+            print('bundled models: ' + ', '.join(list_models()))
         return 0
     from segloop.core.checkpoint import read_info
     from segloop.models import resolve_model
@@ -50,26 +58,41 @@ def cmd_info(args: argparse.Namespace) -> int:
     from segloop.io.ome_zarr import read_segloop_metadata
     from segloop.io.readers import open_image
 
-    source = open_image(path, args.axes)
+    with open_image(path, args.axes) as source:
+        described: dict[str, Any] = {
+            'path': str(path),
+            'axes': source.axes,
+            'shape': list(source.shape),
+            'dtype': str(source.dtype),
+            'scale': source.scale,
+            'rgb': source.rgb,
+        }
+    metadata = read_segloop_metadata(path) if path.is_dir() else {}
+    if metadata:
+        from segloop.io.store import run_progress
+
+        progress = run_progress(path)
+        described['segloop_output'] = {
+            'complete': bool(metadata.get('complete')),
+            'blocks_written': progress[0] if progress else None,
+            'blocks_total': progress[1] if progress else None,
+            'model': metadata.get('model', {}).get('name'),
+        }
+    if args.json:
+        print(json.dumps(described))
+        return 0
     print(
         f'{path}: axes {source.axes}, shape {tuple(source.shape)}, '
         f'dtype {source.dtype}, scale {source.scale or "unknown"}'
         + (' (C = RGB colour samples)' if source.rgb else '')
     )
-    if path.is_dir():
-        metadata = read_segloop_metadata(path)
-        if metadata:
-            from segloop.io.store import run_progress
-
-            state = 'complete' if metadata.get('complete') else 'INCOMPLETE'
-            progress = run_progress(path)
-            if progress is not None and not metadata.get('complete'):
-                state += (
-                    f': {progress[0]} of {progress[1]} blocks written, '
-                    'finish it with segloop segment ... --resume'
-                )
-            print(
-                f'segloop output ({state}), model '
-                f'{metadata.get("model", {}).get("name")}'
+    if metadata:
+        output = described['segloop_output']
+        state = 'complete' if output['complete'] else 'INCOMPLETE'
+        if progress is not None and not output['complete']:
+            state += (
+                f': {progress[0]} of {progress[1]} blocks written, '
+                'finish it with segloop segment ... --resume'
             )
+        print(f'segloop output ({state}), model {output["model"]}')
     return 0

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import contextlib
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
+
+_QUIET = [False]  # --quiet of the running command
+
+
+@contextlib.contextmanager
+def quiet(flag: bool) -> Iterator[None]:
+    """No progress bars while the block runs when ``flag`` (``--quiet``)."""
+    before = _QUIET[0]
+    _QUIET[0] = bool(flag)
+    try:
+        yield
+    finally:
+        _QUIET[0] = before
 
 
 def run_with_bar(
@@ -52,6 +66,7 @@ def run_with_bar(
                     unit=unit,
                     desc=desc,
                     dynamic_ncols=True,
+                    disable=_QUIET[0],
                 )
             if steps is None:
                 bar.total = event.total

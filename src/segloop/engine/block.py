@@ -25,6 +25,7 @@ blocks (the next block is read while this one is predicted).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
@@ -51,6 +52,8 @@ from segloop.core.uncertainty import MEASURES, derive_seed
 from segloop.engine.heap import trim_heap
 from segloop.engine.plan import RunPlan, net_region
 from segloop.io.store import BlockStore
+
+LOG = logging.getLogger(__name__)
 
 
 class BlockDone(NamedTuple):
@@ -285,6 +288,7 @@ def finish_block(
             t, block.index, mask_digest(probabilities, plan.params)
         )
     store.mark_done(t, block.index)
+    LOG.debug('block %d of time point %d written', block.index, t)
     del probabilities, labels, uncertainty
     trim_heap()
     return BlockDone(t, block.region, 0, plan.total)

@@ -48,6 +48,7 @@ workers). The input's checks and conversion are in
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
@@ -68,7 +69,7 @@ from segloop.engine.block import (
 )
 from segloop.engine.options import SegmentOptions
 from segloop.engine.plan import RunPlan
-from segloop.engine.prepare import plan_run, prepare
+from segloop.engine.prepare import Prepared, plan_run, prepare
 from segloop.engine.record import run_metadata, run_settings, run_signature
 from segloop.engine.settle import settle_time_point, stitch
 from segloop.io.lock import OutputLock
@@ -82,6 +83,33 @@ DEFAULT_BATCH = {2: 4, 3: 1}
 def _view(holder: str, name: str, doc: str) -> Any:
     """A read-only attribute of the job that is ``self.<holder>.<name>``."""
     return property(lambda self: getattr(getattr(self, holder), name), doc=doc)
+
+
+LOG = logging.getLogger(__name__)
+
+
+def _log_plan(prepared: Prepared, plan: RunPlan) -> None:
+    """What was decided, for ``segloop -v`` and cluster logs."""
+    LOG.info(
+        'input %s: axes %s, shape %s; model %s on %s%s',
+        plan.input_path or 'array',
+        plan.axes,
+        list(plan.shape),
+        prepared.model.name,
+        plan.device,
+        ' (bf16)' if plan.mixed_precision else '',
+    )
+    LOG.info(
+        'conversion %s; zoom %s; tile %s, %d block(s) of %s per time '
+        'point, %d time point(s); instance settings %s',
+        prepared.conversion,
+        list(plan.zoom) if plan.zoom else 'none',
+        list(plan.geometry.tile),
+        len(plan.blocks),
+        list(plan.block_shape),
+        plan.times,
+        plan.params.to_dict(),
+    )
 
 
 class SegmentJob:
@@ -158,6 +186,7 @@ class SegmentJob:
             self.signature = run_signature(self.prepared, self.plan, options)
             self._store: BlockStore | None = None
             self._lock = OutputLock(self.plan.output)
+            _log_plan(self.prepared, self.plan)
             if resume:
                 self._store = BlockStore.resume(
                     self.plan.output, self.signature
