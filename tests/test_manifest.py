@@ -48,3 +48,22 @@ def test_manifest_found_from_distribution() -> None:
     assert manifest.name == DISTRIBUTION
     from_file = npe2.PluginManifest.from_file(TOP_LEVEL)
     assert manifest.contributions == from_file.contributions
+
+
+def test_plain_tiffs_are_left_to_napari(tmp_path) -> None:
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    manager.discover()
+    tiff = tmp_path / 'cells.tif'
+    tiff.write_bytes(b'')
+    claimed = {
+        r.plugin_name for r in manager.iter_compatible_readers([str(tiff)])
+    }
+    assert DISTRIBUTION not in claimed
+    store = tmp_path / 'out.zarr'
+    store.mkdir()
+    claimed = {
+        r.plugin_name for r in manager.iter_compatible_readers([str(store)])
+    }
+    assert DISTRIBUTION in claimed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import zarr
 
 pytest.importorskip('qtpy')
@@ -227,3 +228,18 @@ def test_launcher_loads_the_sample_and_docks_the_widget(
     assert _layer_names(viewer) == [SAMPLE_NAME]
     assert widget.image_combo.currentText() == SAMPLE_NAME
     assert 'Segment (segloop)' in viewer.window.dock_widgets
+
+
+def test_a_time_lapse_tiff_opened_by_napari_is_tyx_with_the_2d_model(
+    viewer_widget, tmp_path
+) -> None:
+    viewer, widget = viewer_widget
+    path = tmp_path / 'movie.tif'
+    movie = np.zeros((5, 32, 40), dtype=np.uint8)
+    tifffile.imwrite(path, movie, imagej=True, metadata={'axes': 'TYX'})
+    # napari's own reader: segloop no longer claims TIFFs (no dialog)
+    (layer,) = viewer.open(str(path))
+    assert 'axes' not in layer.metadata
+    widget.image_combo.setCurrentText(layer.name)
+    assert widget.axes.text() == 'TYX'
+    assert widget.model_combo.currentText() == 'nuclei2d'

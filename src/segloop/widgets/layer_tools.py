@@ -6,6 +6,7 @@ where output layers go over it, and a run's identity. No Qt, no state.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import napari.layers
@@ -25,10 +26,14 @@ def default_axes(layer: napari.layers.Image) -> str:
     """Axes of a layer's data: ``'ZYX'``, ``'YXS'`` for RGB, ...
 
     The axes a reader recorded (``metadata['axes']``, e.g. segloop's
-    reader gives ``'TYX'`` for a time-lapse) win over a guess by
-    dimensions.
+    reader gives ``'TYX'`` for a time-lapse), else those of the layer's
+    file as the CLI reads them (a time-lapse TIFF opened by napari's
+    own reader), win over a guess by dimensions.
     """
     recorded = str(layer.metadata.get('axes') or '').upper()
+    if not recorded and layer.source.path:
+        full = layer.data[0] if layer.multiscale else layer.data
+        recorded = axes_of_file(str(layer.source.path), tuple(full.shape))
     if (
         not layer.rgb
         and len(recorded) == layer.ndim
@@ -38,6 +43,26 @@ def default_axes(layer: napari.layers.Image) -> str:
     if layer.rgb:
         return AXES_BY_NDIM.get(layer.ndim, '') + 'S'
     return AXES_BY_NDIM.get(layer.ndim, '')
+
+
+@functools.lru_cache(maxsize=64)
+def axes_of_file(path: str, shape: tuple[int, ...]) -> str:
+    """The axes segloop's readers give the file at ``path`` ('' if none).
+
+    Only when the file's shape is the layer's (``shape``): a reader that
+    reordered or split the data leaves the guess by dimensions. Reads
+    the file's metadata, not its pixels.
+    """
+    from segloop.core.errors import SegloopError
+    from segloop.io.readers import open_image
+
+    try:
+        with open_image(path) as source:
+            if source.shape == tuple(shape) and not source.rgb:
+                return source.axes
+    except (SegloopError, OSError, ValueError):
+        pass
+    return ''
 
 
 def settings_key(
