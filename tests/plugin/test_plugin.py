@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -196,3 +197,41 @@ def test_contributions_through_napari(tmp_path) -> None:
     saved = labels.save(str(tmp_path / 'saved.zarr'), plugin='napari-segloop')
     assert saved == [str(tmp_path / 'saved.zarr')]
     np.testing.assert_array_equal(read_labels(saved[0]), read_labels(out))
+
+
+def test_reader_opens_pyramids_as_multiscale_with_axis_labels(
+    tmp_path, monkeypatch
+) -> None:
+    from napari.layers import Layer
+
+    from segloop.io import ome_zarr
+
+    monkeypatch.setattr(ome_zarr, 'PYRAMID_MIN_SIZE', 64)
+    image = tifffile.imread(sample_path())[:256, :256]
+    out = segment(image, tmp_path / 'p.zarr', mc_samples=2)
+    layers = get_reader(str(out))(str(out))
+    by_name = {kw['name']: (data, kw, kind) for data, kw, kind in layers}
+    assert set(by_name) == {
+        'p [labels]',
+        'p [probability]',
+        'p [entropy]',
+        'p [mutual information]',
+        'p [variance]',
+    }
+    for data, kwargs, kind in by_name.values():
+        assert isinstance(data, list), kwargs['name']
+        assert len(data) >= 3, kwargs['name']
+        shapes = [level.shape for level in data]
+        assert shapes[0] == (256, 256)
+        assert all(
+            b[0] < a[0] and b[1] < a[1] for a, b in itertools.pairwise(shapes)
+        )
+        assert kwargs['axis_labels'] == ('y', 'x')
+        layer = Layer.create(data, kwargs, kind)
+        assert layer.multiscale
+        assert tuple(layer.axis_labels) == ('y', 'x')
+    labels = by_name['p [labels]'][0]
+    np.testing.assert_array_equal(np.asarray(labels[0]), read_labels(out))
+    probability = np.asarray(by_name['p [probability]'][0][1])
+    assert probability.min() >= 0.0
+    assert probability.max() <= 1.0

@@ -121,6 +121,7 @@ def read_image(path: str | list[str]) -> list[LayerData]:
     kwargs: dict[str, Any] = {
         'name': source.name,
         'metadata': {'path': str(path), 'axes': axes},
+        'axis_labels': _axis_labels(axes.replace('C', '')),
     }
     spatial = axes.replace('C', '')
     if 'C' in axes and source.rgb:  # napari wants colour samples last
@@ -135,6 +136,37 @@ def read_image(path: str | list[str]) -> list[LayerData]:
 
 def _scale(source: ImageSource, axes: str) -> list[float]:
     return [float(source.scale.get(a, 1.0)) for a in axes]
+
+
+def _pyramid(group: Path, level0: Any, index: tuple = ()) -> Any:
+    """All levels of an NGFF pyramid (napari multiscale), or level 0.
+
+    ``level0`` is what :func:`~segloop.io.readers.open_image` read; the
+    other levels are the group's ``multiscales`` datasets, each indexed
+    with ``index`` (e.g. one probability channel). A store with one
+    level gives ``level0`` itself.
+    """
+    import dask.array as da
+
+    multiscales = zarr.open_group(str(group), mode='r').attrs.get(
+        'multiscales'
+    )
+    if not multiscales:
+        return level0
+    paths = [str(d['path']) for d in multiscales[0].get('datasets', [])]
+    if len(paths) < 2:
+        return level0
+    levels = [level0]
+    for level_path in paths[1:]:
+        array = da.from_zarr(
+            zarr.open_array(str(group / level_path), mode='r')
+        )
+        levels.append(array[index] if index else array)
+    return levels
+
+
+def _axis_labels(axes: str) -> tuple[str, ...]:
+    return tuple(a.lower() for a in axes)
 
 
 def _class_names(path: Path) -> list[str]:
@@ -170,12 +202,14 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
     labels_only = 'image-label' in root.attrs
     labels = open_image(store if labels_only else store / 'labels' / 'labels')
     layer_name = metadata.get('layer_name') or f'{name} [labels]'
+    label_group = store if labels_only else store / 'labels' / 'labels'
     layers: list[LayerData] = [
         (
-            labels.data,
+            _pyramid(label_group, labels.data),
             {
                 'name': layer_name,
                 'scale': _scale(labels, labels.axes),
+                'axis_labels': _axis_labels(labels.axes),
                 'metadata': {'segloop': metadata, 'path': str(store)},
             },
             'labels',
@@ -192,10 +226,11 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
         axes = probs.axes.replace('C', '')
         layers.append(
             (
-                probs.data[tuple(index)],
+                _pyramid(store, probs.data[tuple(index)], tuple(index)),
                 {
                     'name': f'{name} [probability]',
                     'scale': _scale(probs, axes),
+                    'axis_labels': _axis_labels(axes),
                     'visible': False,
                     'colormap': 'magma',
                     'contrast_limits': (0.0, 1.0),
@@ -212,6 +247,7 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
                 {
                     'name': f'{name} [corrections]',
                     'scale': _scale(corrections, corrections.axes),
+                    'axis_labels': _axis_labels(corrections.axes),
                     'metadata': {'path': str(store / CORRECTIONS)},
                     **corrections_style(),
                 },
@@ -226,10 +262,11 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
         )
         layers.append(
             (
-                image.data,
+                _pyramid(store / 'uncertainty' / measure, image.data),
                 {
                     'name': f'{name} [{suffix}]',
                     'scale': _scale(image, image.axes),
+                    'axis_labels': _axis_labels(image.axes),
                     'visible': shown,
                     'colormap': colormap,
                     'contrast_limits': limits,
