@@ -60,3 +60,31 @@ def test_bad_inputs_raise():
         measure_objects(np.zeros((4, 4), np.float32))
     with pytest.raises(ValueError, match='does not match'):
         measure_objects(np.zeros((4, 4), np.uint8), np.zeros((4, 5)))
+
+
+def test_shape_columns_describe_each_object():
+    labels = np.zeros((40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    labels[(yy - 20) ** 2 + (xx - 15) ** 2 <= 8**2] = 2  # a disc
+    labels[5:9, 30:58] = 5  # a 4 x 28 bar
+    labels[25:35, 35:55] = 9  # a square with a notch: not convex
+    labels[25:30, 40:50] = 0
+    table = measure_objects(labels)
+    np.testing.assert_array_equal(table['label'], [2, 5, 9])
+    disc, bar, notched = range(3)
+    assert table['eccentricity'][disc] < 0.2
+    assert table['eccentricity'][bar] > 0.95
+    assert table['solidity'][disc] > 0.9
+    assert table['solidity'][notched] < 0.85
+    # a 4 x 28 bar: the ellipse with its second moments has axes
+    # 4 sqrt(variance), the variance of n pixels in a row (n^2 - 1) / 12
+    assert table['axis_major_length'][bar] == pytest.approx(
+        4 * np.sqrt((28**2 - 1) / 12), rel=1e-6
+    )
+    assert table['axis_minor_length'][bar] == pytest.approx(
+        4 * np.sqrt((4**2 - 1) / 12), rel=1e-6
+    )
+    assert table['perimeter'][disc] == pytest.approx(2 * np.pi * 8, rel=0.1)
+    volume = measure_objects(np.stack([labels] * 3))
+    assert 'solidity' not in volume
+    assert volume['axis_major_length'][bar] > volume['axis_minor_length'][bar]

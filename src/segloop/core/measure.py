@@ -13,6 +13,19 @@ from typing import Any
 import numpy as np
 
 SPATIAL_AXES = {2: 'YX', 3: 'ZYX'}
+# shape descriptors by scikit-image's regionprops, in pixels (what Fiji's
+# "Shape descriptors" and CellProfiler's MeasureObjectSizeShape give);
+# 3D: the ellipsoid axes only (a convex hull per object is slow in 3D)
+SHAPE_COLUMNS = {
+    2: (
+        'perimeter',
+        'eccentricity',
+        'solidity',
+        'axis_major_length',
+        'axis_minor_length',
+    ),
+    3: ('axis_major_length', 'axis_minor_length'),
+}
 
 
 def _sampling(
@@ -73,7 +86,10 @@ def measure_objects(
         (3D only), ``centroid_y``, ``centroid_x`` (float64, pixels),
         ``area_px`` or ``volume_px`` (int64, pixels), ``area_um2`` or
         ``volume_um3`` (float64, when the pixel size is known),
-        ``mean_intensity`` and ``mean_uncertainty`` (float64, when given).
+        the shape descriptors of :data:`SHAPE_COLUMNS` (float64, pixels;
+        2D: perimeter, eccentricity, solidity, major and minor axis
+        length; 3D: the axis lengths), ``mean_intensity`` and
+        ``mean_uncertainty`` (float64, when given).
 
     Raises
     ------
@@ -114,6 +130,7 @@ def measure_objects(
     if sampling is not None:
         unit = 'um2' if labels.ndim == 2 else 'um3'
         table[f'{column[:-3]}_{unit}'] = sizes * float(np.prod(sampling))
+    table |= _shape_columns(labels, ids)
     for name, values in (
         ('mean_intensity', image),
         ('mean_uncertainty', uncertainty),
@@ -129,6 +146,18 @@ def measure_objects(
         sums = np.bincount(flat, weights=values.ravel().astype(np.float64))
         table[name] = sums[ids] / sizes
     return table
+
+
+def _shape_columns(labels: np.ndarray, ids: np.ndarray) -> dict[str, Any]:
+    """Shape descriptors of the objects ``ids`` (rows in ``ids`` order)."""
+    from skimage.measure import regionprops_table
+
+    names = SHAPE_COLUMNS[labels.ndim]
+    if not len(ids):
+        return {name: np.zeros(0, np.float64) for name in names}
+    shapes = regionprops_table(labels, properties=('label', *names))
+    # regionprops lists labels in increasing order, as ``ids`` are
+    return {name: np.asarray(shapes[name], np.float64) for name in names}
 
 
 def concat_tables(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
