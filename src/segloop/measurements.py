@@ -318,9 +318,49 @@ def export_tiff(
     return path, dtype
 
 
+def export_rois(
+    output: str | Path,
+    rois: str | Path | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, int]:
+    """Write the labels of an output store as an ImageJ ROI set (.zip).
+
+    Parameters
+    ----------
+    output : str or Path
+        A complete segloop output store.
+    rois : str or Path, optional
+        The file to write; default ``<output stem>_rois.zip`` beside it.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    (Path, int)
+        The file and the number of ROIs (one per object and plane; see
+        :mod:`segloop.io.label_rois`).
+    """
+    from segloop.io.label_rois import write_roi_set
+
+    path = check_new_file(rois or default_path(output, '_rois.zip'), overwrite)
+    root = open_output(output)
+    labels = root['labels/labels/0']
+    axes = label_axes_of(root)
+    partial = path.with_name(f'.{path.name}.partial.zip')
+    try:
+        count = write_roi_set(
+            partial, _planes(labels, labels.ndim - 2), labels.shape, axes
+        )
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path, count
+
+
 __all__ = [
     'SPATIAL_AXES',
     'default_path',
+    'export_rois',
     'export_tiff',
     'iter_tables',
     'measure',

@@ -93,6 +93,14 @@ def add_parsers(sub: Any) -> None:
     ex.add_argument('output', help='a finished segloop output .zarr')
     ex.add_argument('--tiff', help='file to write (default OUTPUT_labels.tif)')
     ex.add_argument(
+        '--rois',
+        nargs='?',
+        const='',
+        metavar='ZIP',
+        help="also write an ImageJ ROI set for Fiji's ROI Manager, one "
+        'outline per object and plane (default OUTPUT_rois.zip)',
+    )
+    ex.add_argument(
         '--overwrite', action='store_true', help='replace an existing file'
     )
     ex.set_defaults(func=cmd_export)
@@ -150,4 +158,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     path, dtype = export_tiff(args.output, args.tiff, args.overwrite)
     print(f'wrote {path} ({dtype} labels, ImageJ-compatible)')
+    if args.rois is not None:
+        from segloop.measurements import export_rois
+
+        zip_path, count = export_rois(
+            args.output, args.rois or None, args.overwrite
+        )
+        print(f'wrote {zip_path} ({count} ROIs for the ROI Manager)')
     return 0
