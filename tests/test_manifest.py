@@ -67,3 +67,10 @@ def test_plain_tiffs_are_left_to_napari(tmp_path) -> None:
         r.plugin_name for r in manager.iter_compatible_readers([str(store)])
     }
     assert DISTRIBUTION in claimed
+
+
+def test_menus_and_categories_place_the_widget() -> None:
+    manifest = npe2.PluginManifest.from_file(TOP_LEVEL)
+    assert 'Segmentation' in manifest.categories
+    (item,) = manifest.contributions.menus['napari/layers/segment']
+    assert item.command == 'napari-segloop.segment_widget'
