@@ -22,6 +22,7 @@ from segloop.core.checkpoint import (
     utc_now,
 )
 from segloop.core.config import Augmentation, Head, ModelConfig, TrainConfig
+from segloop.core.device import describe_device, pick_device
 from segloop.core.distances import DISTANCE_CHANNELS, instances_to_distances
 from segloop.core.errors import SegloopError
 from segloop.core.normalize import (
@@ -145,8 +146,12 @@ def iter_train_folders(
     del masks
     axes = 'YX' if network.spatial_dims == 2 else 'ZYX'
 
+    hardware = describe_device(pick_device(device))
+
     def info(step: int, loss: float) -> ModelInfo:
         provenance: dict[str, Any] = {
+            'device': hardware,
+            'train_seconds': round(seconds[0]),
             'created': utc_now(),
             'package_version': package_version(),
             'parent_model': str(init) if init is not None else None,
@@ -188,10 +193,12 @@ def iter_train_folders(
         )
 
     losses: list[float] = []
+    seconds = [0.0]  # wall time of this chunk so far (for the provenance)
     step = 0
     events = iter_train(model, sampler, config, device, should_stop)
     for event in events:
         step = event.step
+        seconds[0] = event.elapsed_s
         losses.append(event.loss)
         yield event
         if step % checkpoint_every == 0:

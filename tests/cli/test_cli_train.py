@@ -63,6 +63,9 @@ def test_train_writes_a_loadable_model_with_provenance(tmp_path, labelled):
     val = info.provenance['validation_names']['data/blobs']
     assert len(val) == 2
     assert info.provenance['n_train_images'] == 4
+    # what it ran on and for how long (issue: record device and time)
+    assert info.provenance['device'].startswith('cpu: ')
+    assert info.provenance['train_seconds'] >= 0
     assert model.config.depth == 2
     # radius-5 blobs: a median diameter near 10 px, for --diameter
     assert 7 < info.object_size['median_diameter'][0] < 12

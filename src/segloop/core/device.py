@@ -69,3 +69,17 @@ def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
         dtype = torch.bfloat16
     with torch.autocast(device.type, dtype=dtype):
         yield
+
+
+def describe_device(device: torch.device) -> str:
+    """What a model was trained on, for its provenance.
+
+    e.g. ``'cuda: NVIDIA H200'`` or ``'cpu: 2 threads, x86_64'``.
+    """
+    import platform
+
+    if device.type == 'cuda':
+        return f'cuda: {torch.cuda.get_device_name(device)}'
+    if device.type == 'mps':
+        return 'mps: Apple GPU'
+    return f'cpu: {torch.get_num_threads()} threads, {platform.machine()}'
