@@ -258,15 +258,26 @@ def test_uncertainty_layers_and_next_region(viewer_widget, qtbot) -> None:
     features = labels.features
     assert len(features) == widget.result.objects
     assert features['mean_uncertainty'].between(0, 1.1).all()
+    # outlines over the uncertainty map, so that it shows through
+    assert labels.contour > 0
 
     assert widget.next_button.isEnabled()
+    zoom_before = _camera(viewer).zoom
     centres = []
     for _ in range(3):
         widget.next_button.click()
         centres.append(tuple(_camera(viewer).center[-2:]))
     assert len(set(centres)) == 3
-    first = widget.regions[0]
+    first, third = widget.regions[0], widget.regions[2]
     np.testing.assert_allclose(centres[0], (first.y, first.x))
+    # zoomed in on the window, which is outlined (the last one visited)
+    assert _camera(viewer).zoom > zoom_before
+    marker = viewer.layers[f'{SAMPLE_NAME} [uncertain region]']
+    (rectangle,) = marker.data
+    np.testing.assert_allclose(
+        rectangle.mean(axis=0), (third.y, third.x), atol=1e-6
+    )
+    assert np.ptp(rectangle[:, 0]) == 64
     # the first region is among the most uncertain places of the map
     window = values[
         int(first.y) - 32 : int(first.y) + 32,
@@ -281,7 +292,12 @@ def test_uncertainty_layers_and_next_region(viewer_widget, qtbot) -> None:
         widget.run_button.click()
     names = [layer.name for layer in viewer.layers]
     assert f'{SAMPLE_NAME} [entropy]' not in names
+    assert f'{SAMPLE_NAME} [uncertain region]' not in names
     assert not widget.next_button.isEnabled()
+    # filled labels again, and a table for this run only
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    assert labels.contour == 0
+    assert 'mean_uncertainty' not in labels.features
 
 
 def test_next_region_in_a_stack_moves_the_plane(viewer_widget, qtbot) -> None:

@@ -17,12 +17,16 @@ import napari.layers
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
+from segloop.core.regions import WINDOW
 from segloop.engine.options import SegmentOptions
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
 from segloop.widgets.layer_tools import output_geometry
 from segloop.widgets.runner import RunResult
 from segloop.widgets.session import Session
 from segloop.widgets.views import LiveView
+
+# outline thickness (pixels) of the labels when uncertainty maps are shown
+UNCERTAINTY_CONTOUR = 2
 
 INTERIOR = 'interior'
 # output layers are refreshed at most this often while a run writes
@@ -48,6 +52,8 @@ class OutputLayers(QObject):
         super().__init__()
         self.session = session
         self.layers: dict[str, napari.layers.Layer] = {}
+        # the outline of the uncertain region shown last (Shapes), if any
+        self.marker: napari.layers.Shapes | None = None
         self._source: napari.layers.Image | None = None
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -81,6 +87,8 @@ class OutputLayers(QObject):
                 dtype = np.uint32 if kind == 'labels' else np.float32
                 layer.data = LiveView(shape, dtype)
                 layer.metadata['path'] = output
+            # the previous run's table must not outlive its labels
+            self._show_table(self.layers['labels'], None)
             return
         self.remove()
         common = {**placement, 'metadata': {'path': output}}
@@ -109,6 +117,8 @@ class OutputLayers(QObject):
             name=f'{source.name} [labels]',
             **common,
         )
+        # with uncertainty maps, outlines: the map stays visible
+        labels.contour = UNCERTAINTY_CONTOUR if measures else 0
         self.layers['labels'] = labels
         self.session.labels = labels
         self.session.watch(labels)  # edits teach Retrain
@@ -151,10 +161,11 @@ class OutputLayers(QObject):
     def remove(self) -> None:
         """Take the output layers out of the viewer."""
         viewer = self.session.viewer
-        for layer in self.layers.values():
-            if layer in viewer.layers:
+        for layer in [*self.layers.values(), self.marker]:
+            if layer is not None and layer in viewer.layers:
                 viewer.layers.remove(layer)
         self.layers = {}
+        self.marker = None
         self.session.labels = None
         self._source = None
 
@@ -182,7 +193,9 @@ class OutputLayers(QObject):
         Ids restart at 1 in each time point, so a time series' table (with
         a ``t`` column) goes to ``metadata['objects']``, not ``features``.
         """
-        if table is None:
+        labels.metadata.pop('objects', None)
+        if table is None:  # no table for these labels (yet)
+            labels.features = {}
             return
         if 'T' in self.session.run_axes:
             labels.metadata['objects'] = table
@@ -195,6 +208,34 @@ class OutputLayers(QObject):
         if labels is not None:
             labels.data[result.index] = result.labels
             labels.refresh()
+
+    def _mark(self, point: list[float], labels: napari.layers.Labels) -> None:
+        """Outline the region's window in ``[uncertain region]``.
+
+        One rectangle, on the region's time point and plane, in a Shapes
+        layer over the labels (reused for the next region).
+        """
+        viewer = self.session.viewer
+        half = WINDOW / 2
+        lead, (y, x) = point[:-2], point[-2:]
+        corners = [
+            [*lead, y + dy * half, x + dx * half]
+            for dy, dx in ((-1, -1), (-1, 1), (1, 1), (1, -1))
+        ]
+        marker = self.marker
+        if marker is None or marker not in viewer.layers:
+            marker = viewer.add_shapes(
+                name=f'{self._source.name} [uncertain region]',
+                ndim=len(point),
+                scale=labels.scale,
+                translate=labels.translate,
+                edge_color='cyan',
+                edge_width=2,
+                face_color='transparent',
+            )
+            self.marker = marker
+        marker.data = []
+        marker.add_rectangles([corners])
 
     def next_region(self) -> str | None:
         """Move the view to the most uncertain region not visited yet.
@@ -226,6 +267,11 @@ class OutputLayers(QObject):
         # napari >= 0.9 keeps the camera on viewer.scene
         camera = getattr(viewer, 'scene', viewer).camera
         camera.center = tuple(world[-2:])
+        size = np.asarray(labels.scale[-2:]) * WINDOW
+        canvas = getattr(viewer, '_canvas_size', None) or (600, 800)
+        # the window fills about half of the canvas
+        camera.zoom = 0.5 * min(canvas) / float(size.max())
+        self._mark(point, labels)
         return (
             f'Uncertain region {index + 1} of '
             f'{len(session.regions)}: mean entropy {region.score:.2f}'
