@@ -243,3 +243,28 @@ def test_a_time_lapse_tiff_opened_by_napari_is_tyx_with_the_2d_model(
     widget.image_combo.setCurrentText(layer.name)
     assert widget.axes.text() == 'TYX'
     assert widget.model_combo.currentText() == 'nuclei2d'
+
+
+def test_a_retrained_model_is_not_carried_to_another_image(
+    viewer_widget, tmp_path
+) -> None:
+    import shutil
+
+    from segloop.models import resolve_model
+
+    viewer, widget = viewer_widget
+    retrained = tmp_path / 'nuclei2d-retrained-1'
+    shutil.copytree(resolve_model('nuclei2d'), retrained)
+    # what Retrain does when its model is made: listed, chosen, tied
+    widget._on_model_made(retrained)
+    assert widget.model_combo.currentText() == retrained.name
+    viewer.add_image(np.zeros((64, 64), np.uint8), name='another')
+    widget.image_combo.setCurrentText('another')
+    assert widget.model_combo.currentText() == 'nuclei2d'
+    assert f"'{retrained.name}' was retrained on '{SAMPLE_NAME}'" in (
+        widget.status.text()
+    )
+    # still in the list, and kept when chosen again for this image
+    widget.model_combo.setCurrentText(retrained.name)
+    widget.image_combo.setCurrentText(SAMPLE_NAME)
+    assert widget.model_combo.currentText() == retrained.name

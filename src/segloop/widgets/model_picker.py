@@ -17,6 +17,8 @@ from segloop.models import (
 )
 
 LOAD_MODEL = 'Load model folder...'
+# item data: the image layer a retrained model was made for
+TRAINED_ON_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class ModelPicker(QComboBox):
@@ -45,12 +47,18 @@ class ModelPicker(QComboBox):
         """Ask for a model folder (a dialog); ``''`` when cancelled."""
         return QFileDialog.getExistingDirectory(self, 'Choose a model folder')
 
-    def add_folder(self, folder: str | Path, label: str | None = None) -> bool:
+    def add_folder(
+        self,
+        folder: str | Path,
+        label: str | None = None,
+        trained_on: str | None = None,
+    ) -> bool:
         """Add a model folder to the list and choose it.
 
         ``label`` is shown instead of the path (e.g. a retrained model's
-        name). Returns False (after telling the user) when the folder
-        holds no model.
+        name); ``trained_on`` names the image layer a retrained model
+        learnt from (see :meth:`leave_image`). Returns False (after
+        telling the user) when the folder holds no model.
         """
         path = Path(folder).expanduser().absolute()
         if not (path / 'config.json').is_file():
@@ -64,6 +72,7 @@ class ModelPicker(QComboBox):
             index = self.count() - 1  # before 'Load model folder...'
             self.insertItem(index, label or str(path), str(path))
             self.setItemData(index, str(path), Qt.ItemDataRole.ToolTipRole)
+        self.setItemData(index, trained_on, TRAINED_ON_ROLE)
         self.setCurrentIndex(index)
         self._chosen = self.currentText()
         return True
@@ -71,6 +80,26 @@ class ModelPicker(QComboBox):
     def current_model(self) -> str:
         """The chosen model: a bundled name or a model folder's path."""
         return self.currentData() or self.currentText()
+
+    def leave_image(self, image: str, axes: str) -> str | None:
+        """Do not carry a retrained model silently to another image.
+
+        When the chosen model was retrained on an image other than
+        ``image``, choose the bundled default for ``axes`` instead and
+        return a line for the user (the retrained model stays in the
+        list); else None.
+        """
+        trained_on = self.currentData(TRAINED_ON_ROLE)
+        if not trained_on or trained_on == image:
+            return None
+        retrained = self.currentText()
+        default = default_model(axes)
+        self.setCurrentText(default)
+        self._chosen = default
+        return (
+            f"'{retrained}' was retrained on '{trained_on}': {default} is "
+            f"chosen for '{image}' (pick '{retrained}' again to use it here)"
+        )
 
     def suit(self, axes: str) -> None:
         """Switch between the bundled defaults for an image's ``axes``.

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import napari.layers
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QEvent, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -229,9 +229,7 @@ class SegmentWidget(QWidget):
         self.run.block_done.connect(self.block_done)
         self.run.run_finished.connect(self._on_run_finished)
         self.label_settings.labels_updated.connect(self.labels_updated)
-        self.retrain.model_made.connect(
-            lambda folder: self.model_combo.add_folder(folder, folder.name)
-        )
+        self.retrain.model_made.connect(self._on_model_made)
         self.retrain.retrained.connect(self._on_retrained)
         self.export_panel.button.clicked.connect(self.export)
         self.export_panel.message.connect(self.status.setText)
@@ -279,7 +277,18 @@ class SegmentWidget(QWidget):
         if layer is None:
             return
         self.axes.setText(default_axes(layer))
+        switched = self.model_combo.leave_image(layer.name, self.axes.text())
+        if switched:
+            show_info(switched)
+            self.status.setText(switched)
         self.model_combo.suit(self.axes.text())
+
+    def _on_model_made(self, folder: Path) -> None:
+        """A retrained model: listed, chosen, tied to its image."""
+        layer = self.selected_layer()
+        self.model_combo.add_folder(
+            folder, folder.name, layer.name if layer is not None else None
+        )
 
     def _on_model_changed(self, index: int = -1) -> None:
         self.session.set_model(self.model_combo.current_model())
