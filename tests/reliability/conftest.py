@@ -645,6 +645,14 @@ def assert_no_complete_output(path: Path) -> None:
     assert read_segloop_metadata(path).get('complete') is False
 
 
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """A 96 x 96 TIFF of a few nuclei, for runs that are interrupted."""
+    path = tmp_path / 'in.tif'
+    tifffile.imwrite(path, nuclei((96, 96)))
+    return path
+
+
 @pytest.fixture(params=CASES, ids=lambda c: c.id)
 def case(request: pytest.FixtureRequest) -> Case:
     """Every row of the table (or, parametrized indirectly, one by id)."""

@@ -6,7 +6,6 @@ import os
 
 import numpy as np
 import pytest
-import tifffile
 
 from segloop.api import plan_segment, segment
 from segloop.cli import main
@@ -15,17 +14,9 @@ from segloop.io.lock import OutputLock, lock_path
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 from segloop.io.store import replaced_path
 
-from .conftest import nuclei
 from .test_segment_cases import error_line
 
 SMALL = {'tile': (32, 32), 'block': (32, 32), 'precision': 'fp32'}
-
-
-@pytest.fixture
-def image(tmp_path):
-    path = tmp_path / 'in.tif'
-    tifffile.imwrite(path, nuclei((96, 96)))
-    return path
 
 
 @pytest.fixture

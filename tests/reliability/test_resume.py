@@ -50,13 +50,6 @@ def _ledger(path) -> int:
 
 
 @pytest.fixture
-def image(tmp_path):
-    path = tmp_path / 'in.tif'
-    tifffile.imwrite(path, nuclei((96, 96)))
-    return path
-
-
-@pytest.fixture
 def full(tmp_path, image, monkeypatch):
     """The uninterrupted run (with a small pyramid)."""
     monkeypatch.setattr(ome_zarr, 'PYRAMID_MIN_SIZE', 32)
