@@ -11,7 +11,7 @@ bounded by one time point's labels (plus the image's), not the movie.
 from __future__ import annotations
 
 import csv
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +234,18 @@ def measure(
     path = check_new_file(
         table or default_path(output, '_objects.csv'), overwrite
     )
-    tables = iter_tables(output, image, axes, channel)
+    rows = write_table_csv(path, iter_tables(output, image, axes, channel))
+    return path, rows
+
+
+def write_table_csv(
+    path: Path, tables: Iterable[Mapping[str, Any]]
+) -> int:
+    """Write per-object tables (same columns) as one CSV; return the rows.
+
+    The file appears complete or not at all: it is written beside
+    ``path`` under a hidden name and renamed at the end.
+    """
     rows = 0
     partial = path.with_name(f'.{path.name}.partial')
     try:
@@ -251,7 +262,7 @@ def measure(
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
-    return path, rows
+    return rows
 
 
 def _planes(labels: Any, n_lead: int) -> Iterator[np.ndarray]:
@@ -322,6 +333,7 @@ def export_rois(
     output: str | Path,
     rois: str | Path | None = None,
     overwrite: bool = False,
+    labels: Any = None,
 ) -> tuple[Path, int]:
     """Write the labels of an output store as an ImageJ ROI set (.zip).
 
@@ -333,6 +345,9 @@ def export_rois(
         The file to write; default ``<output stem>_rois.zip`` beside it.
     overwrite : bool
         Replace an existing file.
+    labels : array-like, optional
+        Labels to write instead of the stored ones (e.g. edited in
+        napari); the stored labels' shape, integers.
 
     Returns
     -------
@@ -344,7 +359,10 @@ def export_rois(
 
     path = check_new_file(rois or default_path(output, '_rois.zip'), overwrite)
     root = open_output(output)
-    labels = root['labels/labels/0']
+    if labels is None:
+        labels = root['labels/labels/0']
+    else:
+        labels = check_labels_fit(output, labels)
     axes = label_axes_of(root)
     partial = path.with_name(f'.{path.name}.partial.zip')
     try:
@@ -368,4 +386,5 @@ __all__ = [
     'measure_time_points',
     'size_column',
     'uncertainty_array',
+    'write_table_csv',
 ]

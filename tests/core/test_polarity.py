@@ -29,8 +29,12 @@ def test_bright_nuclei_are_kept_and_dark_nuclei_inverted():
 
 def test_the_users_choice_wins():
     image, _ = synthetic_nuclei((64, 64), 5, 6, seed=2)
-    assert _decide(image, invert=True) == Polarity(True, 'user')
-    assert _decide(image.max() - image, invert=False) == Polarity(False)
+    forced = _decide(image, invert=True)
+    assert (forced.invert, forced.decided_by) == (True, 'user')
+    kept = _decide(image.max() - image, invert=False)
+    assert (kept.invert, kept.decided_by) == (False, 'user')
+    # the level is measured all the same: a wrong choice can be flagged
+    assert forced.background_level < 0.5 < kept.background_level
 
 
 def test_empty_or_flat_samples_do_not_invert():

@@ -168,3 +168,15 @@ def concat_tables(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         key: np.concatenate([np.asarray(t[key]) for t in tables])
         for key in tables[0]
     }
+
+
+def time_point_rows(table: Mapping[str, Any], t: int) -> dict[str, Any]:
+    """The rows of a time series' table (column ``'t'``) at time ``t``.
+
+    Ids restart at 1 in each time point, so a napari Labels layer's
+    ``features`` (one row per label value) can hold one time point only.
+    """
+    if not table:
+        return {}
+    keep = np.asarray(table['t']) == t
+    return {key: np.asarray(column)[keep] for key, column in table.items()}

@@ -42,7 +42,8 @@ class Polarity:
         ``'auto'``: :func:`decide_polarity` chose; ``'user'``: given.
     background_level : float or None
         The background's normalised intensity (histogram mode, in
-        [0, 1]) when decided automatically.
+        [0, 1]), measured whoever decided (a user's choice is checked
+        against it, see :mod:`segloop.core.plausibility`).
     """
 
     invert: bool
@@ -118,7 +119,7 @@ def decide_polarity(
     -------
     Polarity
     """
+    level = round(background_level(sample), 4)
     if invert is not None:
-        return Polarity(bool(invert), 'user')
-    level = background_level(sample)
-    return Polarity(level > 0.5, 'auto', round(level, 4))
+        return Polarity(bool(invert), 'user', level)
+    return Polarity(level > 0.5, 'auto', level)

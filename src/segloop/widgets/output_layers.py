@@ -17,6 +17,7 @@ import napari.layers
 import numpy as np
 from qtpy.QtCore import QObject, QTimer
 
+from segloop.core.measure import time_point_rows
 from segloop.core.regions import WINDOW
 from segloop.engine.options import SegmentOptions
 from segloop.plugin.reader import UNCERTAINTY_LAYERS
@@ -59,6 +60,7 @@ class OutputLayers(QObject):
         self._refresh_timer.setSingleShot(True)
         self._refresh_timer.setInterval(REFRESH_MS)
         self._refresh_timer.timeout.connect(self.refresh)
+        session.viewer.dims.events.current_step.connect(self.show_time_point)
 
     def show(
         self,
@@ -188,10 +190,11 @@ class OutputLayers(QObject):
         self._show_table(labels, result.features)
 
     def _show_table(self, labels: napari.layers.Labels, table: Any) -> None:
-        """The per-object table: layer features, or metadata with time.
+        """The per-object table: layer features, per time point with time.
 
-        Ids restart at 1 in each time point, so a time series' table (with
-        a ``t`` column) goes to ``metadata['objects']``, not ``features``.
+        Ids restart at 1 in each time point, so a time series' whole table
+        (with a ``t`` column) goes to ``metadata['objects']`` and
+        ``features`` hold the rows of the time point on screen.
         """
         labels.metadata.pop('objects', None)
         if table is None:  # no table for these labels (yet)
@@ -199,8 +202,26 @@ class OutputLayers(QObject):
             return
         if 'T' in self.session.run_axes:
             labels.metadata['objects'] = table
+            self.show_time_point()
         else:
             labels.features = table
+
+    def show_time_point(self, event: Any = None) -> None:
+        """A time series' ``features``: the objects of the time point on
+        screen (called when the time slider moves)."""
+        labels = self.layers.get('labels')
+        table = None if labels is None else labels.metadata.get('objects')
+        if table is None or labels not in self.session.viewer.layers:
+            return
+        point = labels.world_to_data(self.session.viewer.dims.point)
+        t = min(max(round(float(point[0])), 0), labels.data.shape[0] - 1)
+        labels.features = time_point_rows(table, t)
+
+    def table_saved(self, result: RunResult) -> None:
+        """After Save table: the layer's table is the one just measured."""
+        labels = self.session.labels
+        if result.status == 'finished' and labels is not None:
+            self._show_table(labels, result.features)
 
     def show_preview(self, result: RunResult) -> None:
         """Put a preview's labels where they belong in the labels layer."""

@@ -30,6 +30,7 @@ from segloop.widgets.helper_process import spawn_context
 # ones stay a view on the store.
 MAX_IN_MEMORY_BYTES = 1 << 30
 TIFF_SUFFIXES = ('.tif', '.tiff')
+ROI_SUFFIX = '.zip'  # an ImageJ ROI set
 # torch threads of a widget run: a core stays free for napari (docs/design.md)
 GUI_TORCH_THREADS = max(1, (os.cpu_count() or 2) - 1)
 OUT_OF_MEMORY = (
@@ -153,37 +154,76 @@ def count_objects(labels: np.ndarray, axes: str) -> int:
     return int(labels.max())
 
 
-def summarize(result: RunResult, job: Any) -> None:
-    """Add the object table and the uncertain regions to a finished result.
+def object_table(labels: np.ndarray, job: Any) -> dict[str, np.ndarray]:
+    """The per-object table of ``labels`` (the run's, or as edited).
 
-    ``result.labels`` (in memory) are measured against the job's image,
-    pixel size and, when the run has them, entropy values: see
-    :func:`segloop.measurements.measure_time_points`. The table gets an
-    ``'index'`` column (the label) so that napari can show a row per
-    object.
+    Measured against the job's image, pixel size and, when the run has
+    them, entropy values (see
+    :func:`segloop.measurements.measure_time_points`); a time series'
+    table has a ``t`` column. An ``'index'`` column (the label) lets
+    napari show a row per object.
     """
     from segloop.core.measure import concat_tables
-    from segloop.core.regions import uncertain_regions
     from segloop.measurements import measure_time_points
 
-    stored = job.store.uncertainty.get('entropy')
-    entropy = None if stored is None else np.asarray(stored[...])
+    entropy = _entropy(job)
     timed = 'T' in job.axes
     table = concat_tables(
         list(
             measure_time_points(
-                result.labels,
-                job.data,
-                job.scale,
-                entropy,
-                timed,
-                t_column=timed,
+                labels, job.data, job.scale, entropy, timed, t_column=timed
             )
         )
     )
-    result.features = {'index': table['label'], **table}
+    return {'index': table['label'], **table}
+
+
+def _entropy(job: Any) -> np.ndarray | None:
+    stored = job.store.uncertainty.get('entropy')
+    return None if stored is None else np.asarray(stored[...])
+
+
+def summarize(result: RunResult, job: Any) -> None:
+    """Add the object table, the uncertain regions and the warnings about
+    an implausible result to a finished result (labels in memory)."""
+    from segloop.core.plausibility import implausible_result
+    from segloop.core.regions import uncertain_regions
+
+    result.features = object_table(result.labels, job)
+    entropy = _entropy(job)
     if entropy is not None:
         result.regions = uncertain_regions(entropy, job.axes)
+    result.warnings += implausible_result(
+        result.labels, job.axes, getattr(job, 'input_info', None)
+    )
+
+
+def save_table(
+    labels: np.ndarray | None, job: Any, path: Path, overwrite: bool
+) -> RunResult:
+    """Measure ``labels`` (as edited; None: the run's stored labels) and
+    write the table as CSV; never raises.
+
+    Returns
+    -------
+    RunResult
+        ``'finished'`` with the CSV's path and, in ``features``, the
+        table written (so the layer's table can match it), or
+        ``'error'``.
+    """
+    from segloop.io.label_tiff import check_new_file
+    from segloop.measurements import write_table_csv
+
+    try:
+        target = check_new_file(path, overwrite)
+        table = object_table(
+            job.store.labels if labels is None else labels, job
+        )
+        columns = {k: v for k, v in table.items() if k != 'index'}
+        rows = write_table_csv(target, [columns])
+    except Exception as err:  # noqa: BLE001 - shown to the user, not raised
+        return RunResult('error', path, error_message(err, 'saving the table'))
+    return RunResult('finished', target, objects=rows, features=table)
 
 
 def _finished(job: Any, path: Path) -> RunResult:
@@ -347,7 +387,7 @@ def run_segmentation(
         result = RunResult('cancelled', output)
     except Exception as err:  # noqa: BLE001 - shown to the user, not raised
         result = RunResult('error', output, error_message(err))
-    result.warnings = noticed
+    result.warnings = [*noticed, *result.warnings]
     return result
 
 
@@ -431,7 +471,8 @@ def export_labels(
     """Export a run; never raises.
 
     A ``.tif``/``.tiff`` ``output`` gets the labels as an ImageJ TIFF
-    (:func:`segloop.measurements.export_tiff`), anything else an
+    (:func:`segloop.measurements.export_tiff`), a ``.zip`` an ImageJ ROI
+    set (:func:`segloop.measurements.export_rois`), anything else an
     OME-Zarr store (:func:`segloop.io.export.export_run`), with the
     ``corrections`` (read here, off the GUI thread) when given.
 
@@ -441,11 +482,13 @@ def export_labels(
         ``'finished'`` with the written path, or ``'error'``.
     """
     from segloop.io.export import export_run
-    from segloop.measurements import export_tiff
+    from segloop.measurements import export_rois, export_tiff
 
     try:
         if output.suffix.lower() in TIFF_SUFFIXES:
             path, _ = export_tiff(source, output, overwrite, labels=labels)
+        elif output.suffix.lower() == ROI_SUFFIX:
+            path, _ = export_rois(source, output, overwrite, labels=labels)
         else:
             path = export_run(
                 source,

@@ -232,6 +232,8 @@ class SegmentWidget(QWidget):
         self.retrain.model_made.connect(self._on_model_made)
         self.retrain.retrained.connect(self._on_retrained)
         self.export_panel.button.clicked.connect(self.export)
+        self.export_panel.table_button.clicked.connect(self.save_table)
+        self.export_panel.table_saved.connect(self.outputs.table_saved)
         self.export_panel.message.connect(self.status.setText)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
@@ -390,12 +392,12 @@ class SegmentWidget(QWidget):
             self.progress.setValue(0)
             self.next_button.setEnabled(False)
         if task in (SEGMENT, RELABEL):
-            self.export_panel.button.setEnabled(False)
+            self.export_panel.set_enabled(False)
         if task == RELABEL:
             self.label_settings.update_button.setEnabled(False)
         if not task:
             finished = self.session.finished
-            self.export_panel.button.setEnabled(finished)
+            self.export_panel.set_enabled(finished)
             self.label_settings.update_button.setEnabled(finished)
 
     def _show_progress(self, done: int, total: int) -> None:
@@ -430,6 +432,29 @@ class SegmentWidget(QWidget):
 
     # -- export
 
+    def save_table(self, path: str | Path | None = None) -> None:
+        """Measure the labels as they are and save the table as CSV at
+        ``path`` (asked when None); the layer's table is updated too.
+
+        See :meth:`ExportPanel.save_table`; ``export_panel.table_saved``
+        tells the end.
+        """
+        session = self.session
+        if not self._can_export():
+            show_error('Segment an image first; then save its table')
+            return
+        self.export_panel.save_table(session.labels, session.job, path)
+
+    def _can_export(self) -> bool:
+        session = self.session
+        return (
+            session.finished
+            and session.labels is not None
+            and session.job is not None
+            and not self.running
+            and not self.export_panel.busy
+        )
+
     def export(self, path: str | Path | None = None) -> None:
         """Export the latest finished run to ``path`` (asked when None).
 
@@ -437,19 +462,13 @@ class SegmentWidget(QWidget):
         the end.
         """
         session = self.session
-        labels_layer = session.labels
-        if (
-            not session.finished
-            or labels_layer is None
-            or self.running
-            or self.export_panel.busy
-        ):
+        if not self._can_export():
             show_error('Segment an image first; then export its labels')
             return
         corrections = session.corrections_layer(create=False)
         self.export_panel.export(
             session.result.output,
-            labels_layer,
+            session.labels,
             path,
             None if corrections is None else corrections.data,
         )
