@@ -235,3 +235,23 @@ def test_reader_opens_pyramids_as_multiscale_with_axis_labels(
     probability = np.asarray(by_name['p [probability]'][0][1])
     assert probability.min() >= 0.0
     assert probability.max() <= 1.0
+
+
+def test_a_reopened_output_has_its_object_table(tmp_path) -> None:
+    out = segment(sample_path(), tmp_path / 'o.zarr')
+    layers = get_reader(str(out))(str(out))
+    ((labels, kwargs),) = [(d, k) for d, k, t in layers if t == 'labels']
+    ids = [int(i) for i in np.unique(np.asarray(labels)) if i]
+    assert list(kwargs['features']['label']) == ids
+    assert 'mean_intensity' in kwargs['features']  # the input is found
+
+    # a time series: the whole table in metadata, features per time point
+    movie = np.stack([tifffile.imread(sample_path())[:128, :128]] * 2)
+    timed = segment(movie, tmp_path / 't.zarr', axes='TYX')
+    layers = get_reader(str(timed))(str(timed))
+    ((labels, kwargs),) = [(d, k) for d, k, t in layers if t == 'labels']
+    objects = kwargs['metadata']['objects']
+    assert sorted(set(objects['t'].tolist())) == [0, 1]
+    first = [int(i) for i in np.unique(np.asarray(labels[0])) if i]
+    assert list(kwargs['features']['label']) == first
+    assert set(kwargs['features']['t'].tolist()) == {0}

@@ -24,6 +24,8 @@ from segloop.io.uncertainty import open_uncertainty, uncertainty_measures
 LayerData = tuple[Any, dict[str, Any], str]
 IMAGE_SUFFIXES = ('.tif', '.tiff', '.zarr')
 INTERIOR = 'interior'
+# outputs with labels up to this size open with their object table
+MAX_TABLE_BYTES = 256 << 20
 # How uncertainty images are shown (docs/design.md): layer name suffix, shown,
 # colormap, contrast limits (nats for entropy and mutual information).
 UNCERTAINTY_LAYERS = {
@@ -174,6 +176,30 @@ def _class_names(path: Path) -> list[str]:
     return [str(c.get('label', '')) for c in omero.get('channels', [])]
 
 
+def _object_table(
+    store: Path, labels: ImageSource
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The per-object table for the labels layer: (features, objects).
+
+    Measured on opening (labels up to :data:`MAX_TABLE_BYTES`; larger
+    outputs: ``segloop measure``). A time series' whole table goes to
+    ``metadata['objects']`` and ``features`` hold its first time point's
+    rows (ids restart at 1 in each time point), as in the widget.
+    """
+    from segloop.core.measure import concat_tables, time_point_rows
+    from segloop.measurements import iter_tables
+
+    if labels.data.nbytes > MAX_TABLE_BYTES:
+        return {}, None
+    table = concat_tables(list(iter_tables(store)))
+    if not table:
+        return {}, None
+    table = {'index': table['label'], **table}
+    if not labels.axes.startswith('T'):
+        return table, None
+    return time_point_rows(table, 0), table
+
+
 def read_segloop(path: str | list[str]) -> list[LayerData]:
     """Read a segloop output store as layers.
 
@@ -217,6 +243,10 @@ def read_segloop(path: str | list[str]) -> list[LayerData]:
     ]
     if labels_only:  # written by segloop.plugin.writer
         return layers
+    features, objects = _object_table(store, labels)
+    layers[0][1]['features'] = features
+    if objects is not None:
+        layers[0][1]['metadata']['objects'] = objects
     probs = open_image(store)
     classes = _class_names(store)
     if 'C' in probs.axes and INTERIOR in classes:
