@@ -223,6 +223,17 @@ class RetrainPanel(QGroupBox):
         self.save_button.clicked.connect(lambda: self.save_model())
         session.model_changed.connect(self._on_model_changed)
 
+    def paint(self, value: int) -> None:
+        """Select the corrections layer and its brush for class ``value``
+        (1 background, 2 object, 3 boundary)."""
+        layer = self.session.corrections_layer(select=True)
+        if layer is not None:
+            layer.selected_label = value
+
+    def toggle(self) -> None:
+        """Retrain, or Stop a running Retrain (as the button does)."""
+        self._on_retrain_clicked()
+
     @property
     def running(self) -> bool:
         """Whether a Retrain is in progress."""

@@ -59,6 +59,7 @@ from segloop.widgets.runner import warm_up
 from segloop.widgets.segment_run import SegmentRun
 from segloop.widgets.session import RELABEL, RETRAIN, SEGMENT, Session
 from segloop.widgets.settings import AdvancedSettings
+from segloop.widgets.shortcuts import bind_shortcuts, tooltip
 from segloop.widgets.update_labels import UpdateLabelsPanel
 
 DEFAULT_PASSES = 8  # segloop.core.uncertainty.DEFAULT_SAMPLES (no torch here)
@@ -206,6 +207,23 @@ class SegmentWidget(QWidget):
         layout.addStretch()
 
         self._wire()
+        self.unbind_shortcuts = bind_shortcuts(
+            napari_viewer,
+            {
+                'Alt-S': self._on_run_clicked,
+                'Alt-N': self.next_uncertain_region,
+                'Alt-1': lambda: self.retrain.paint(1),
+                'Alt-2': lambda: self.retrain.paint(2),
+                'Alt-3': lambda: self.retrain.paint(3),
+                'Alt-R': self.retrain.toggle,
+            },
+        )
+        for key, button in (
+            ('Alt-S', self.run_button),
+            ('Alt-N', self.next_button),
+            ('Alt-R', self.retrain.retrain_button),
+        ):
+            button.setToolTip(tooltip(key, button.toolTip()))
         self._on_layers_changed()
         self._on_model_changed()
         self.warm_up = warm_up()
@@ -375,6 +393,7 @@ class SegmentWidget(QWidget):
         """Cancel the run when the dock widget is closed (unparented)."""
         if event.type() == QEvent.Type.ParentChange and self.parent() is None:
             self.cancel()
+            self.unbind_shortcuts()
         return super().event(event)
 
     def view_region(self) -> tuple[int, tuple[slice, ...] | None] | None:
