@@ -74,3 +74,14 @@ def test_menus_and_categories_place_the_widget() -> None:
     assert 'Segmentation' in manifest.categories
     (item,) = manifest.contributions.menus['napari/layers/segment']
     assert item.command == 'napari-segloop.segment_widget'
+
+
+def test_icon_is_a_square_png_shipped_in_the_package() -> None:
+    from PIL import Image
+
+    manifest = npe2.PluginManifest.from_file(TOP_LEVEL)
+    package, name = manifest.icon.split(':')
+    icon = resources.files(package) / name
+    with Image.open(icon) as image:
+        assert image.format == 'PNG'
+        assert image.size[0] == image.size[1] >= 128

@@ -268,3 +268,21 @@ def test_a_retrained_model_is_not_carried_to_another_image(
     widget.model_combo.setCurrentText(retrained.name)
     widget.image_combo.setCurrentText(SAMPLE_NAME)
     assert widget.model_combo.currentText() == retrained.name
+
+
+def test_the_3d_sample_opens_as_zyx_with_the_3d_model(
+    viewer_widget, qtbot
+) -> None:
+    from segloop.plugin.sample import SAMPLE_3D_NAME
+
+    viewer, widget = viewer_widget
+    (layer,) = viewer.open_sample('napari-segloop', 'nuclei3d')
+    assert layer.name == SAMPLE_3D_NAME
+    assert layer.data.shape == (12, 256, 256)
+    widget.image_combo.setCurrentText(SAMPLE_3D_NAME)
+    assert widget.axes.text() == 'ZYX'
+    assert widget.model_combo.currentText() == 'nuclei3d'
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        widget.run_button.click()
+    assert widget.result.status == 'finished', widget.result.message
+    assert 5 <= widget.result.objects <= 20  # 10 nuclei were placed

@@ -1,0 +1,1 @@
+"""Package resources: the plugin icon (napari.yaml)."""
