@@ -171,8 +171,9 @@ def test_load_model_folder(viewer_widget, monkeypatch, tmp_path, errors):
 def test_loaded_model_folder_segments(viewer_widget, qtbot) -> None:
     _, widget = viewer_widget
     assert widget.model_combo.add_folder(BUNDLED_DIR / 'nuclei2d')
+    assert not widget.advanced.isExpanded()
     widget.advanced.toggle.click()
-    assert not widget.advanced.form.isHidden()
+    assert widget.advanced.isExpanded()
     widget.advanced.tile.setText('256,256')
     widget.advanced.device.setCurrentText('cpu')
     with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QFormLayout,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFormLayout, QPushButton, QWidget
+from superqt import QCollapsible
 
 
-class CollapsibleForm(QWidget):
-    """A toggle button (with an arrow) above a form, hidden at first.
+class CollapsibleForm(QCollapsible):
+    """superqt's collapsible section holding a form, collapsed at first.
 
     Parameters
     ----------
     title : str
-        The button's text, e.g. ``'Advanced'``.
+        The toggle button's text, e.g. ``'Advanced'``.
 
     Attributes
     ----------
-    toggle : QToolButton
-        Shows or hides :attr:`form`.
     form : QWidget
         Holds the rows (its layout is :attr:`rows`).
     rows : QFormLayout
@@ -30,25 +23,13 @@ class CollapsibleForm(QWidget):
     """
 
     def __init__(self, title: str) -> None:
-        super().__init__()
-        self.toggle = QToolButton()
-        self.toggle.setText(title)
-        self.toggle.setCheckable(True)
-        self.toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.toggle.setToolButtonStyle(
-            Qt.ToolButtonStyle.ToolButtonTextBesideIcon
-        )
+        super().__init__(title, expandedIcon='▼', collapsedIcon='▶')
         self.form = QWidget()
         self.rows = QFormLayout(self.form)
         self.rows.setContentsMargins(0, 0, 0, 0)
-        self.form.setVisible(False)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.toggle)
-        layout.addWidget(self.form)
-        self.toggle.toggled.connect(self._show)
+        self.addWidget(self.form)
 
-    def _show(self, shown: bool) -> None:
-        self.form.setVisible(shown)
-        arrow = Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
-        self.toggle.setArrowType(arrow)
+    @property
+    def toggle(self) -> QPushButton:
+        """The button that opens or closes the section."""
+        return self.toggleButton()
