@@ -1,9 +1,10 @@
 # Shared setup for ./test and ./run: source it, don't execute it.
 #
 # Leaves the shell in the repository root with .venv active and the package
-# installed (editable, with the test and bench extras). The second time it
-# only activates: the pip steps are skipped while the stamp file
-# .venv/.segloop-installed is newer than pyproject.toml and this script.
+# installed (editable, with the test, bench and bioimageio extras). The
+# second time it only activates: the pip steps are skipped while the stamp
+# file .venv/.segloop-installed is newer than pyproject.toml and this
+# script.
 #
 # Environment:
 #   PYTHON               interpreter used to create .venv (default python3)
@@ -96,7 +97,7 @@ segloop_setup() {
     rm -f "$SEGLOOP_STAMP"
     "${pip[@]}" install --progress-bar off --upgrade pip || return 1
     "${pip[@]}" install --progress-bar off "$SEGLOOP_TORCH" || return 1
-    "${pip[@]}" install --progress-bar off -e '.[napari,distributed,test,bench]' || return 1
+    "${pip[@]}" install --progress-bar off -e '.[napari,distributed,test,bench,bioimageio]' || return 1
     touch "$SEGLOOP_STAMP"
 }
 

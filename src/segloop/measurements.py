@@ -238,9 +238,7 @@ def measure(
     return path, rows
 
 
-def write_table_csv(
-    path: Path, tables: Iterable[Mapping[str, Any]]
-) -> int:
+def write_table_csv(path: Path, tables: Iterable[Mapping[str, Any]]) -> int:
     """Write per-object tables (same columns) as one CSV; return the rows.
 
     The file appears complete or not at all: it is written beside

@@ -79,9 +79,7 @@ def test_a_time_series_table_follows_the_time_slider(
     viewer_widget, qtbot, monkeypatch, tmp_path
 ) -> None:
     viewer, widget = viewer_widget
-    frames = [
-        synthetic_nuclei((96, 96), n, 6.0, seed=n)[0] for n in (3, 6, 9)
-    ]
+    frames = [synthetic_nuclei((96, 96), n, 6.0, seed=n)[0] for n in (3, 6, 9)]
     movie = (np.stack(frames) * 255).astype(np.uint8)
     viewer.add_image(movie, name='movie')
     widget.image_combo.setCurrentText('movie')

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from segloop import __version__
 from segloop.cli import (
     evaluate,
+    export_bioimageio,
     finetune,
     info,
     outputs,
@@ -23,7 +24,15 @@ from segloop.cli import (
 )
 
 # in the order of ``segloop --help``
-SUBCOMMAND_MODULES = (train, segment, evaluate, info, outputs, finetune)
+SUBCOMMAND_MODULES = (
+    train,
+    segment,
+    evaluate,
+    info,
+    outputs,
+    finetune,
+    export_bioimageio,
+)
 
 
 class OneLineParser(argparse.ArgumentParser):

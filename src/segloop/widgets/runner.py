@@ -460,6 +460,27 @@ def estimate_size(
     )
 
 
+def export_model_package(
+    model: str, output: Path, overwrite: bool
+) -> RunResult:
+    """Write ``model`` as a bioimage.io package; never raises.
+
+    See :func:`segloop.io.bioimageio.export_bioimageio`.
+
+    Returns
+    -------
+    RunResult
+        ``'finished'`` with the package's path, or ``'error'``.
+    """
+    try:
+        from segloop.io.bioimageio import export_bioimageio
+
+        path = export_bioimageio(model, output, overwrite=overwrite)
+    except Exception as err:  # noqa: BLE001 - shown to the user, not raised
+        return RunResult('error', output, error_message(err, 'export'))
+    return RunResult('finished', path)
+
+
 def export_labels(
     source: Path,
     output: Path,

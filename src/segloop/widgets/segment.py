@@ -52,6 +52,7 @@ from segloop.engine.options import SegmentOptions
 from segloop.widgets.diameter import DiameterRow
 from segloop.widgets.export_panel import ExportPanel
 from segloop.widgets.layer_tools import default_axes, image_data
+from segloop.widgets.model_export import ModelExportButton
 from segloop.widgets.model_picker import ModelPicker
 from segloop.widgets.output_layers import OutputLayers
 from segloop.widgets.retrain import RetrainPanel
@@ -103,6 +104,9 @@ class SegmentWidget(QWidget):
         The run's output layers.
     export_panel : ExportPanel
         **Export...** the latest finished run as OME-Zarr.
+    model_export : ModelExportButton
+        **Export model for bioimage.io...**: the chosen model as a
+        bioimage.io package.
     retrain : RetrainPanel
         Corrections and **Retrain**.
     worker, job, output, result, last_update, regions
@@ -184,6 +188,7 @@ class SegmentWidget(QWidget):
         self.status.setWordWrap(True)
         self.export_panel = ExportPanel()
         self.retrain = RetrainPanel(self.session)
+        self.model_export = ModelExportButton(self.session)
 
         form = QFormLayout()
         form.addRow('image', self.image_combo)
@@ -204,6 +209,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.label_settings)
         layout.addWidget(self.retrain)
         layout.addWidget(self.export_panel)
+        layout.addWidget(self.model_export)
         layout.addStretch()
 
         self._wire()
@@ -253,6 +259,7 @@ class SegmentWidget(QWidget):
         self.export_panel.table_button.clicked.connect(self.save_table)
         self.export_panel.table_saved.connect(self.outputs.table_saved)
         self.export_panel.message.connect(self.status.setText)
+        self.model_export.message.connect(self.status.setText)
         events = self.viewer.layers.events
         events.inserted.connect(self._on_layers_changed)
         events.removed.connect(self._on_layers_changed)
