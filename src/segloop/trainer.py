@@ -25,6 +25,7 @@ from segloop.core.config import Augmentation, Head, ModelConfig, TrainConfig
 from segloop.core.device import describe_device, pick_device
 from segloop.core.distances import DISTANCE_CHANNELS, instances_to_distances
 from segloop.core.errors import SegloopError
+from segloop.core.flows import flow_channels, instances_to_flow_targets
 from segloop.core.normalize import (
     DEFAULT_PERCENTILES,
     normalize,
@@ -69,7 +70,8 @@ def make_sampler(
 ) -> tuple[PatchSampler, int]:
     """Load, normalise and turn masks into targets; return (sampler, n).
 
-    Targets are classes or distance maps, as ``head`` says. ``sizes``,
+    Targets are classes, distance maps or flows, as ``head`` says
+    (:func:`head_targets`), made once per image. ``sizes``,
     when given, receives each mask (for the object size). ``balance``
     gives every folder the same share of the patches (else every image
     the same chance).
@@ -82,11 +84,7 @@ def make_sampler(
             weights.append(share)
             lo, hi = percentile_range(item.image, lo_pct, hi_pct)
             images.append(normalize(item.image, lo, hi)[None])
-            targets.append(
-                instances_to_distances(item.labels)
-                if head == 'distances'
-                else instances_to_classes(item.labels).astype(np.int8)
-            )
+            targets.append(head_targets(item.labels, head))
             if sizes is not None:
                 sizes.append(item.labels)
     if not images:
@@ -99,8 +97,36 @@ def make_sampler(
         patch_shape,
         augmentation,
         weights if balance else None,
+        head,
     )
     return sampler, len(images)
+
+
+def head_targets(labels: np.ndarray, head: Head) -> np.ndarray:
+    """Training targets of instance labels for a head.
+
+    Returns
+    -------
+    ndarray
+        Class indices (int8, shape of ``labels``) for ``'classes'``;
+        float32 maps (K, *labels.shape) for ``'distances'``
+        (:func:`~segloop.core.distances.instances_to_distances`) and
+        ``'flows'`` (:func:`~segloop.core.flows.instances_to_flow_targets`).
+    """
+    if head == 'distances':
+        return instances_to_distances(labels)
+    if head == 'flows':
+        return instances_to_flow_targets(labels)
+    return instances_to_classes(labels).astype(np.int8)
+
+
+def head_class_names(network: ModelConfig) -> list[str]:
+    """The names of a network's output channels (``class_names``)."""
+    if network.head == 'distances':
+        return list(DISTANCE_CHANNELS)
+    if network.head == 'flows':
+        return list(flow_channels(network.spatial_dims))
+    return list(CLASS_NAMES[: network.out_channels])
 
 
 def iter_train_folders(
@@ -174,11 +200,7 @@ def iter_train_folders(
                 'low': DEFAULT_PERCENTILES[0],
                 'high': DEFAULT_PERCENTILES[1],
             },
-            class_names=list(
-                DISTANCE_CHANNELS
-                if network.head == 'distances'
-                else CLASS_NAMES[: network.out_channels]
-            ),
+            class_names=head_class_names(network),
             provenance=provenance,
             name=name,
             object_size={

@@ -181,3 +181,39 @@ def test_train_3d_with_anisotropic_pooling(tmp_path):
     model, info = load_model(out)
     assert info.axes == 'ZYX'
     assert model.config.divisor() == (1, 4, 4)
+
+
+def test_train_flows_head_writes_a_format_3_model_that_segments(
+    tmp_path, labelled
+):
+    import segloop
+    from segloop.io.ome_zarr import read_labels, read_segloop_metadata
+
+    out = tmp_path / 'flows'
+    argv = ['train', str(labelled), '-o', str(out), '--steps', '5']
+    augment = ['--scale-aug', '0.5,2']
+    assert main([*argv, '--head', 'flows', *augment, *TINY]) == 0
+    model, info = load_model(out)
+    assert model.config.head == 'flows'
+    assert model.config.out_channels == 3
+    assert info.format_version == 3
+    assert info.class_names == ['background', 'flow_y', 'flow_x']
+    assert np.isfinite(info.provenance['final_loss'])
+
+    image = tifffile.imread(next((labelled / 'images').glob('*.tif')))
+    result = segloop.predict(image, model=str(out), mc_samples=2)
+    assert result.probabilities.shape == (3, 48, 48)
+    assert result.labels.shape == (48, 48)
+    assert 0 <= result.probabilities[0].min()
+    assert result.probabilities[0].max() <= 1
+    assert np.isfinite(result.probabilities).all()
+
+    zarr_out = tmp_path / 'out.zarr'
+    segment = ['segment', str(labelled / 'images' / 'img0.tif')]
+    blocks = ['--block', '24,24', '--tile', '32,32']
+    assert (
+        main([*segment, '-o', str(zarr_out), '--model', str(out), *blocks])
+        == 0
+    )
+    assert read_labels(zarr_out).shape == (48, 48)
+    assert read_segloop_metadata(zarr_out)['complete'] is True

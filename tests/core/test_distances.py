@@ -176,7 +176,7 @@ def test_distance_head_needs_three_channels():
     with pytest.raises(ValueError, match='out_channels 3'):
         ModelConfig(out_channels=2, head='distances')
     with pytest.raises(ValueError, match='head must be'):
-        ModelConfig(head='flows')
+        ModelConfig(head='cells')
 
 
 def test_mc_entropy_of_a_distance_model_is_the_foreground_bernoulli():

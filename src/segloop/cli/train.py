@@ -15,7 +15,13 @@ from typing import Any
 
 from segloop.cli import args as types
 from segloop.cli.progress import run_with_bar
-from segloop.core.config import Head, ModelConfig, Norm, TrainConfig
+from segloop.core.config import (
+    Head,
+    ModelConfig,
+    Norm,
+    TrainConfig,
+    head_channels,
+)
 
 
 def add_parsers(sub: Any) -> None:
@@ -65,8 +71,10 @@ def add_parsers(sub: Any) -> None:
         default=network.head,
         choices=typing.get_args(Head),
         help="output representation: 'classes' (background / interior / "
-        "boundary) or 'distances' (foreground, centre and boundary "
-        'distance; separates touching objects). Default %(default)s',
+        "boundary), 'distances' (foreground, centre and boundary "
+        "distance) or 'flows' (foreground and Cellpose-style flows to "
+        "each object's centre; separates touching objects). Default "
+        '%(default)s',
     )
     train.add_argument(
         '--pool-factors',
@@ -137,6 +145,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     patch = args.patch * dims if len(args.patch) == 1 else args.patch
     network = ModelConfig(
         spatial_dims=dims,
+        out_channels=head_channels(args.head, dims)
+        or ModelConfig().out_channels,
         depth=args.depth,
         base_channels=args.base_channels,
         norm=args.norm,

@@ -1,12 +1,79 @@
 """Random augmentation of training patches (numpy, any dimensionality).
 
 The last two axes are Y and X; flips and rot90 act on them (and flips on
-Z too for 3D). Intensity changes act on the image only.
+Z too for 3D). Intensity changes act on the image only. Vector targets
+(flows) turn with the image: :func:`apply_geometry_to_flows`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+
+def draw_geometry(
+    rng: np.random.Generator, spatial: int
+) -> tuple[tuple[int, ...], int]:
+    """Random flips and quarter turns (what :func:`augment_geometry` does).
+
+    Returns
+    -------
+    flips : tuple of int
+        Spatial axes (0 .. ``spatial - 1``) to flip, each with chance 1/2.
+    turns : int
+        Quarter turns in the (Y, X) plane, 0..3 (``numpy.rot90``'s k).
+    """
+    flips = tuple(axis for axis in range(spatial) if rng.random() < 0.5)
+    return flips, int(rng.integers(4))
+
+
+def apply_geometry(
+    array: np.ndarray, flips: Sequence[int], turns: int, spatial: int
+) -> np.ndarray:
+    """Flip ``flips`` and turn (Y, X) ``turns`` times (contiguous copy).
+
+    Parameters
+    ----------
+    array : ndarray, shape (..., *spatial)
+        The last ``spatial`` axes are the spatial ones (Z?, Y, X).
+    flips, turns
+        From :func:`draw_geometry`.
+    spatial : int
+        Number of spatial axes.
+    """
+    lead = array.ndim - spatial
+    for axis in flips:
+        array = np.flip(array, axis=lead + axis)
+    return np.ascontiguousarray(np.rot90(array, turns, axes=(-2, -1)))
+
+
+def apply_geometry_to_flows(
+    flows: np.ndarray, flips: Sequence[int], turns: int
+) -> np.ndarray:
+    """:func:`apply_geometry` for a vector field: move and turn vectors.
+
+    Parameters
+    ----------
+    flows : ndarray, shape (ndim, *spatial)
+        Component ``k`` along spatial axis ``k`` (Z?, Y, X), e.g. the flow
+        channels of :func:`segloop.core.flows.instances_to_flows`.
+
+    Returns
+    -------
+    ndarray, same shape
+        The field of the flipped and turned image: flipping axis ``k``
+        negates component ``k``; one quarter turn
+        (``numpy.rot90(k=1, axes=(-2, -1))``, pixel (y, x) goes to
+        (X - 1 - x, y)) maps the components (v_y, v_x) to (-v_x, v_y).
+    """
+    out = apply_geometry(flows, flips, turns, flows.ndim - 1)
+    for axis in flips:
+        out[axis] *= -1
+    y, x = len(out) - 2, len(out) - 1
+    for _ in range(turns % 4):
+        out[y], out[x] = -out[x], out[y].copy()
+    return out
 
 
 def augment_geometry(
@@ -19,15 +86,11 @@ def augment_geometry(
     image : ndarray, shape (C, *spatial)
     target : ndarray, shape spatial
     """
-    spatial = target.ndim
-    for axis in range(spatial):
-        if rng.random() < 0.5:
-            image = np.flip(image, axis=axis + 1)
-            target = np.flip(target, axis=axis)
-    k = int(rng.integers(4))
-    image = np.rot90(image, k, axes=(-2, -1))
-    target = np.rot90(target, k, axes=(-2, -1))
-    return np.ascontiguousarray(image), np.ascontiguousarray(target)
+    flips, turns = draw_geometry(rng, target.ndim)
+    return (
+        apply_geometry(image, flips, turns, target.ndim),
+        apply_geometry(target, flips, turns, target.ndim),
+    )
 
 
 def augment_intensity(

@@ -7,8 +7,8 @@ A model is data, not code: weights are read with safetensors (or, for a
 --------------------
 format_version : int
     1 for ``network.head == 'classes'`` (what every segloop reads), 2 for
-    ``'distances'``; versions above :data:`FORMAT_VERSION` are refused
-    with a clear message.
+    ``'distances'``, 3 for ``'flows'`` (:data:`HEAD_VERSIONS`); versions
+    above :data:`FORMAT_VERSION` are refused with a clear message.
 network : dict
     :class:`segloop.core.config.ModelConfig` fields.
 axes : str
@@ -51,7 +51,12 @@ from segloop.core.instances import InstanceParams
 from segloop.core.normalize import check_normalization
 from segloop.core.unet import UNet
 
-FORMAT_VERSION = 2
+#: The lowest format version that can hold each head: a model is
+#: written with its head's version, so a segloop from before a head was
+#: added refuses that model with a clear message instead of misreading
+#: its outputs.
+HEAD_VERSIONS = {'classes': 1, 'distances': 2, 'flows': 3}
+FORMAT_VERSION = max(HEAD_VERSIONS.values())
 CONFIG_NAME = 'config.json'
 WEIGHTS_NAME = 'weights.safetensors'
 TORCH_WEIGHTS_NAME = 'weights.pt'
@@ -96,8 +101,8 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         """Return the ``config.json`` content."""
         # a 3-class model stays readable by segloop versions before the
-        # distance head
-        version = 2 if self.network.head == 'distances' else 1
+        # distance head, a distance model by those before the flows head
+        version = HEAD_VERSIONS[self.network.head]
         return {
             'format_version': max(version, self.format_version),
             'name': self.name,

@@ -12,8 +12,31 @@ from typing import Any, Literal
 from segloop.core.bounds import check_choice, check_int, check_real
 
 Norm = Literal['batch', 'instance', 'group']
-Head = Literal['classes', 'distances']
+Head = Literal['classes', 'distances', 'flows']
+#: Every head, in the order ``--head`` lists them.
+HEADS: tuple[str, ...] = ('classes', 'distances', 'flows')
 Blending = Literal['gaussian', 'constant', 'center']
+
+
+def binary_head(head: str) -> bool:
+    """Whether channel 0 of ``head`` is a sigmoid of its own.
+
+    True for ``'distances'`` and ``'flows'``: channel 0 is P(background)
+    through one sigmoid and the other channels are maps of their own
+    (not a softmax over classes), so the foreground is a Bernoulli
+    (e.g. for the uncertainty: two outcomes).
+    """
+    return head in ('distances', 'flows')
+
+
+def head_channels(head: str, spatial_dims: int) -> int | None:
+    """Output channels ``head`` needs; None: any (``'classes'``)."""
+    if head == 'distances':
+        return 3
+    if head == 'flows':
+        return 1 + spatial_dims
+    return None
+
 
 # bounds on a network read from a model folder (untrusted input): far
 # above any useful U-Net (the bundled ones have ~2 M parameters), far
@@ -48,11 +71,14 @@ class ModelConfig:
         Down-sampling factor per level and spatial axis, e.g.
         ``((1, 2, 2), (2, 2, 2))`` for anisotropic 3D. ``None`` means 2 on
         every axis at every level.
-    head : {'classes', 'distances'}
+    head : {'classes', 'distances', 'flows'}
         What the output channels mean: ``'classes'``, a softmax over
         background / interior / boundary; ``'distances'``, three sigmoid
         maps (background probability, centre and boundary distance; see
-        :mod:`segloop.core.distances`, needs ``out_channels == 3``).
+        :mod:`segloop.core.distances`, needs ``out_channels == 3``);
+        ``'flows'``, the background probability (a sigmoid) and one
+        flow component per spatial axis (see :mod:`segloop.core.flows`,
+        needs ``out_channels == 1 + spatial_dims``).
     """
 
     spatial_dims: int = 2
@@ -73,11 +99,12 @@ class ModelConfig:
         check_int('base_channels', self.base_channels, 1, MAX_BASE_CHANNELS)
         check_real('dropout', self.dropout, 0.0, 1.0, high_open=True)
         check_choice('norm', self.norm, ('batch', 'instance', 'group'))
-        check_choice('head', self.head, ('classes', 'distances'))
-        if self.head == 'distances' and self.out_channels != 3:
+        check_choice('head', self.head, HEADS)
+        needed = head_channels(self.head, self.spatial_dims)
+        if needed is not None and self.out_channels != needed:
             raise ValueError(
-                "head 'distances' needs out_channels 3, got "
-                f'{self.out_channels}'
+                f"head '{self.head}' needs out_channels {needed} with "
+                f'spatial_dims {self.spatial_dims}, got {self.out_channels}'
             )
         factors = self.level_factors()
         if len(factors) != self.depth or any(

@@ -292,6 +292,13 @@ def iter_finetune(
         With the fine-tuned copy of the model.
     """
     config = config or FinetuneConfig()
+    if model.config.head == 'flows':
+        raise InputError(
+            "a model with the 'flows' head cannot be fine-tuned yet "
+            '(painted corrections do not make flow targets): train it '
+            "again with segloop train, or fine-tune a 'classes' or "
+            "'distances' model"
+        )
     clocks = {'wall': time.perf_counter, 'cpu': time.process_time}
     if config.clock not in clocks:
         raise InputError(

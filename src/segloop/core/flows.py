@@ -16,14 +16,56 @@ flow to two different points however thin the gap between them.
 
 Both are local (an object's pixels converge inside the object), so a
 block with a margin of one object diameter gives the same objects as the
-whole image. This module is the representation only; a ``'flows'``
-network head is the next step (Model v2 issue).
+whole image.
+
+The ``'flows'`` network head (``ModelConfig(head='flows')``, ``1 + ndim``
+output channels) predicts, as the ``'distances'`` head does, the
+background probability in channel 0 (one sigmoid, so that foreground is
+``1 - channel 0`` for every head), then one flow component per spatial
+axis (Z?, Y, X). The flow channels are trained, as Cellpose does, on
+:data:`FLOW_SCALE` times the unit flows with a mean squared error, and
+:meth:`segloop.core.unet.UNet.probabilities` divides them back, so the
+outputs are unit-scale flows for :func:`flows_to_instances`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+
+#: The network's flow outputs are this many times the unit flows
+#: (Cellpose's scale: a target of unit size is too small next to the
+#: foreground's logits for a mean squared error).
+FLOW_SCALE = 5.0
+
+
+def flow_channels(spatial_dims: int) -> tuple[str, ...]:
+    """Channel names of the ``'flows'`` head, in output order.
+
+    ``('background', 'flow_y', 'flow_x')`` in 2D, with ``'flow_z'``
+    before ``'flow_y'`` in 3D.
+    """
+    axes = ('z', 'y', 'x')[3 - spatial_dims :]
+    return ('background', *(f'flow_{a}' for a in axes))
+
+
+def instances_to_flow_targets(labels: np.ndarray) -> np.ndarray:
+    """Training targets of the ``'flows'`` head.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Instance labels, 0 background.
+
+    Returns
+    -------
+    ndarray of float32, shape (1 + ndim, *labels.shape)
+        Channel 0 background (1.0 / 0.0, the network's channel 0), then
+        the unit flows of :func:`instances_to_flows` (0 on background).
+    """
+    targets = instances_to_flows(labels)
+    targets[0] = 1.0 - targets[0]
+    return targets
 
 
 def _centre(mask: np.ndarray) -> tuple[int, ...]:
@@ -79,8 +121,12 @@ def instances_to_flows(labels: np.ndarray) -> np.ndarray:
             for s, n in zip(box, labels.shape, strict=True)
         )
         mask = labels[padded] == index + 1
-        heat = np.log1p(_heat(mask, _centre(mask)))
+        centre = _centre(mask)
+        heat = np.log1p(_heat(mask, centre))
         gradient = np.stack(np.gradient(heat), axis=0)
+        # the gradient at the centre is 0 but for rounding: its direction
+        # would depend on the object's orientation (flip, rotation)
+        gradient[(slice(None), *centre)] = 0.0
         length = np.sqrt((gradient**2).sum(axis=0))
         unit = np.divide(
             gradient, length, out=np.zeros_like(gradient), where=length > 0
@@ -103,24 +149,49 @@ def follow_flows(
     foreground : ndarray of bool, shape ``shape``
     steps : int
         Euler steps of one pixel (flows are about unit length), with the
-        flow interpolated linearly between pixels.
+        flow interpolated linearly between pixels and the positions
+        kept inside the array.
 
     Returns
     -------
     ndarray of float32, shape (n_foreground, ndim)
         Final positions, in the order of ``numpy.argwhere(foreground)``.
+
+    Notes
+    -----
+    All pixels move at once, interpolated by
+    :func:`torch.nn.functional.grid_sample` (bilinear / trilinear,
+    border padding: what ``scipy.ndimage.map_coordinates(order=1,
+    mode='nearest')`` gives, about 6x faster per step on one core), as
+    Cellpose's ``follow_flows`` does. 1024 x 1024 pixels with 300
+    objects: about 1.5 s on one core.
     """
-    shape = np.asarray(foreground.shape, np.float32)
+    import torch
+    import torch.nn.functional as F
+
+    dims = foreground.ndim
     points = np.argwhere(foreground).astype(np.float32)
-    for _ in range(steps):
-        moves = np.stack(
-            [
-                ndi.map_coordinates(f, points.T, order=1, mode='nearest')
-                for f in flows
-            ],
-            axis=1,
-        )
-        points = np.clip(points + moves, 0, shape - 1)
+    if not len(points) or not steps:
+        return points
+    upper = np.asarray(foreground.shape, np.float32) - 1
+    # grid_sample's coordinates: (x, y[, z]) order, -1 .. 1 from the
+    # first to the last pixel centre (align_corners)
+    scale = (2.0 / np.maximum(upper, 1))[::-1]
+    field = torch.from_numpy(np.ascontiguousarray(flows, np.float32))[None]
+    grid = np.empty((1, *(1,) * (dims - 1), len(points), dims), np.float32)
+    with torch.inference_mode():
+        for _ in range(steps):
+            np.multiply(points[:, ::-1], scale, out=grid.reshape(-1, dims))
+            grid -= 1.0
+            moves = F.grid_sample(
+                field,
+                torch.from_numpy(grid),
+                mode='bilinear',
+                padding_mode='border',
+                align_corners=True,
+            )
+            points += moves.numpy().reshape(dims, -1).T
+            np.clip(points, 0, upper, out=points)
     return points
 
 
@@ -157,9 +228,9 @@ def flows_to_instances(
     if not foreground.any():
         return labels
     ends = np.rint(follow_flows(flows, foreground, steps)).astype(np.intp)
-    arrivals = np.zeros(foreground.shape, np.int64)
-    np.add.at(arrivals, tuple(ends.T), 1)
-    gathered = ndi.binary_dilation(arrivals > 0)
+    arrivals = np.zeros(foreground.shape, bool)
+    arrivals[tuple(ends.T)] = True
+    gathered = ndi.binary_dilation(arrivals)
     seeds, _ = ndi.label(gathered)
     labels[foreground] = seeds[tuple(ends.T)]
     sizes = np.bincount(labels.ravel())

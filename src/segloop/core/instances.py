@@ -1,7 +1,8 @@
 """From network outputs to instance labels (2D or 3D).
 
-Both heads share one pipeline: foreground = 1 - channel 0 (the background
-probability) > ``fg_threshold``; a *seed region* is found inside it; seeds
+For every head, foreground = 1 - channel 0 (the background probability)
+> ``fg_threshold``. The ``'classes'`` and ``'distances'`` heads share one
+pipeline: a *seed region* is found inside the foreground; seeds
 are the h-maxima of the (smoothed) distance transform of the seed region
 (its connected components when ``h`` is 0); a watershed floods the
 foreground from the seeds. Foreground pieces no seed reached become objects
@@ -14,6 +15,13 @@ of their own; objects under ``min_size`` pixels are dropped.
   region is where both the centre and the boundary distance are below
   ``seed_threshold``; the flood follows the predicted boundary distance,
   so objects meet where the network saw their rims.
+
+The ``'flows'`` head (see :mod:`segloop.core.flows`) needs no seeds from
+thresholds: each foreground pixel follows the predicted flows (channels
+1...) for ``flow_steps`` steps and takes the object of the place it
+reached (:func:`segloop.core.flows.flows_to_instances`);
+``seed_threshold``, ``h`` and ``smooth`` are unused. ``min_size`` and
+``fill_holes`` apply to every head.
 """
 
 from __future__ import annotations
@@ -21,16 +29,19 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 
 from segloop.core.bounds import check_choice, check_int, check_real
+from segloop.core.config import HEADS, Head
+from segloop.core.flows import flows_to_instances
 from segloop.core.hmaxima import h_maxima
 
-Head = Literal['classes', 'distances']
+#: Upper bound of ``flow_steps`` (a config.json is untrusted input).
+MAX_FLOW_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,8 @@ class InstanceParams:
         Foreground where 1 - P(background) exceeds it.
     seed_threshold : float
         Seed region where P(interior) exceeds it (``'classes'``), or
-        where both distances are below it (``'distances'``).
+        where both distances are below it (``'distances'``); unused by
+        ``'flows'`` (as are ``h`` and ``smooth``).
     h : float
         Minimum height (pixels of distance) of a seed's maximum; larger
         merges more. 0 uses connected components of the interior.
@@ -53,8 +65,12 @@ class InstanceParams:
         Objects with fewer pixels are removed.
     fill_holes : bool
         Fill holes inside each object.
-    head : {'classes', 'distances'}
+    head : {'classes', 'distances', 'flows'}
         What the network's channels mean (the model's ``network.head``).
+    flow_steps : int
+        Steps of one pixel each foreground pixel makes along the flows
+        (``'flows'`` only; see :func:`segloop.core.flows.follow_flows`):
+        enough to cross the largest object's radius; more costs time.
     """
 
     fg_threshold: float = 0.5
@@ -64,6 +80,7 @@ class InstanceParams:
     min_size: int = 8
     fill_holes: bool = True
     head: Head = 'classes'
+    flow_steps: int = 200
 
     def __post_init__(self) -> None:
         # a string or NaN from a config.json must fail here, before the
@@ -77,7 +94,8 @@ class InstanceParams:
             raise ValueError(
                 f'fill_holes must be true or false, got {self.fill_holes!r}'
             )
-        check_choice('head', self.head, ('classes', 'distances'))
+        check_choice('head', self.head, HEADS)
+        check_int('flow_steps', self.flow_steps, 1, MAX_FLOW_STEPS)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
@@ -114,7 +132,8 @@ def instance_masks(
     through these two masks (and on ``params`` and ``sampling``), and for
     ``head='distances'`` on the boundary-distance channel, which no
     setting changes: so for the same stored probabilities, equal masks
-    give equal labels.
+    give equal labels. For ``head='flows'`` the seed region is the
+    foreground (the labels depend on the flow channels too).
 
     Parameters
     ----------
@@ -130,6 +149,8 @@ def instance_masks(
     foreground, seed_region : ndarray of bool, shape spatial
     """
     foreground = (1.0 - probabilities[0]) > params.fg_threshold
+    if params.head == 'flows':
+        return foreground, foreground
     if params.head == 'distances':
         seed_region = (probabilities[1] < params.seed_threshold) & (
             probabilities[2] < params.seed_threshold
@@ -144,13 +165,14 @@ def probabilities_to_instances(
     params: InstanceParams | None = None,
     sampling: Sequence[float] | None = None,
 ) -> np.ndarray:
-    """Instance labels from the network's outputs (either head).
+    """Instance labels from the network's outputs (any head).
 
     Parameters
     ----------
     probabilities : ndarray, shape (K, *spatial), float
-        Channel 0 background probability; channels 1, 2 as
-        ``params.head`` says (see :func:`instance_masks`).
+        Channel 0 background probability; channels 1... as
+        ``params.head`` says (see :func:`instance_masks`; for
+        ``'flows'``, one unit-scale flow component per spatial axis).
         ``spatial`` is (Y, X) or (Z, Y, X).
     params : InstanceParams, optional
         Thresholds and sizes.
@@ -176,13 +198,23 @@ def watershed_regions(
 
     Uses the thresholds, ``h`` and ``smooth`` of ``params`` only; the
     minimum size and hole filling are :func:`finish_instances`' (so one
-    watershed serves several of those settings).
+    watershed serves several of those settings). For ``head='flows'``
+    the regions are the basins of the flows (no watershed; the fg
+    threshold and ``flow_steps`` are used; ``sampling`` is not).
 
     Returns
     -------
     ndarray of int, shape spatial
         0 background, > 0 regions (not numbered consecutively).
     """
+    if params.head == 'flows':
+        return flows_to_instances(
+            1.0 - probabilities[0],
+            probabilities[1:],
+            params.fg_threshold,
+            min_size=0,
+            steps=params.flow_steps,
+        )
     spatial = probabilities.shape[1:]
     sampling = tuple(sampling or (1.0,) * len(spatial))
     foreground, interior = instance_masks(probabilities, params)

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from segloop.core.config import TileConfig
+from segloop.core.config import TileConfig, binary_head
 from segloop.core.device import autocast, cpu_has_native_bf16, pick_device
 from segloop.core.events import drain
 from segloop.core.tiling import TileProgress, iter_tiled
@@ -133,7 +133,7 @@ class Predictor:
         accumulator = MCAccumulator(
             class_axis=1,
             background=background,
-            binary=self.model.config.head == 'distances',
+            binary=binary_head(self.model.config.head),
         )
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)

@@ -141,7 +141,8 @@ def mask_digest(probabilities: np.ndarray, params: InstanceParams) -> bytes:
 
     Two probability arrays of one shape with equal digests give equal
     :func:`probabilities_to_instances` results for ``params``: the
-    instance step sees only :func:`instance_masks`.
+    instance step sees only :func:`instance_masks`, and for
+    ``head='flows'`` the flow channels (their values are hashed too).
 
     Parameters
     ----------
@@ -152,6 +153,9 @@ def mask_digest(probabilities: np.ndarray, params: InstanceParams) -> bytes:
     digest = hashlib.sha256(repr(foreground.shape).encode())
     digest.update(np.packbits(foreground).tobytes())
     digest.update(np.packbits(interior).tobytes())
+    if params.head == 'flows':
+        flows = np.ascontiguousarray(probabilities[1:], dtype=np.float32)
+        digest.update(flows.tobytes())
     return digest.digest()
 
 

@@ -20,14 +20,17 @@ import torch
 import torch.nn.functional as F
 
 from segloop.core.augment import (
+    apply_geometry,
+    apply_geometry_to_flows,
     augment_appearance,
-    augment_geometry,
     augment_intensity,
+    draw_geometry,
     random_scale,
     resize_patch,
 )
-from segloop.core.config import Augmentation, TrainConfig
+from segloop.core.config import Augmentation, Head, TrainConfig
 from segloop.core.device import autocast, pick_device
+from segloop.core.flows import FLOW_SCALE
 from segloop.core.targets import IGNORE
 from segloop.core.unet import UNet
 
@@ -71,9 +74,12 @@ class PatchSampler:
         Normalised images.
     targets : sequence of ndarray
         Either class indices, shape spatial, int, ``IGNORE`` where
-        unlabelled (``head='classes'``); or distance targets, shape
-        (3, *spatial), float32, NaN where unlabelled (``head='distances'``,
-        see :func:`segloop.core.distances.instances_to_distances`).
+        unlabelled (``head='classes'``); or dense targets, float32, NaN
+        where unlabelled: distance targets, shape (3, *spatial)
+        (``head='distances'``, see
+        :func:`segloop.core.distances.instances_to_distances`), or flow
+        targets, shape (1 + ndim, *spatial) (``head='flows'``, see
+        :func:`segloop.core.flows.instances_to_flow_targets`).
     patch_shape : tuple of int
         Spatial patch size; images smaller than it are mirror-padded.
     augmentation : Augmentation, optional
@@ -81,6 +87,14 @@ class PatchSampler:
     weights : sequence of float, optional
         Relative chance of each image to give a patch (default equal),
         e.g. to balance data sets of different sizes.
+    head : {'classes', 'distances', 'flows'}
+        What the targets are. Flips and quarter turns move every target
+        with the image; for ``'flows'`` they also turn the flow vectors
+        (:func:`~segloop.core.augment.apply_geometry_to_flows`). A random
+        scale resizes the flows linearly and keeps their directions (the
+        zoom is the same in Y and X), not their length: next to object
+        edges interpolation shortens them, as it blurs the background
+        target there.
     """
 
     def __init__(
@@ -90,12 +104,14 @@ class PatchSampler:
         patch_shape: Sequence[int],
         augmentation: Augmentation | None = None,
         weights: Sequence[float] | None = None,
+        head: Head = 'classes',
     ) -> None:
         if len(images) != len(targets) or not images:
             raise ValueError(
                 'need the same, non-zero number of images and targets'
             )
         self.patch_shape = tuple(int(p) for p in patch_shape)
+        self.flows = head == 'flows'
         self.augmentation = augmentation or Augmentation()
         self.chances = None
         if weights is not None:
@@ -129,7 +145,8 @@ class PatchSampler:
         """Return ``(x, y)``: float32 (N, C, *patch) and the targets.
 
         ``y`` is int64 (N, *patch) for class targets, float32
-        (N, 3, *patch) for distance targets.
+        (N, K, *patch) for distance (K = 3) and flow (K = 1 + ndim)
+        targets.
         """
         xs, ys = [], []
         aug = self.augmentation
@@ -170,13 +187,20 @@ class PatchSampler:
                 size = self.patch_shape[-2:]
                 x = resize_patch(x, size, order=1)
                 y = resize_patch(y, size, order=1 if dense else 0)
-            if dense:
-                # distance maps are geometric: flip and rotate them as
-                # extra image channels
-                both, _ = augment_geometry(np.concatenate([x, y]), y[0], rng)
-                x, y = both[: len(x)], both[len(x) :]
+            # dense maps are geometric: flip and rotate them with the
+            # image (flow vectors turn too)
+            spatial = len(self.patch_shape)
+            flips, turns = draw_geometry(rng, spatial)
+            x = apply_geometry(x, flips, turns, spatial)
+            if self.flows:
+                y = np.concatenate(
+                    [
+                        apply_geometry(y[:1], flips, turns, spatial),
+                        apply_geometry_to_flows(y[1:], flips, turns),
+                    ]
+                )
             else:
-                x, y = augment_geometry(x, y, rng)
+                y = apply_geometry(y, flips, turns, spatial)
             x = augment_appearance(x, rng, aug.invert_p, aug.blur_p)
             xs.append(augment_intensity(x, rng))
             ys.append(y)
@@ -188,6 +212,7 @@ def masked_loss(
     target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     dice_weight: float = 1.0,
+    head: Head = 'classes',
 ) -> torch.Tensor:
     """Cross-entropy + soft Dice over labelled pixels only.
 
@@ -197,10 +222,19 @@ def masked_loss(
     target : Tensor of int64, shape (N, *spatial)
         Class index, or ``IGNORE`` (-1) where unlabelled: such pixels add
         nothing to the loss and get zero gradient. A float target of
-        shape (N, 3, *spatial) is a distance target: the loss is then
+        shape (N, K, *spatial) is a dense target: the loss is then
+        :func:`flow_loss` for ``head='flows'``, else
         :func:`distance_loss` (``class_weights`` unused).
+    class_weights : Tensor, shape (K,), optional
+    dice_weight : float
+        Weight of the Dice term.
+    head : {'classes', 'distances', 'flows'}
+        The model's head (tells flow targets from distance targets: both
+        have 3 channels in 2D).
     """
     if target.is_floating_point():
+        if head == 'flows':
+            return flow_loss(logits, target, dice_weight)
         return distance_loss(logits, target, dice_weight)
     logits = logits.float()
     valid = target != IGNORE
@@ -221,6 +255,33 @@ def masked_loss(
     denominator = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * intersection + 1.0) / (denominator + 1.0)
     return ce + dice_weight * (1.0 - dice[1:].mean())
+
+
+def _background_loss(
+    logit: torch.Tensor,
+    target: torch.Tensor,
+    valid: torch.Tensor,
+    dice_weight: float,
+) -> torch.Tensor:
+    """Binary cross-entropy + soft foreground Dice of a sigmoid channel 0.
+
+    Parameters
+    ----------
+    logit : Tensor, shape (N, *spatial), float32
+        Logit of P(background).
+    target : Tensor, shape (N, *spatial), float32
+        Background target (1 / 0), finite everywhere.
+    valid : Tensor of bool, shape (N, *spatial)
+        Labelled pixels (the only ones that count).
+    dice_weight : float
+    """
+    loss = F.binary_cross_entropy_with_logits(logit[valid], target[valid])
+    if dice_weight:
+        fg = torch.sigmoid(-logit)[valid]
+        truth = 1.0 - target[valid]
+        dice = (2 * (fg * truth).sum() + 1.0) / (fg.sum() + truth.sum() + 1.0)
+        loss = loss + dice_weight * (1.0 - dice)
+    return loss
 
 
 def distance_loss(
@@ -247,22 +308,53 @@ def distance_loss(
     if not bool(valid.any()):
         return logits.sum() * 0.0
     target = torch.nan_to_num(target.float())
-    background = F.binary_cross_entropy_with_logits(
-        logits[:, 0][valid], target[:, 0][valid]
-    )
+    loss = _background_loss(logits[:, 0], target[:, 0], valid, dice_weight)
     inside = valid & (target[:, 0] < 0.5)
-    loss = background
     if bool(inside.any()):
         distances = logits[:, 1:].movedim(1, -1)[inside]
         loss = loss + F.binary_cross_entropy_with_logits(
             distances, target[:, 1:].movedim(1, -1)[inside]
         )
-    if dice_weight:
-        fg = torch.sigmoid(-logits[:, 0])[valid]
-        truth = 1.0 - target[:, 0][valid]
-        dice = (2 * (fg * truth).sum() + 1.0) / (fg.sum() + truth.sum() + 1.0)
-        loss = loss + dice_weight * (1.0 - dice)
     return loss
+
+
+#: Weight of the flows' mean squared error in :func:`flow_loss`
+#: (Cellpose's: half the error of flows :data:`FLOW_SCALE` times unit).
+FLOW_WEIGHT = 0.5
+
+
+def flow_loss(
+    logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0
+) -> torch.Tensor:
+    """Loss of the ``'flows'`` head over labelled pixels only.
+
+    Binary cross-entropy (+ soft Dice on the foreground) for channel 0,
+    the background probability, as :func:`distance_loss`; plus
+    :data:`FLOW_WEIGHT` times the mean squared error of the flow
+    channels against :data:`~segloop.core.flows.FLOW_SCALE` times the
+    unit flows, over every labelled pixel (as Cellpose: background
+    pixels learn flows of 0, so a pixel that leaves its object during
+    :func:`~segloop.core.flows.follow_flows` stops instead of drifting).
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, 1 + ndim, *spatial)
+    target : Tensor of float, shape (N, 1 + ndim, *spatial)
+        :func:`~segloop.core.flows.instances_to_flow_targets`: channel 0
+        background (1 / 0), then unit flows; NaN in channel 0 where
+        unlabelled (no loss, zero gradient).
+    dice_weight : float
+        Weight of the foreground Dice term.
+    """
+    logits = logits.float()
+    valid = ~torch.isnan(target[:, 0])
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    target = torch.nan_to_num(target.float())
+    loss = _background_loss(logits[:, 0], target[:, 0], valid, dice_weight)
+    flows = logits[:, 1:].movedim(1, -1)[valid]
+    wanted = FLOW_SCALE * target[:, 1:].movedim(1, -1)[valid]
+    return loss + FLOW_WEIGHT * F.mse_loss(flows, wanted)
 
 
 def _learning_rate(step: int, elapsed_s: float, config: TrainConfig) -> float:
@@ -403,7 +495,9 @@ def iter_train(
             yt = torch.from_numpy(y).to(device)
             with autocast(device, config.bf16):
                 logits = model(xt)
-            loss = masked_loss(logits, yt, weights, config.dice_weight)
+            loss = masked_loss(
+                logits, yt, weights, config.dice_weight, model.config.head
+            )
             if extra_loss is not None:
                 loss = loss + extra_loss(model, xt, yt, logits)
             optimizer.zero_grad(set_to_none=True)

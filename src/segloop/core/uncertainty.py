@@ -148,10 +148,12 @@ class MCAccumulator:
         Index of the background class; foreground is
         ``1 - p[background]``.
     binary : bool
-        The channels are independent sigmoid maps (``head='distances'``),
-        not a softmax: entropy and mutual information are those of the
-        background/foreground Bernoulli of channel ``background`` (in
-        ``[0, ln 2]``); the mean keeps every channel.
+        Channel ``background`` is a sigmoid of its own, not part of a
+        softmax (``head='distances'`` or ``'flows'``, see
+        :func:`segloop.core.config.binary_head`): entropy and mutual
+        information are those of the background/foreground Bernoulli of
+        that channel (in ``[0, ln 2]``); the mean keeps every channel
+        (for ``'flows'``, the mean flows).
     """
 
     def __init__(

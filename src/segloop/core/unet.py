@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from segloop.core.config import ModelConfig
+from segloop.core.flows import FLOW_SCALE
 
 
 def _norm(kind: str, channels: int, spatial_dims: int) -> nn.Module:
@@ -184,11 +185,14 @@ class UNet(nn.Module):
         return self.decode(*self.encode(x))
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """The network's outputs as maps in [0, 1], in float32.
+        """The network's outputs as maps, in float32.
 
         Softmax over the channel axis (1) for ``head='classes'``; one
         sigmoid per channel for ``head='distances'`` (background
-        probability, centre and boundary distance).
+        probability, centre and boundary distance); for ``head='flows'``
+        a sigmoid on channel 0 (background probability) and the flow
+        channels divided by :data:`~segloop.core.flows.FLOW_SCALE`
+        (unit-scale flows, not bounded to [0, 1]).
 
         Parameters
         ----------
@@ -197,7 +201,14 @@ class UNet(nn.Module):
         Returns
         -------
         Tensor, float32, same shape
+            Channel 0 is P(background) in [0, 1] for every head.
         """
+        logits = logits.float()
         if self.config.head == 'distances':
-            return torch.sigmoid(logits.float())
-        return torch.softmax(logits.float(), dim=1)
+            return torch.sigmoid(logits)
+        if self.config.head == 'flows':
+            return torch.cat(
+                [torch.sigmoid(logits[:, :1]), logits[:, 1:] / FLOW_SCALE],
+                dim=1,
+            )
+        return torch.softmax(logits, dim=1)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from segloop.core.checkpoint import package_version
+from segloop.core.config import binary_head
 from segloop.core.uncertainty import MEASURES
 from segloop.engine.inputs import local_dask
 from segloop.engine.options import SegmentOptions
@@ -82,7 +83,7 @@ def uncertainty_info(prepared: Prepared, plan: RunPlan) -> dict[str, Any]:
     model = prepared.model
     names = model.info.class_names
     # a softmax over K classes, or the foreground Bernoulli of sigmoid maps
-    outcomes = 2 if model.network.config.head == 'distances' else len(names)
+    outcomes = 2 if binary_head(model.network.config.head) else len(names)
     return {
         'method': 'mc_dropout',
         'samples': plan.mc_samples,
