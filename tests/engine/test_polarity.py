@@ -35,11 +35,9 @@ def test_the_users_choice_overrides_the_decision():
     image, _ = _sample()
     kept = segloop.predict(image.max() - image, invert=False)
     polarity = kept.settings['conversion']['polarity']
-    assert polarity == {
-        'invert': False,
-        'decided_by': 'user',
-        'background_level': None,
-    }
+    assert (polarity['invert'], polarity['decided_by']) == (False, 'user')
+    # measured all the same, so a wrong choice can be flagged
+    assert polarity['background_level'] > 0.5
 
 
 def test_cli_says_and_records_what_it_decided(tmp_path, capsys):

@@ -171,6 +171,8 @@ class RetrainPanel(QGroupBox):
         self.result: RetrainResult | None = None
         self.worker: Any = None
         self._versions: dict[str, int] = {}  # retrains per parent model
+        # retrained models of this panel not saved with Save model... yet
+        self.unsaved: list[Path] = []
 
         self.paint_button = QPushButton('Paint corrections')
         self.paint_button.setToolTip(
@@ -343,6 +345,7 @@ class RetrainPanel(QGroupBox):
         if result.folder is None:
             self.status.setText('Stopped before the first step: no change')
             return
+        self.unsaved.append(result.folder)
         self.model_made.emit(result.folder)
         self.status.setText(
             f'{result.folder.name}: {result.message}. The previous model '
@@ -360,16 +363,19 @@ class RetrainPanel(QGroupBox):
     def _on_model_changed(self, model: str) -> None:
         self.save_button.setEnabled(_is_retrained(Path(model)))
 
-    def save_model(self, path: str | Path | None = None) -> Path | None:
-        """Copy the chosen retrained model folder to ``path`` (asked when
-        None); an existing path is refused. Returns the new folder."""
-        model = Path(self.session.model)
+    def save_model(
+        self, path: str | Path | None = None, model: Path | None = None
+    ) -> Path | None:
+        """Copy a retrained model folder (default: the chosen one) to
+        ``path`` (asked when None); an existing path is refused. Returns
+        the new folder."""
+        model = Path(self.session.model) if model is None else model
         if not _is_retrained(model):
             show_error('Choose a retrained model in the model list first')
             return None
         if path is None:
             path, _ = QFileDialog.getSaveFileName(
-                self, 'Save the model as a folder', model.name
+                self, f'Save the model {model.name} as a folder', model.name
             )
             if not path:
                 return None
@@ -378,8 +384,18 @@ class RetrainPanel(QGroupBox):
             show_error(f'{target} exists; choose a new folder name')
             return None
         shutil.copytree(model, target)
+        if model in self.unsaved:
+            self.unsaved.remove(model)
         self.status.setText(f'Model saved in {target}')
         return target
+
+    def save_unsaved(self) -> bool:
+        """Offer to save each unsaved retrained model (a folder dialog
+        each); False when the user cancelled one."""
+        return all(
+            self.save_model(model=model) is not None
+            for model in list(self.unsaved)
+        )
 
 
 def _is_retrained(model: Path) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 
 import napari.layers
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QEvent, Signal
+from qtpy.QtCore import QEvent, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -49,6 +49,7 @@ from qtpy.QtWidgets import (
 
 from segloop.core.errors import InputError
 from segloop.engine.options import SegmentOptions
+from segloop.widgets.close_guard import CloseGuard, main_window
 from segloop.widgets.diameter import DiameterRow
 from segloop.widgets.export_panel import ExportPanel
 from segloop.widgets.layer_tools import default_axes, image_data
@@ -104,6 +105,9 @@ class SegmentWidget(QWidget):
         The run's output layers.
     export_panel : ExportPanel
         **Export...** the latest finished run as OME-Zarr.
+    close_guard : CloseGuard
+        Asks to save unsaved retrained models when napari's window is
+        closed.
     model_export : ModelExportButton
         **Export model for bioimage.io...**: the chosen model as a
         bioimage.io package.
@@ -230,6 +234,10 @@ class SegmentWidget(QWidget):
             ('Alt-R', self.retrain.retrain_button),
         ):
             button.setToolTip(tooltip(key, button.toolTip()))
+        self.close_guard = CloseGuard(
+            lambda: [m.name for m in self.retrain.unsaved],
+            self.retrain.save_unsaved,
+        )
         self._on_layers_changed()
         self._on_model_changed()
         self.warm_up = warm_up()
@@ -397,10 +405,17 @@ class SegmentWidget(QWidget):
             self.status.setText('Cancelling...')
 
     def event(self, event: QEvent) -> bool:
-        """Cancel the run when the dock widget is closed (unparented)."""
+        """Cancel the run when the dock widget is closed (unparented);
+        once shown, watch napari's window (see :class:`CloseGuard`)."""
         if event.type() == QEvent.Type.ParentChange and self.parent() is None:
             self.cancel()
             self.unbind_shortcuts()
+            self.close_guard.watch(None)
+        elif event.type() == QEvent.Type.ParentChange:
+            # the dock joins napari's main window right after this event
+            QTimer.singleShot(
+                0, lambda: self.close_guard.watch(main_window(self))
+            )
         return super().event(event)
 
     def view_region(self) -> tuple[int, tuple[slice, ...] | None] | None:
