@@ -127,6 +127,18 @@ def test_retrain_learns_the_corrections_and_segments_again(
     assert chosen == 'nuclei2d-retrained-1'
     after = np.asarray(widget.outputs.layers['labels'].data)
     assert len(np.unique(after[painted])) < len(np.unique(before[painted]))
+    # before/after: the old labels as outlines over the new ones, counted
+    old = viewer.layers['nuclei2d sample [before retrain]']
+    np.testing.assert_array_equal(old.data, before)
+    assert old.contour > 0
+    assert not old.editable
+    active = viewer.layers.selection.active.name
+    assert active == 'nuclei2d sample [corrections]'  # still painting
+    n_before, n_after = len(np.unique(before)) - 1, len(np.unique(after)) - 1
+    assert (
+        f'After Retrain: {n_after} objects (before: {n_before}'
+        in widget.status.text()
+    )
     # undo: the previous model is still in the list, unchanged
     assert widget.model_combo.findText('nuclei2d') >= 0
     assert _digest(parent_weights) == parent_digest

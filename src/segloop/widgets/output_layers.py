@@ -15,6 +15,7 @@ from typing import Any
 
 import napari.layers
 import numpy as np
+from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtCore import QObject, QTimer
 
 from segloop.core.measure import time_point_rows
@@ -28,6 +29,8 @@ from segloop.widgets.views import LiveView
 
 # outline thickness (pixels) of the labels when uncertainty maps are shown
 UNCERTAINTY_CONTOUR = 2
+# [before retrain]: every object drawn as a white outline
+OUTLINE_COLOURS = {None: (1.0, 1.0, 1.0, 1.0), 0: (0.0, 0.0, 0.0, 0.0)}
 
 INTERIOR = 'interior'
 # output layers are refreshed at most this often while a run writes
@@ -55,6 +58,8 @@ class OutputLayers(QObject):
         self.layers: dict[str, napari.layers.Layer] = {}
         # the outline of the uncertain region shown last (Shapes), if any
         self.marker: napari.layers.Shapes | None = None
+        # the labels before the latest Retrain, as outlines, if any
+        self.before: napari.layers.Labels | None = None
         self._source: napari.layers.Image | None = None
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -163,11 +168,12 @@ class OutputLayers(QObject):
     def remove(self) -> None:
         """Take the output layers out of the viewer."""
         viewer = self.session.viewer
-        for layer in [*self.layers.values(), self.marker]:
+        for layer in [*self.layers.values(), self.marker, self.before]:
             if layer is not None and layer in viewer.layers:
                 viewer.layers.remove(layer)
         self.layers = {}
         self.marker = None
+        self.before = None
         self.session.labels = None
         self._source = None
 
@@ -222,6 +228,37 @@ class OutputLayers(QObject):
         labels = self.session.labels
         if result.status == 'finished' and labels is not None:
             self._show_table(labels, result.features)
+
+    def keep_before_retrain(self) -> int | None:
+        """Copy the labels into ``'<image> [before retrain]'`` (white
+        outlines over the new labels once the image is segmented again).
+
+        Returns the number of objects in them (per time point, summed;
+        the user's edits included), or None when the labels are not in
+        memory (too big: no comparison layer).
+        """
+        labels = self.layers.get('labels')
+        if labels is None or not isinstance(labels.data, np.ndarray):
+            return None
+        copy = np.array(labels.data)
+        viewer = self.session.viewer
+        active = viewer.layers.selection.active
+        if self.before is not None and self.before in viewer.layers:
+            viewer.layers.remove(self.before)
+        self.before = viewer.add_labels(
+            copy,
+            name=labels.name.replace('[labels]', '[before retrain]'),
+            scale=labels.scale,
+            translate=labels.translate,
+            colormap=DirectLabelColormap(color_dict=OUTLINE_COLOURS),
+            opacity=0.9,
+        )
+        self.before.contour = 1
+        self.before.editable = False
+        # the layer the user was working on stays active
+        viewer.layers.selection.active = active
+        frames = copy if 'T' in self.session.run_axes else copy[None]
+        return sum(len(np.unique(f[f > 0])) for f in frames)
 
     def show_preview(self, result: RunResult) -> None:
         """Put a preview's labels where they belong in the labels layer."""

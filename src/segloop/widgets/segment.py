@@ -234,6 +234,8 @@ class SegmentWidget(QWidget):
             ('Alt-R', self.retrain.retrain_button),
         ):
             button.setToolTip(tooltip(key, button.toolTip()))
+        # objects before the latest Retrain, until its re-run has ended
+        self._objects_before: int | None = None
         self.close_guard = CloseGuard(
             lambda: [m.name for m in self.retrain.unsaved],
             self.retrain.save_unsaved,
@@ -450,10 +452,17 @@ class SegmentWidget(QWidget):
         if session.finished and session.job is not None:
             self.next_button.setEnabled(bool(session.regions))
             self.label_settings.set_params(session.job.params.to_dict())
+        before, self._objects_before = self._objects_before, None
+        if before is not None and result.objects is not None:
+            self.status.setText(
+                f'After Retrain: {result.objects} objects (before: '
+                f'{before}, white outlines in [before retrain])'
+            )
         self.run_finished.emit(result)
 
     def _on_retrained(self, result: Any) -> None:
         if result is not None and result.folder is not None:
+            self._objects_before = self.outputs.keep_before_retrain()
             self.start()  # segment again, the view first
 
     # -- uncertainty
