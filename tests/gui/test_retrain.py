@@ -156,6 +156,30 @@ def test_retrain_learns_the_corrections_and_segments_again(
     assert panel.save_model(tmp_path / 'my model') is None  # never overwrites
 
 
+def test_the_default_budget_is_time(viewer_widget, qtbot) -> None:
+    viewer, widget = viewer_widget
+    panel = widget.retrain
+    # steps as time allows: the time budget ends training on any computer
+    assert panel.steps.value() == 0
+    assert panel.steps.text() == 'as time allows'
+    assert panel.time_limit.value() == 120
+    _segment(widget, qtbot)
+    widget.retrain.paint_button.click()
+    corrections = viewer.layers['nuclei2d sample [corrections]']
+    corrections.brush_size = 40
+    corrections.paint((100, 100), 1)
+    corrections.paint((300, 400), 2)
+    panel.time_limit.setValue(5)
+    with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
+        with qtbot.waitSignal(panel.retrained, timeout=RUN_TIMEOUT_MS):
+            panel.retrain_button.click()
+    assert panel.result.status == 'finished', panel.result.message
+    assert panel.result.steps > 0
+    assert ' steps in ' in panel.result.message
+    seconds = float(panel.result.message.split(' steps in ')[1].split()[0])
+    assert 4 <= seconds <= 15  # stopped by the 5 s budget
+
+
 def test_held_back_share_validates_retrain(
     viewer_widget, qtbot, tmp_path
 ) -> None:

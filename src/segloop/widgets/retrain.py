@@ -29,7 +29,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
-    QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
@@ -44,6 +43,10 @@ from segloop.widgets.retrain_worker import RetrainResult, run_retrain
 from segloop.widgets.session import RETRAIN, Session
 
 DEFAULTS = FinetuneConfig()
+# the steps field's 0 ("as time allows"): the time budget ends training,
+# however fast this computer is
+AUTO_STEPS = 0
+UNLIMITED_STEPS = 1_000_000
 LEGEND = (
     'Paint 1 background, 2 object, 3 boundary (0 = not painted, ignored) '
     'where the model is wrong, or fix the labels layer itself; then '
@@ -180,13 +183,21 @@ class RetrainPanel(QGroupBox):
         )
         legend = QLabel(LEGEND)
         legend.setWordWrap(True)
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 100_000)
-        self.steps.setValue(DEFAULTS.steps)
         self.time_limit = QSpinBox()
         self.time_limit.setRange(5, 24 * 3600)
         self.time_limit.setSuffix(' s')
         self.time_limit.setValue(round(DEFAULTS.time_limit_s or 0))
+        self.time_limit.setToolTip(
+            'How long Retrain trains; the learning rate anneals to 0 by then'
+        )
+        self.steps = QSpinBox()
+        self.steps.setRange(0, 100_000)
+        self.steps.setSpecialValueText('as time allows')
+        self.steps.setValue(AUTO_STEPS)
+        self.steps.setToolTip(
+            'At most this many steps (as time allows: as many as the time '
+            'budget gives on this computer)'
+        )
         self.settings = TrainingSettings()
         self.retrain_button = QPushButton('Retrain')
         self.retrain_button.setToolTip(
@@ -202,12 +213,9 @@ class RetrainPanel(QGroupBox):
             'Keep the chosen retrained model in a folder of yours'
         )
 
-        budget = QHBoxLayout()
-        budget.addWidget(self.steps)
-        budget.addWidget(QLabel('steps or'))
-        budget.addWidget(self.time_limit)
         form = QFormLayout()
-        form.addRow('budget', budget)
+        form.addRow('time budget', self.time_limit)
+        form.addRow('steps', self.steps)
         layout = QVBoxLayout(self)
         layout.addWidget(self.paint_button)
         layout.addWidget(legend)
@@ -283,7 +291,7 @@ class RetrainPanel(QGroupBox):
         model = session.model
         folder = self._new_model_folder(model)
         config = {
-            'steps': self.steps.value(),
+            'steps': self.steps.value() or UNLIMITED_STEPS,
             'time_limit_s': float(self.time_limit.value()),
             'learning_rate': float(self.settings.learning_rate.value()),
             'freeze_encoder': self.settings.freeze_encoder.isChecked(),

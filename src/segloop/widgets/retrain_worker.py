@@ -156,7 +156,8 @@ def run_retrain(
         return RetrainResult(
             status,
             saved,
-            f'{result.steps} steps, loss {result.final_loss:.3f}',
+            f'{result.steps} steps in {result.elapsed_s:.0f} s, loss '
+            f'{result.final_loss:.3f}',
             result.steps,
             result.final_loss,
         )
