@@ -25,6 +25,11 @@ def viewer_widget(make_napari_viewer_proxy, qtbot, tmp_path, monkeypatch):
     widget = SegmentWidget(viewer)
     viewer.window.add_dock_widget(widget)
     yield viewer, widget
+    if widget.retrain.live.running:  # a failed test left Live training
+        with qtbot.waitSignal(
+            widget.retrain.retrained, timeout=RUN_TIMEOUT_MS
+        ):
+            widget.retrain.live.stop()
     if widget.running:
         with qtbot.waitSignal(widget.run_finished, timeout=RUN_TIMEOUT_MS):
             widget.cancel()

@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QSpinBox,
@@ -38,6 +39,7 @@ from qtpy.QtWidgets import (
 from segloop.core.finetune_config import FinetuneConfig
 from segloop.widgets.collapsible import CollapsibleForm
 from segloop.widgets.layer_tools import image_data
+from segloop.widgets.live_retrain import LiveRetrain
 from segloop.widgets.loss_plot import LossPlot
 from segloop.widgets.retrain_worker import RetrainResult, run_retrain
 from segloop.widgets.session import RETRAIN, Session
@@ -204,6 +206,7 @@ class RetrainPanel(QGroupBox):
             'Fine-tune a copy of the model on the corrections, then '
             'segment again'
         )
+        self.live = LiveRetrain(session, self)
         self.loss_plot = LossPlot()
         self.status = QLabel('')
         self.status.setWordWrap(True)
@@ -221,7 +224,10 @@ class RetrainPanel(QGroupBox):
         layout.addWidget(legend)
         layout.addLayout(form)
         layout.addWidget(self.settings)
-        layout.addWidget(self.retrain_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.retrain_button)
+        buttons.addWidget(self.live.checkbox)
+        layout.addLayout(buttons)
         layout.addWidget(self.loss_plot)
         layout.addWidget(self.status)
         layout.addWidget(self.save_button)
@@ -259,7 +265,9 @@ class RetrainPanel(QGroupBox):
 
     def stop(self) -> None:
         """Stop training after the current step; keep what was learnt."""
-        if self.running:
+        if self.live.running:
+            self.live.stop()
+        elif self.running:
             self.session.stop.set()
             self.status.setText('Stopping...')
 
@@ -289,15 +297,8 @@ class RetrainPanel(QGroupBox):
             )
             return
         model = session.model
-        folder = self._new_model_folder(model)
-        config = {
-            'steps': self.steps.value() or UNLIMITED_STEPS,
-            'time_limit_s': float(self.time_limit.value()),
-            'learning_rate': float(self.settings.learning_rate.value()),
-            'freeze_encoder': self.settings.freeze_encoder.isChecked(),
-            'interpolate': float(self.settings.interpolate.value()),
-            'val_fraction': float(self.settings.held_back.value()),
-        }
+        folder = self.new_model_folder(model)
+        config = self.training_config()
         worker = thread_worker(
             run_retrain,
             start_thread=False,
@@ -326,7 +327,19 @@ class RetrainPanel(QGroupBox):
         self.status.setText(f'Retraining {Path(model).name}...')
         worker.start()
 
-    def _new_model_folder(self, model: str) -> Path:
+    def training_config(self) -> dict[str, Any]:
+        """The form's :class:`FinetuneConfig` fields (budgets, settings)."""
+        return {
+            'steps': self.steps.value() or UNLIMITED_STEPS,
+            'time_limit_s': float(self.time_limit.value()),
+            'learning_rate': float(self.settings.learning_rate.value()),
+            'freeze_encoder': self.settings.freeze_encoder.isChecked(),
+            'interpolate': float(self.settings.interpolate.value()),
+            'val_fraction': float(self.settings.held_back.value()),
+        }
+
+    def new_model_folder(self, model: str) -> Path:
+        """A new folder name for a model retrained from ``model``."""
         parent = Path(model).name
         version = self._versions.get(parent, 0) + 1
         self._versions[parent] = version
