@@ -73,12 +73,16 @@ class LiveLabels:
         Cycles done so far (1 for the first).
     steps : int
         Training steps done so far, all cycles together.
+    read_at : float
+        ``time.monotonic()`` when the cycle read the corrections: strokes
+        ended before it are in these labels.
     """
 
     view: ViewBox
     labels: np.ndarray
     cycle: int
     steps: int
+    read_at: float = 0.0
 
 
 def predict_view(
@@ -207,6 +211,7 @@ def run_live(
         )
         current, cycle, steps, result = parent, 0, 0, None
         while not should_stop():
+            read_at = time.monotonic()
             painted_images, painted = _painted(
                 read_painted, data, corrections, options
             )
@@ -241,7 +246,7 @@ def run_live(
                 labels = predict_view(
                     current, image, shown, current.instance_params()
                 )
-                yield LiveLabels(shown, labels, cycle, steps)
+                yield LiveLabels(shown, labels, cycle, steps, read_at)
         if result is None or not steps:
             return RetrainResult('cancelled', message='Live stopped')
         live = {'cycles': cycle, 'steps': steps, 'cycle_s': cycle_s}
