@@ -80,7 +80,11 @@ def main() -> None:
     show = live._show
 
     def shown(event: Any) -> None:
+        start = time.perf_counter()
         show(event)
+        state.setdefault('show_ms', []).append(
+            1000 * (time.perf_counter() - start)
+        )
         now = time.monotonic()
         state['refreshes'].append((now, event.read_at, event.steps))
 
@@ -88,10 +92,14 @@ def main() -> None:
 
     def paint(stroke: tuple[int, list]) -> None:
         value, points = stroke
+        start = time.perf_counter()
         layer = widget.session.corrections_layer(create=False)
         layer.brush_size = 12
         for point in points:
             layer.paint(point, value)
+        state.setdefault('paint_ms', []).append(
+            1000 * (time.perf_counter() - start)
+        )
         state['stroke_ends'].append(time.monotonic())
 
     def segmented(result: Any) -> None:
@@ -141,6 +149,9 @@ def main() -> None:
             'all': [round(v, 2) for v in latencies],
         },
         'steps': state['refreshes'][-1][2] if state['refreshes'] else 0,
+        # GUI-thread time of one refresh (write + redraw) and one stroke
+        'refresh_ms_max': round(max(state.get('show_ms', [0])), 1),
+        'stroke_ms_max': round(max(state.get('paint_ms', [0])), 1),
         'heartbeat': {
             'live': _gaps(ticks, state['live_start'], state['untick']),
             'hand_over': _gaps(ticks, state['untick'], state['end']),
