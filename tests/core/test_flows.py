@@ -82,3 +82,22 @@ def test_targets_to_instances_reproduce_real_masks(
     at_05, at_075 = evaluate_pairs(pairs, (0.5, 0.75))
     assert at_05.accuracy >= 0.98
     assert at_075.accuracy >= 0.95
+
+
+def test_flow_error_flags_objects_whose_flows_do_not_fit():
+    from segloop.core.flows import flow_error, instances_to_flows
+
+    labels = np.zeros((64, 96), np.int32)
+    labels[8:40, 8:40] = 1  # predicted as one object ...
+    labels[8:40, 56:88] = 2
+    flows = instances_to_flows(labels)[1:]
+    errors = flow_error(labels, flows)
+    assert errors == {1: pytest.approx(0.0), 2: pytest.approx(0.0)}
+    # ... but the network's flows say object 2 is two nuclei side by side
+    two = labels.copy()
+    two[8:40, 72:88] = 3
+    flows = instances_to_flows(two)[1:]
+    errors = flow_error(labels, flows)
+    assert errors[1] == pytest.approx(0.0)
+    assert errors[2] > 0.3
+    assert flow_error(np.zeros((8, 8), np.int32), np.zeros((2, 8, 8))) == {}

@@ -240,3 +240,34 @@ def flows_to_instances(
     from skimage.segmentation import relabel_sequential
 
     return relabel_sequential(labels)[0].astype(np.int32)
+
+
+def flow_error(labels: np.ndarray, flows: np.ndarray) -> dict[int, float]:
+    """Per object: how far the predicted flows are from its own flows.
+
+    Cellpose's quality check: the flows an object's mask implies (see
+    :func:`instances_to_flows`) are compared with the flows the network
+    predicted over the mask; a merged pair, a fragment or a false object
+    has flows that do not converge to one centre, so its error is high.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Instances found from ``flows``, 0 background.
+    flows : ndarray of float, shape (ndim, *labels.shape)
+        The predicted flows (unit scale; channels 1... of a flows model's
+        probabilities).
+
+    Returns
+    -------
+    dict of int to float
+        Object id -> mean squared difference over its pixels (0: flows
+        exactly as its shape implies; about 2 for random directions).
+    """
+    implied = instances_to_flows(labels)[1:]
+    squared = ((np.asarray(flows, np.float32) - implied) ** 2).sum(axis=0)
+    ids = np.unique(labels[labels > 0])
+    if not len(ids):
+        return {}
+    means = ndi.mean(squared, labels, ids)
+    return {int(i): float(m) for i, m in zip(ids, means, strict=True)}
