@@ -9,8 +9,10 @@ from typing import Any
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
+    QFormLayout,
     QPushButton,
     QSpinBox,
+    QWidget,
 )
 
 from segloop.widgets.collapsible import CollapsibleForm
@@ -33,6 +35,9 @@ class LabelSettings(CollapsibleForm):
     threshold, seed_threshold : QDoubleSpinBox
         Foreground threshold (on 1 - P(background)) and seed threshold
         (on P(interior)).
+    flow_steps : QSpinBox
+        Steps pixels follow the flows (models with the 'flows' head; the
+        seed threshold is hidden for them, and this is shown).
     min_size : QSpinBox
         Smallest object kept, in pixels (voxels).
     fill_holes : QCheckBox
@@ -53,6 +58,13 @@ class LabelSettings(CollapsibleForm):
             'Seeds grow from pixels with P(interior) above this; higher '
             'separates touching nuclei better but may miss faint ones'
         )
+        self.flow_steps = QSpinBox()
+        self.flow_steps.setRange(1, 10_000)
+        self.flow_steps.setValue(200)
+        self.flow_steps.setToolTip(
+            'How far pixels follow the flows to find their object; more '
+            'joins pixels of large objects, fewer splits them'
+        )
         self.min_size = QSpinBox()
         self.min_size.setRange(0, 1_000_000)
         self.min_size.setSuffix(' px')
@@ -71,6 +83,9 @@ class LabelSettings(CollapsibleForm):
 
         self.rows.addRow('threshold', self.threshold)
         self.rows.addRow('seed threshold', self.seed_threshold)
+        self.rows.addRow('flow steps', self.flow_steps)
+        _show_row(self.rows, self.flow_steps, False)
+        self._head = 'classes'
         self.rows.addRow('min size', self.min_size)
         self.rows.addRow(self.fill_holes)
         self.rows.addRow(self.preview)
@@ -78,6 +93,12 @@ class LabelSettings(CollapsibleForm):
 
     def set_params(self, params: dict[str, Any]) -> None:
         """Show a run's settings (an ``InstanceParams.to_dict()``)."""
+        self._head = params.get('head', 'classes')
+        flows = self._head == 'flows'
+        _show_row(self.rows, self.seed_threshold, not flows)
+        _show_row(self.rows, self.flow_steps, flows)
+        if flows:
+            self.flow_steps.setValue(int(params['flow_steps']))
         self.threshold.setValue(float(params['fg_threshold']))
         self.seed_threshold.setValue(float(params['seed_threshold']))
         self.min_size.setValue(int(params['min_size']))
@@ -85,9 +106,20 @@ class LabelSettings(CollapsibleForm):
 
     def changes(self) -> dict[str, Any]:
         """The settings as ``InstanceParams`` fields."""
-        return {
+        changes = {
             'fg_threshold': round(self.threshold.value(), 4),
             'seed_threshold': round(self.seed_threshold.value(), 4),
             'min_size': int(self.min_size.value()),
             'fill_holes': self.fill_holes.isChecked(),
         }
+        if self._head == 'flows':
+            changes['flow_steps'] = int(self.flow_steps.value())
+        return changes
+
+
+def _show_row(rows: QFormLayout, field: QWidget, shown: bool) -> None:
+    """Show or hide a form row (``QFormLayout.setRowVisible`` is Qt 6.4+)."""
+    field.setVisible(shown)
+    label = rows.labelForField(field)
+    if label is not None:
+        label.setVisible(shown)
