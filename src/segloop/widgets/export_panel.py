@@ -19,15 +19,9 @@ import numpy as np
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QFileDialog,
-    QHBoxLayout,
-    QMessageBox,
-    QPushButton,
-    QWidget,
-)
+from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QWidget
 
+from segloop.widgets.dialogs import ask_save_path, confirm_replace
 from segloop.widgets.runner import (
     ROI_SUFFIX,
     TIFF_SUFFIXES,
@@ -98,25 +92,18 @@ class ExportPanel(QWidget):
 
     def ask_path(self, suggestion: str) -> str:
         """Ask where to export (a dialog); ``''`` when cancelled."""
-        path, _ = QFileDialog.getSaveFileName(
+        return ask_save_path(
             self,
             'Export labels as OME-Zarr',
-            str(Path.home() / suggestion),
+            Path.home() / suggestion,
             EXPORT_FILTERS,
-            options=QFileDialog.Option.DontConfirmOverwrite,
         )
-        return path
 
     def confirm_overwrite(self, path: Path) -> bool:
         """Ask whether ``path``, which exists, may be replaced."""
-        answer = QMessageBox.question(
-            self,
-            'Replace?',
-            f'{path} exists. Replace it with this export?',
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
+        return confirm_replace(
+            self, f'{path} exists. Replace it with this export?'
         )
-        return answer == QMessageBox.StandardButton.Yes
 
     def export(
         self,
@@ -187,14 +174,12 @@ class ExportPanel(QWidget):
     def ask_table_path(self, job: Any) -> str:
         """Ask where to save the table (a dialog); ``''`` when cancelled."""
         stem = Path(str(job.output)).name.removesuffix('.zarr')
-        path, _ = QFileDialog.getSaveFileName(
+        return ask_save_path(
             self,
             'Save the object table as CSV',
-            str(Path.home() / f'{stem}_objects.csv'),
+            Path.home() / f'{stem}_objects.csv',
             'CSV (*.csv)',
-            options=QFileDialog.Option.DontConfirmOverwrite,
         )
-        return path
 
     def _start(self, worker: Any, message: str) -> None:
         self.busy = True

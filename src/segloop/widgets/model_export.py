@@ -14,8 +14,9 @@ from typing import Any
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFileDialog, QMessageBox, QPushButton
+from qtpy.QtWidgets import QPushButton
 
+from segloop.widgets.dialogs import ask_save_path, confirm_replace
 from segloop.widgets.runner import RunResult, export_model_package
 from segloop.widgets.session import Session
 
@@ -49,25 +50,18 @@ class ModelExportButton(QPushButton):
 
     def ask_path(self, suggestion: str) -> str:
         """Ask where to write the package; ``''`` when cancelled."""
-        path, _ = QFileDialog.getSaveFileName(
+        return ask_save_path(
             self,
             'Export the model as a bioimage.io package',
-            str(Path.home() / suggestion),
+            Path.home() / suggestion,
             'bioimage.io package (*.zip)',
-            options=QFileDialog.Option.DontConfirmOverwrite,
         )
-        return path
 
     def confirm_overwrite(self, path: Path) -> bool:
         """Ask whether ``path``, which exists, may be replaced."""
-        answer = QMessageBox.question(
-            self,
-            'Replace?',
-            f'{path} exists. Replace it with this model package?',
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No,
+        return confirm_replace(
+            self, f'{path} exists. Replace it with this model package?'
         )
-        return answer == QMessageBox.StandardButton.Yes
 
     def export(self, path: str | Path | None = None) -> None:
         """Export the chosen model to ``path`` (asked when None)."""
