@@ -52,7 +52,7 @@ def _save_window(viewer: napari.Viewer, name: str) -> None:
 def _save_open_section(widget, section, name: str) -> None:
     """Save the widget alone with one collapsible section opened."""
     section.toggle.click()
-    _settle()
+    _settle(800)  # the section opens with a short animation
     height = widget.sizeHint().height()
     widget.grab().copy(0, 0, widget.width(), height).save(str(IMAGES / name))
     print(IMAGES / name)

@@ -272,3 +272,23 @@ def test_corrections_are_exported_and_reopened_without_touching_the_file(
     saved = read_segloop(str(tmp_path / 'saved.zarr'))
     again = next(d for d, k, _ in saved if k['name'] == 'saved [corrections]')
     np.testing.assert_array_equal(np.asarray(again), painted)
+
+
+def test_the_before_outlines_survive_a_run_with_other_layers(
+    viewer_widget, qtbot
+) -> None:
+    viewer, widget = viewer_widget
+    widget.uncertainty.setChecked(True)
+    widget.passes.setValue(2)
+    before = _segment(widget, qtbot)
+    assert widget.outputs.keep_before_retrain() == len(np.unique(before)) - 1
+    # the re-run has no uncertainty layers: its layers are replaced,
+    # the outlines of the labels before stay
+    widget.uncertainty.setChecked(False)
+    _segment(widget, qtbot)
+    assert 'nuclei2d sample [before retrain]' in viewer.layers
+    # another image: its run does not keep this image's outlines
+    viewer.add_image(np.zeros((64, 64), np.uint8), name='other')
+    widget.image_combo.setCurrentText('other')
+    _segment(widget, qtbot)
+    assert 'nuclei2d sample [before retrain]' not in viewer.layers

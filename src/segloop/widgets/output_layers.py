@@ -97,7 +97,7 @@ class OutputLayers(QObject):
             # the previous run's table must not outlive its labels
             self._show_table(self.layers['labels'], None)
             return
-        self.remove()
+        self.remove(keep_before=self._source is source)
         common = {**placement, 'metadata': {'path': output}}
         probability = LiveView(shape, np.float32)
         self.layers['probability'] = viewer.add_image(
@@ -165,15 +165,18 @@ class OutputLayers(QObject):
             if layer.visible:
                 layer.refresh()
 
-    def remove(self) -> None:
-        """Take the output layers out of the viewer."""
+    def remove(self, keep_before: bool = False) -> None:
+        """Take the output layers out of the viewer (``keep_before``: not
+        ``[before retrain]``, for a new run on the same image)."""
         viewer = self.session.viewer
-        for layer in [*self.layers.values(), self.marker, self.before]:
+        before = None if keep_before else self.before
+        for layer in [*self.layers.values(), self.marker, before]:
             if layer is not None and layer in viewer.layers:
                 viewer.layers.remove(layer)
         self.layers = {}
         self.marker = None
-        self.before = None
+        if not keep_before:
+            self.before = None
         self.session.labels = None
         self._source = None
 
