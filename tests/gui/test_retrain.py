@@ -287,6 +287,11 @@ def test_the_before_outlines_survive_a_run_with_other_layers(
     widget.uncertainty.setChecked(False)
     _segment(widget, qtbot)
     assert 'nuclei2d sample [before retrain]' in viewer.layers
+    # drawn over the new labels
+    names = [layer.name for layer in viewer.layers]
+    assert names.index('nuclei2d sample [before retrain]') > names.index(
+        'nuclei2d sample [labels]'
+    )
     # another image: its run does not keep this image's outlines
     viewer.add_image(np.zeros((64, 64), np.uint8), name='other')
     widget.image_combo.setCurrentText('other')

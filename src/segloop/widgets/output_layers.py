@@ -130,6 +130,13 @@ class OutputLayers(QObject):
         self.session.labels = labels
         self.session.watch(labels)  # edits teach Retrain
         self._source = source
+        self._raise_before()
+
+    def _raise_before(self) -> None:
+        """Keep the ``[before retrain]`` outlines over the new labels."""
+        layers = self.session.viewer.layers
+        if self.before is not None and self.before in layers:
+            layers.move(layers.index(self.before), len(layers))
 
     def attach(self, job: Any) -> None:
         """Point the output layers at the planned job's store."""
