@@ -7,8 +7,12 @@ and writes a model folder, checkpointed as training goes.
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,7 @@ from segloop.core.normalize import (
     percentile_range,
 )
 from segloop.core.objsize import median_diameter
+from segloop.core.prefetch import PrefetchSampler, auto_workers
 from segloop.core.targets import CLASS_NAMES, instances_to_classes
 from segloop.core.training import PatchSampler, TrainEvent, iter_train
 from segloop.core.unet import UNet
@@ -67,6 +72,7 @@ def make_sampler(
     head: Head = 'classes',
     augmentation: Augmentation | None = None,
     balance: bool = False,
+    workers: int = 0,
 ) -> tuple[PatchSampler, int]:
     """Load, normalise and turn masks into targets; return (sampler, n).
 
@@ -74,9 +80,10 @@ def make_sampler(
     (:func:`head_targets`), made once per image. ``sizes``,
     when given, receives each mask (for the object size). ``balance``
     gives every folder the same share of the patches (else every image
-    the same chance).
+    the same chance). ``workers`` > 1 makes the targets in that many
+    processes.
     """
-    images, targets, weights = [], [], []
+    images, masks, weights = [], [], []
     lo_pct, hi_pct = DEFAULT_PERCENTILES
     for folder, names in names_per_folder.items():
         share = 1.0 / max(1, len(names)) if balance else 1.0
@@ -84,13 +91,16 @@ def make_sampler(
             weights.append(share)
             lo, hi = percentile_range(item.image, lo_pct, hi_pct)
             images.append(normalize(item.image, lo, hi)[None])
-            targets.append(head_targets(item.labels, head))
-            if sizes is not None:
-                sizes.append(item.labels)
+            masks.append(item.labels)
     if not images:
         raise SegloopError(
             'no training images left after the validation split'
         )
+    targets = map_in_processes(
+        partial(head_targets, head=head), masks, workers
+    )
+    if sizes is not None:
+        sizes.extend(masks)
     sampler = PatchSampler(
         images,
         targets,
@@ -100,6 +110,21 @@ def make_sampler(
         head,
     )
     return sampler, len(images)
+
+
+def map_in_processes(
+    function: Callable[[Any], Any], items: Sequence[Any], workers: int
+) -> list[Any]:
+    """``[function(item) for item in items]``, in ``workers`` processes
+    when ``workers`` > 1 (forked where the platform allows)."""
+    if workers <= 1 or len(items) < 2:
+        return [function(item) for item in items]
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context(
+        'fork' if 'fork' in methods else None
+    )
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(function, items, chunksize=4))
 
 
 def head_targets(labels: np.ndarray, head: Head) -> np.ndarray:
@@ -142,6 +167,7 @@ def iter_train_folders(
     init: str | Path | None = None,
     split_seed: int = 0,
     balance: bool = False,
+    workers: int | None = None,
 ) -> Generator[TrainEvent, None, Path]:
     """Train on labelled folders, saving to ``output`` every few steps.
 
@@ -152,6 +178,9 @@ def iter_train_folders(
     ``split_seed`` fixes the validation split independently of the
     training seed, so a continued run keeps the same held-out images.
     ``balance`` gives every folder the same share of the patches.
+    ``workers`` processes cut and augment the patches while the network
+    trains (default :func:`~segloop.core.prefetch.auto_workers`: none on
+    a CPU, up to 8 beside a GPU); they also make the targets.
     """
     train_names, val_names = split_folders(folders, val_fraction, split_seed)
     masks: list[np.ndarray] = []
@@ -160,6 +189,9 @@ def iter_train_folders(
         network = parent.network
     else:
         model = UNet(network)
+    torch_device = pick_device(device)
+    if workers is None:
+        workers = auto_workers(torch_device)
     sampler, n_train = make_sampler(
         train_names,
         config.patch_shape,
@@ -167,12 +199,13 @@ def iter_train_folders(
         network.head,
         config.augmentation(),
         balance,
+        workers,
     )
     diameters, n_objects = median_diameter(masks)
     del masks
     axes = 'YX' if network.spatial_dims == 2 else 'ZYX'
 
-    hardware = describe_device(pick_device(device))
+    hardware = describe_device(torch_device)
 
     def info(step: int, loss: float) -> ModelInfo:
         provenance: dict[str, Any] = {
@@ -187,6 +220,8 @@ def iter_train_folders(
             'val_fraction': val_fraction,
             'split_seed': split_seed,
             'balance_folders': balance,
+            # the patch stream depends on the seed and this number
+            'sampler_workers': workers,
             'validation_names': val_names,
             'steps': step,
             'final_loss': round(loss, 5),
@@ -217,15 +252,30 @@ def iter_train_folders(
     losses: list[float] = []
     seconds = [0.0]  # wall time of this chunk so far (for the provenance)
     step = 0
-    events = iter_train(model, sampler, config, device, should_stop)
-    for event in events:
-        step = event.step
-        seconds[0] = event.elapsed_s
-        losses.append(event.loss)
-        yield event
-        if step % checkpoint_every == 0:
-            model.eval()
-            save_model(output, model, info(step, float(np.mean(losses[-50:]))))
-            model.train()
+    with ExitStack() as stack:
+        batches: Any = sampler
+        if workers:
+            batches = stack.enter_context(
+                PrefetchSampler(
+                    sampler,
+                    config.batch_size,
+                    config.seed,
+                    workers,
+                    pin_memory=torch_device.type == 'cuda',
+                )
+            )
+        for event in iter_train(
+            model, batches, config, torch_device, should_stop
+        ):
+            step = event.step
+            seconds[0] = event.elapsed_s
+            losses.append(event.loss)
+            yield event
+            if step % checkpoint_every == 0:
+                model.eval()
+                save_model(
+                    output, model, info(step, float(np.mean(losses[-50:])))
+                )
+                model.train()
     save_model(output, model, info(step, float(np.mean(losses[-50:] or [0]))))
     return Path(output)

@@ -217,3 +217,25 @@ def test_train_flows_head_writes_a_format_3_model_that_segments(
     )
     assert read_labels(zarr_out).shape == (48, 48)
     assert read_segloop_metadata(zarr_out)['complete'] is True
+
+
+def test_train_with_sampler_workers(tmp_path, labelled):
+    """--workers 2: patches cut in two processes, targets made in two."""
+    out = tmp_path / 'model'
+    argv = [
+        'train',
+        str(labelled),
+        '-o',
+        str(out),
+        '--steps',
+        '3',
+        '--workers',
+        '2',
+        '--head',
+        'flows',
+        *TINY,
+    ]
+    assert main(argv) == 0
+    _, info = load_model(out)
+    assert info.provenance['steps'] == 3
+    assert info.provenance['sampler_workers'] == 2

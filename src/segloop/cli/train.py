@@ -123,6 +123,13 @@ def add_parsers(sub: Any) -> None:
     train.add_argument('--checkpoint-every', type=types.positive_int)
     train.add_argument('--device', default='auto')
     train.add_argument(
+        '--workers',
+        type=types.non_negative_int,
+        help='processes that cut and augment patches while the network '
+        'trains (default: none on a CPU, where they would take its cores; '
+        'up to 8 beside a GPU)',
+    )
+    train.add_argument(
         '--fp32', action='store_true', help='disable bf16 autocast'
     )
     train.add_argument('--init', help='model (name or folder) to start from')
@@ -179,6 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             checkpoint_every=args.checkpoint_every,
             name=args.name,
             split_seed=args.split_seed,
+            workers=args.workers,
         ),
     )
     run_with_bar(

@@ -34,7 +34,8 @@ from segloop.core.flows import FLOW_SCALE
 from segloop.core.targets import IGNORE
 from segloop.core.unet import UNet
 
-Batch = tuple[np.ndarray, np.ndarray]
+#: ``(x, y)`` of one step: numpy arrays or CPU tensors
+Batch = tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -405,7 +406,8 @@ def iter_train(
     model : UNet
         Starting weights (random or a model to fine-tune).
     sample_batch : callable
-        ``sample_batch(rng, n) -> (x, y)``, e.g. a :class:`PatchSampler`.
+        ``sample_batch(rng, n) -> (x, y)``, e.g. a :class:`PatchSampler`
+        or a :class:`~segloop.core.prefetch.PrefetchSampler` around one.
     config : TrainConfig
         Steps, batch size, learning rate, seed, time limit.
     device : str or torch.device, optional
@@ -488,11 +490,11 @@ def iter_train(
                 group['lr'] = lr * group.get('lr_scale', 1.0)
             x, y = sample_batch(rng, config.batch_size)
             xt = (
-                torch.from_numpy(x)
-                .to(device)
+                torch.as_tensor(x)
+                .to(device, non_blocking=True)
                 .contiguous(memory_format=model.memory_format)
             )
-            yt = torch.from_numpy(y).to(device)
+            yt = torch.as_tensor(y).to(device, non_blocking=True)
             with autocast(device, config.bf16):
                 logits = model(xt)
             loss = masked_loss(
