@@ -31,6 +31,7 @@ one against the other. Everything measured goes to ``OUT/gpu_run.json``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import multiprocessing
 import sys
@@ -97,7 +98,12 @@ RUNS: dict[str, dict[str, Any]] = {
 
 
 def train_one(
-    name: str, data: Path, out: Path, minutes: float, device: str
+    name: str,
+    data: Path,
+    out: Path,
+    minutes: float,
+    device: str,
+    options: dict[str, Any],
 ) -> None:
     """Train run ``name`` (see :data:`RUNS`); write its log as JSON."""
     run = RUNS[name]
@@ -110,7 +116,7 @@ def train_one(
     )
     config = TrainConfig(
         steps=100_000,  # the time limit ends training (and the schedule)
-        learning_rate=2e-3,
+        learning_rate=options.get('lr') or 2e-3,
         seed=0,
         time_limit_s=minutes * 60,
         **run['train'],
@@ -127,7 +133,10 @@ def train_one(
         name=f'{name}-gpu',
         split_seed=0,
         balance=run['balance'],
-        workers=run['workers'] if device == 'cuda' else 1,
+        workers=(options.get('workers') or run['workers'])
+        if device == 'cuda'
+        else 1,
+        init=options['init'] / name if options.get('init') else None,
         device=device,
     ):
         losses.append(round(event.loss, 4))
@@ -150,7 +159,9 @@ def agreement(
     model = load_model(model_path)
     names = model.info.provenance['validation_names']['nuclei2d/train'][:n]
     params = model.instance_params()
-    cpu = Predictor(model.network, device='cpu', precision='fp32')
+    cpu = Predictor(
+        copy.deepcopy(model.network), device='cpu', precision='fp32'
+    )
     cuda = Predictor(model.network, device=device)
     same = total = 0
     cosines: list[np.ndarray] = []
@@ -207,7 +218,19 @@ def main() -> None:
     parser.add_argument('data', type=Path)
     parser.add_argument('out', type=Path)
     parser.add_argument('--minutes', type=float, default=6.5)
-    parser.add_argument('--runs', default=','.join(RUNS))
+    parser.add_argument(
+        '--runs', default=','.join(RUNS), help="'' checks only"
+    )
+    parser.add_argument(
+        '--init', type=Path, help='continue from INIT/<run> (a chunk)'
+    )
+    parser.add_argument('--lr', type=float, help='default 2e-3')
+    parser.add_argument('--workers', type=int, help="default: each run's")
+    parser.add_argument(
+        '--check',
+        nargs='*',
+        help='models to check (default nuclei2d and OUT/flows2d)',
+    )
     parser.add_argument(
         '--device', default='cuda', help='cpu: a quick smoke test here'
     )
@@ -220,25 +243,35 @@ def main() -> None:
         'minutes': args.minutes,
     }
     context = multiprocessing.get_context('spawn')
+    runs = [name for name in args.runs.split(',') if name]
     jobs = [
         context.Process(
             target=train_one,
-            args=(name, args.data, args.out, args.minutes, args.device),
+            args=(
+                name,
+                args.data,
+                args.out,
+                args.minutes,
+                args.device,
+                {'init': args.init, 'lr': args.lr, 'workers': args.workers},
+            ),
         )
-        for name in args.runs.split(',')
+        for name in runs
     ]
     for job in jobs:
         job.start()
     for job in jobs:
         job.join()
-    for name in args.runs.split(','):
+    for name in runs:
         log = args.out / f'{name}.log.json'
         summary[name] = json.loads(log.read_text()) if log.exists() else None
         log.unlink(missing_ok=True)
+    (args.out / 'gpu_run.json').write_text(json.dumps(summary, indent=1))
+    checks = args.check
+    if checks is None:
+        checks = ['nuclei2d', args.out / 'flows2d']
     summary['cuda_check'] = [
-        agreement(model, args.data, 8, args.device)
-        for model in ('nuclei2d', args.out / 'flows2d')
-        if model == 'nuclei2d' or (args.out / 'flows2d').exists()
+        agreement(model, args.data, 8, args.device) for model in checks
     ]
     (args.out / 'gpu_run.json').write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))

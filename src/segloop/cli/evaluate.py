@@ -97,7 +97,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from segloop.api import load_model
     from segloop.core.checkpoint import CONFIG_NAME
     from segloop.core.errors import SegloopError
-    from segloop.evaluation import THRESHOLDS, predict_folder, score, tune
+    from segloop.evaluation import (
+        THRESHOLDS,
+        predict_folder,
+        score,
+        search_grid,
+        tune,
+    )
     from segloop.io.datasets import dataset_key
 
     model = load_model(args.model)
@@ -120,7 +126,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     _print_scores(before)
     if args.search:
-        best, _ = tune(items, model.instance_params())
+        grid = search_grid(model.info.object_size)
+        best, _ = tune(items, model.instance_params(), grid)
         after = score(items, best, THRESHOLDS)
         print(f'best settings: {best.to_dict()}')
         _print_scores(after)

@@ -624,15 +624,23 @@ def citations(model: Model) -> list[tuple[str, str]]:
     return found
 
 
+def saw_brightfield(model: Model) -> bool:
+    """Whether the model's training data held a brightfield set."""
+    data = model.info.provenance.get('training_data') or []
+    return any('brightfield' in str(name) for name in data)
+
+
 def tags(model: Model) -> list[str]:
     """The package's tags."""
     dims = model.info.network.spatial_dims
+    brightfield = ['bright-field-light-microscopy'] * saw_brightfield(model)
     return [
         'segloop',
         'unet',
         f'{dims}d',
         'nuclei',
         'fluorescence-light-microscopy',
+        *brightfield,
         'semantic-segmentation',
         'instance-segmentation',
         'pytorch',
@@ -700,7 +708,9 @@ def _config(model: Model, state: dict[str, Any]) -> dict[str, Any]:
                 f'{info.network.base_channels} base channels, '
                 f'{info.network.norm} norm, softmax head'
             ),
-            'modality': 'fluorescence microscopy',
+            'modality': 'fluorescence and brightfield microscopy'
+            if saw_brightfield(model)
+            else 'fluorescence microscopy',
             'target_structure': ['nuclei'],
             'task': 'semantic segmentation (instances in segloop)',
             'model_parameter_count': int(
