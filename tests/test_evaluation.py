@@ -41,9 +41,11 @@ def test_search_grid_tries_sizes_relative_to_the_objects() -> None:
     sizes = grid['min_size']
     volume = np.pi / 6 * 5 * 80 * 80  # 16,755 voxels
     assert set(DEFAULT_GRID['min_size']) <= set(sizes)
-    assert round(0.1 * volume) in sizes and round(0.2 * volume) in sizes
+    assert round(0.1 * volume) in sizes
+    assert round(0.2 * volume) in sizes
     assert list(sizes) == sorted(sizes)
     # 2D: a disc of diameter 20 covers ~314 pixels
-    assert round(0.1 * np.pi * 100) in search_grid(
-        {'median_diameter': [20.0, 20.0]}
-    )['min_size']
+    assert (
+        round(0.1 * np.pi * 100)
+        in search_grid({'median_diameter': [20.0, 20.0]})['min_size']
+    )
