@@ -31,21 +31,23 @@ def test_tune_recovers_from_bad_settings() -> None:
     assert score(items, best, (0.5,))[0].accuracy == accuracy
 
 
-def test_search_grid_tries_sizes_relative_to_the_objects() -> None:
-    """3D nuclei of ~15,000 voxels: fragments of ~1,500 can be dropped."""
-    from segloop.evaluation import DEFAULT_GRID, search_grid
+def test_fragments_under_a_share_of_the_median_object_are_dropped() -> None:
+    """min_size_fraction: relative to the image's own objects, any size."""
+    from segloop.core.instances import finish_instances, size_floor
 
-    assert search_grid(None) == DEFAULT_GRID
-    assert search_grid({'median_diameter': []}) == DEFAULT_GRID
-    grid = search_grid({'median_diameter': [5.0, 80.0, 80.0]})
-    sizes = grid['min_size']
-    volume = np.pi / 6 * 5 * 80 * 80  # 16,755 voxels
-    assert set(DEFAULT_GRID['min_size']) <= set(sizes)
-    assert round(0.1 * volume) in sizes
-    assert round(0.2 * volume) in sizes
-    assert list(sizes) == sorted(sizes)
-    # 2D: a disc of diameter 20 covers ~314 pixels
-    assert (
-        round(0.1 * np.pi * 100)
-        in search_grid({'median_diameter': [20.0, 20.0]})['min_size']
-    )
+    assert size_floor(np.array([100, 100, 10]), 8, 0.0) == 8
+    assert size_floor(np.array([100, 100, 10]), 8, 0.2) == 20
+    assert size_floor(np.array([3, 4]), 8, 0.5) == 8  # nothing kept
+    for scale in (1, 3):  # the same picture at three times the size
+        regions = np.zeros((60 * scale, 60 * scale), np.int32)
+        for k, y in enumerate((5, 25, 45)):  # three 10 x 10 objects
+            s = slice(y * scale, (y + 10) * scale)
+            regions[s, s] = k + 1
+        # a 2 x 3 fragment: 6 % of the median object
+        regions[2 * scale : 4 * scale, 40 * scale : 43 * scale] = 9
+        kept = finish_instances(
+            regions, InstanceParams(min_size=1, min_size_fraction=0.1)
+        )
+        assert kept.max() == 3
+        assert not kept[2 * scale, 40 * scale]
+        assert finish_instances(regions, InstanceParams(min_size=1)).max() == 4

@@ -7,7 +7,6 @@ probabilities are predicted once per image, then every candidate
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,34 +26,9 @@ DEFAULT_GRID = {
     'h': (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
     'smooth': (0.0, 0.5, 1.0, 2.0),
     'min_size': (4, 8, 16, 32),
+    # fragments: objects under a share of the image's median object
+    'min_size_fraction': (0.0, 0.1, 0.2, 0.3),
 }
-
-#: minimum sizes tried as fractions of the median object's pixels: what
-#: the absolute grid misses for big objects (3D nuclei: ~10,000 voxels,
-#: with detached fragments of ~1,000 in the masks and the predictions)
-MIN_SIZE_FRACTIONS = (0.05, 0.1, 0.2)
-
-
-def search_grid(object_size: dict | None) -> dict[str, tuple[float, ...]]:
-    """:data:`DEFAULT_GRID`, its ``min_size`` widened to the object size.
-
-    Parameters
-    ----------
-    object_size : dict or None
-        A model's ``object_size`` (``median_diameter`` per axis, pixels).
-        Its median object covers pi/4 * dy * dx pixels (2D) or
-        pi/6 * dz * dy * dx voxels (3D); :data:`MIN_SIZE_FRACTIONS` of
-        that join the absolute sizes.
-    """
-    grid = dict(DEFAULT_GRID)
-    diameters = (object_size or {}).get('median_diameter') or []
-    if len(diameters) in (2, 3) and all(d > 0 for d in diameters):
-        pixels = (
-            math.prod(diameters) * math.pi / (4 if len(diameters) == 2 else 6)
-        )
-        relative = {round(f * pixels) for f in MIN_SIZE_FRACTIONS}
-        grid['min_size'] = tuple(sorted(set(grid['min_size']) | relative))
-    return grid
 
 
 @dataclass

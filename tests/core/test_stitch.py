@@ -76,3 +76,24 @@ def test_stitched_blocks_equal_whole_volume_labels(shape):
         zip(whole.ravel().tolist(), stitched.ravel().tolist(), strict=True)
     )
     assert len(pairs) == n + 1  # the same partition, background included
+
+
+def test_merger_drops_fragments_by_their_share_of_the_median_object():
+    """A piece cut by a face is judged by its whole object's size."""
+    merger = IdMerger(min_size=1, min_size_fraction=0.2)
+    # block 1: objects 10 (100 px), 11 (60 px, continues as 20) and 12
+    # (a 5 px fragment); block 2: 20 (40 px), 21 (100 px)
+    merger.add([10, 11, 12], [100, 60, 5])
+    merger.add([20, 21], [40, 100])
+    merger.merge([(11, 20)])
+    # median of 100, 100, 100 (11 + 20), 5 is 100: floor 20
+    looked_up = merger.lookup(np.array([10, 11, 12, 20, 21]))
+    np.testing.assert_array_equal(looked_up, [1, 2, 0, 2, 3])
+    assert merger.count == 3
+    # without the merge the halves count on their own (60 and 40 px,
+    # above the floor of 0.2 x the median 60); the fragment still goes
+    alone = IdMerger(min_size=1, min_size_fraction=0.2)
+    alone.add([10, 11, 12], [100, 60, 5])
+    alone.add([20, 21], [40, 100])
+    assert alone.lookup(np.array([12]))[0] == 0
+    assert alone.count == 4

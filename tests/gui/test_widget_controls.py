@@ -376,6 +376,33 @@ def test_update_labels_whole_image_and_preview(segmented, qtbot) -> None:
     assert widget.export_panel.button.isEnabled()
 
 
+def test_fragments_setting_drops_objects_under_a_share_of_the_median(
+    segmented, qtbot
+) -> None:
+    viewer, widget = segmented
+    labels = viewer.layers[f'{SAMPLE_NAME} [labels]']
+    settings = widget.label_settings
+    settings.preview.setChecked(False)
+    settings.min_size.setValue(1)
+    with qtbot.waitSignal(widget.labels_updated, timeout=RUN_TIMEOUT_MS):
+        settings.update_button.click()
+    sizes = np.bincount(read_labels(widget.output).ravel())[1:]
+    sizes = sizes[sizes > 0]
+    settings.fragments.setValue(0.5)
+    with qtbot.waitSignal(widget.labels_updated, timeout=RUN_TIMEOUT_MS):
+        settings.update_button.click()
+    assert widget.last_update.status == 'finished'
+    stored = read_labels(widget.output)
+    kept = np.bincount(stored.ravel())[1:]
+    kept = kept[kept > 0]
+    assert len(kept) < len(sizes)
+    # sizes before and after hole filling differ by a few pixels only
+    assert kept.min() >= 0.45 * np.median(sizes)
+    np.testing.assert_array_equal(labels.data, stored)
+    recorded = read_segloop_metadata(widget.output)['instances']
+    assert recorded['min_size_fraction'] == pytest.approx(0.5)
+
+
 def test_diameter_estimate_and_rescaled_run(viewer_widget, qtbot) -> None:
     viewer, widget = viewer_widget
     with qtbot.waitSignal(

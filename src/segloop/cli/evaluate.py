@@ -101,7 +101,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
         THRESHOLDS,
         predict_folder,
         score,
-        search_grid,
         tune,
     )
     from segloop.io.datasets import dataset_key
@@ -126,8 +125,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     _print_scores(before)
     if args.search:
-        grid = search_grid(model.info.object_size)
-        best, _ = tune(items, model.instance_params(), grid)
+        best, _ = tune(items, model.instance_params())
         after = score(items, best, THRESHOLDS)
         print(f'best settings: {best.to_dict()}')
         _print_scores(after)

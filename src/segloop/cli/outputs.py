@@ -37,6 +37,12 @@ def add_parsers(sub: Any) -> None:
         help='drop objects with fewer pixels',
     )
     rl.add_argument(
+        '--min-size-fraction',
+        type=types.fraction,
+        help='also drop objects under this fraction of the median object '
+        'in the image (detached fragments; 0: off)',
+    )
+    rl.add_argument(
         '--fill-holes',
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -118,6 +124,7 @@ def cmd_relabel(args: argparse.Namespace) -> int:
         fg_threshold=args.threshold,
         seed_threshold=args.seed_threshold,
         min_size=args.min_size,
+        min_size_fraction=args.min_size_fraction,
         fill_holes=args.fill_holes,
         h=args.h,
         smooth=args.smooth,

@@ -27,6 +27,7 @@ reached (:func:`segloop.core.flows.flows_to_instances`);
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,6 +64,11 @@ class InstanceParams:
         Gaussian sigma (pixels) applied to the distance map.
     min_size : int
         Objects with fewer pixels are removed.
+    min_size_fraction : float
+        Objects smaller than this fraction of the median object (of those
+        kept by ``min_size``, in the same image or time point) are
+        removed too: detached fragments, whatever the objects' size
+        (0: off). See :func:`size_floor`.
     fill_holes : bool
         Fill holes inside each object.
     head : {'classes', 'distances', 'flows'}
@@ -81,6 +87,7 @@ class InstanceParams:
     fill_holes: bool = True
     head: Head = 'classes'
     flow_steps: int = 200
+    min_size_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         # a string or NaN from a config.json must fail here, before the
@@ -90,6 +97,7 @@ class InstanceParams:
         check_real('h', self.h, 0.0)
         check_real('smooth', self.smooth, 0.0)
         check_int('min_size', self.min_size, 0, 2**62)
+        check_real('min_size_fraction', self.min_size_fraction, 0.0, 1.0)
         if not isinstance(self.fill_holes, bool | np.bool_):
             raise ValueError(
                 f'fill_holes must be true or false, got {self.fill_holes!r}'
@@ -106,6 +114,32 @@ class InstanceParams:
         """Build from a dict, ignoring unknown keys."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def size_floor(
+    sizes: np.ndarray, min_size: int, min_size_fraction: float
+) -> int:
+    """The smallest object size kept: ``min_size`` or the relative floor.
+
+    Parameters
+    ----------
+    sizes : ndarray of int, shape (n_objects,)
+        Pixel (voxel) counts of the objects of one image or time point.
+    min_size : int
+    min_size_fraction : float
+        The floor is ``min_size_fraction`` times the median size of the
+        objects with at least ``min_size`` pixels, when that is larger.
+
+    Returns
+    -------
+    int
+        Objects with fewer pixels are removed.
+    """
+    sizes = np.asarray(sizes)
+    kept = sizes[sizes >= min_size]
+    if min_size_fraction <= 0 or not kept.size:
+        return int(min_size)
+    return max(int(min_size), math.ceil(min_size_fraction * np.median(kept)))
 
 
 def _seeds(
@@ -246,9 +280,11 @@ def finish_instances(
 
 
 def _clean(labels: np.ndarray, params: InstanceParams) -> np.ndarray:
-    if params.min_size > 1:
+    if params.min_size > 1 or params.min_size_fraction > 0:
         sizes = np.bincount(labels.ravel())
-        small = sizes < params.min_size
+        present = sizes[1:][sizes[1:] > 0]
+        floor = size_floor(present, params.min_size, params.min_size_fraction)
+        small = sizes < floor
         small[0] = False
         labels = np.where(small[labels], 0, labels)
     if params.fill_holes:

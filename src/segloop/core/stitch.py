@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from segloop.core.blocks import Block
+from segloop.core.instances import size_floor
 
 ID_DTYPE = np.uint32
 ID_LIMIT = int(np.iinfo(ID_DTYPE).max)
@@ -107,10 +108,16 @@ class IdMerger:
     min_size : int
         Objects with fewer pixels after merging get id 0 (so a piece cut
         off by a block face is judged by its whole object's size).
+    min_size_fraction : float
+        And those under this fraction of the median merged object
+        (:func:`~segloop.core.instances.size_floor`).
     """
 
-    def __init__(self, min_size: int = 0) -> None:
+    def __init__(
+        self, min_size: int = 0, min_size_fraction: float = 0.0
+    ) -> None:
         self.min_size = min_size
+        self.min_size_fraction = min_size_fraction
         self._parent: dict[int, int] = {}
         self._size: dict[int, int] = {}
         self._order: list[int] = []
@@ -160,11 +167,16 @@ class IdMerger:
             for i in self._order:
                 root = self._find(i)
                 total[root] = total.get(root, 0) + self._size[i]
+            floor = size_floor(
+                np.fromiter(total.values(), np.int64, len(total)),
+                self.min_size,
+                self.min_size_fraction,
+            )
             final: dict[int, int] = {}
             roots: dict[int, int] = {}
             for i in self._order:
                 root = self._find(i)
-                if total[root] < self.min_size:
+                if total[root] < floor:
                     final[i] = 0
                     continue
                 if root not in roots:
@@ -202,6 +214,7 @@ def stitch_blocks(
     read_raw: Callable[[tuple[slice, ...]], np.ndarray],
     write: Callable[[tuple[slice, ...], np.ndarray], None],
     min_size: int = 0,
+    min_size_fraction: float = 0.0,
 ) -> int:
     """Join per-block ids of one time point across faces; write 1..N.
 
@@ -217,6 +230,8 @@ def stitch_blocks(
         ``write(region, labels)`` stores final ids (uint32) of a block.
     min_size : int
         Objects with fewer pixels after joining become background.
+    min_size_fraction : float
+        As do those under this fraction of the median joined object.
 
     Returns
     -------
@@ -224,7 +239,7 @@ def stitch_blocks(
         Number of objects.
     """
     positions = {b.position for b in blocks}
-    merger = IdMerger(min_size)
+    merger = IdMerger(min_size, min_size_fraction)
     for block in blocks:
         merger.add(*np.unique(read_raw(block.region), return_counts=True))
     for block in blocks:

@@ -193,6 +193,7 @@ def iter_relabel(
                             functools.partial(_read, rewrite.raw, lead),
                             functools.partial(_write, rewrite.labels, lead),
                             params.min_size,
+                            params.min_size_fraction,
                         )
                     )
         except InterruptedError:

@@ -127,6 +127,7 @@ def stitch(
                 functools.partial(store.read_raw, t),
                 functools.partial(store.write_labels, t),
                 plan.params.min_size,
+                plan.params.min_size_fraction,
             )
         )
     return objects

@@ -40,6 +40,9 @@ class LabelSettings(CollapsibleForm):
         seed threshold is hidden for them, and this is shown).
     min_size : QSpinBox
         Smallest object kept, in pixels (voxels).
+    fragments : QDoubleSpinBox
+        Objects under this share of the image's median object are removed
+        too (``min_size_fraction``; 0: off).
     fill_holes : QCheckBox
         Fill holes inside objects.
     preview : QCheckBox
@@ -69,6 +72,15 @@ class LabelSettings(CollapsibleForm):
         self.min_size.setRange(0, 1_000_000)
         self.min_size.setSuffix(' px')
         self.min_size.setToolTip('Objects smaller than this are removed')
+        self.fragments = QDoubleSpinBox()
+        self.fragments.setRange(0.0, 0.9)
+        self.fragments.setSingleStep(0.05)
+        self.fragments.setDecimals(2)
+        self.fragments.setSuffix(' × median')
+        self.fragments.setToolTip(
+            "Objects smaller than this share of the image's median object "
+            'are removed too (detached fragments); 0 keeps them'
+        )
         self.fill_holes = QCheckBox('fill holes')
         self.preview = QCheckBox('this slice / time point only')
         self.preview.setToolTip(
@@ -87,6 +99,7 @@ class LabelSettings(CollapsibleForm):
         _show_row(self.rows, self.flow_steps, False)
         self._head = 'classes'
         self.rows.addRow('min size', self.min_size)
+        self.rows.addRow('fragments under', self.fragments)
         self.rows.addRow(self.fill_holes)
         self.rows.addRow(self.preview)
         self.rows.addRow(self.update_button)
@@ -102,6 +115,7 @@ class LabelSettings(CollapsibleForm):
         self.threshold.setValue(float(params['fg_threshold']))
         self.seed_threshold.setValue(float(params['seed_threshold']))
         self.min_size.setValue(int(params['min_size']))
+        self.fragments.setValue(float(params.get('min_size_fraction', 0.0)))
         self.fill_holes.setChecked(bool(params['fill_holes']))
 
     def changes(self) -> dict[str, Any]:
@@ -110,6 +124,7 @@ class LabelSettings(CollapsibleForm):
             'fg_threshold': round(self.threshold.value(), 4),
             'seed_threshold': round(self.seed_threshold.value(), 4),
             'min_size': int(self.min_size.value()),
+            'min_size_fraction': round(self.fragments.value(), 4),
             'fill_holes': self.fill_holes.isChecked(),
         }
         if self._head == 'flows':
