@@ -52,35 +52,24 @@ from segloop.io.datasets import load_labelled
 from segloop.models.loaded import load_model
 from segloop.trainer import iter_train_folders
 
+#: the generalist 2D recipe; the runs differ in their head only
+GENERALIST_2D: dict[str, Any] = {
+    'data': ['nuclei2d', 'brightfield2d'],
+    'train': {
+        'batch_size': 16,
+        'patch_shape': (256, 256),
+        'scale_range': (0.5, 2.0),
+        'invert_p': 0.5,
+        'blur_p': 0.2,
+    },
+    'balance': True,
+    'val_fraction': 0.15,
+    'workers': 5,
+}
+
 RUNS: dict[str, dict[str, Any]] = {
-    'flows2d': {
-        'data': ['nuclei2d', 'brightfield2d'],
-        'network': {'head': 'flows'},
-        'train': {
-            'batch_size': 16,
-            'patch_shape': (256, 256),
-            'scale_range': (0.5, 2.0),
-            'invert_p': 0.5,
-            'blur_p': 0.2,
-        },
-        'balance': True,
-        'val_fraction': 0.15,
-        'workers': 5,
-    },
-    'classes2d': {
-        'data': ['nuclei2d', 'brightfield2d'],
-        'network': {'head': 'classes'},
-        'train': {
-            'batch_size': 16,
-            'patch_shape': (256, 256),
-            'scale_range': (0.5, 2.0),
-            'invert_p': 0.5,
-            'blur_p': 0.2,
-        },
-        'balance': True,
-        'val_fraction': 0.15,
-        'workers': 5,
-    },
+    'flows2d': {**GENERALIST_2D, 'network': {'head': 'flows'}},
+    'classes2d': {**GENERALIST_2D, 'network': {'head': 'classes'}},
     'flows3d': {
         'data': ['nuclei3d'],
         'network': {
