@@ -45,3 +45,24 @@ def test_a_bright_background_kept_by_the_user_is_flagged():
     inverted = {**kept, 'invert': True}
     for polarity in (decided, dark, inverted):
         assert implausible_result(labels, 'YX', {'polarity': polarity}) == []
+
+
+def test_objects_far_from_the_training_size_are_flagged():
+    from segloop.core.plausibility import size_mismatch
+    from segloop.data.synthetic import synthetic_nuclei
+
+    _, small = synthetic_nuclei((128, 128), n=12, radius=4, seed=1)
+    _, typical = synthetic_nuclei((128, 128), n=12, radius=10, seed=1)
+    # discs of radius 4 (~8 px across) against a model trained on 20 px
+    warning = size_mismatch([small], 20.0)
+    assert warning is not None
+    assert 'about 8 px across' in warning
+    assert 'trained on 20 px' in warning
+    assert size_mismatch([typical], 20.0) is None
+    assert size_mismatch([small], 8.0) is None
+    # too few objects to judge
+    assert size_mismatch([np.pad(np.ones((8, 8), int), 4)], 20.0) is None
+    # wired into the result check for 2D runs (and time-lapses) only
+    assert implausible_result(small, 'YX', None, 20.0)
+    assert implausible_result(np.stack([small, small]), 'TYX', None, 20.0)
+    assert not implausible_result(small, 'YX', None, None)

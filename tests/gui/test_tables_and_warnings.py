@@ -153,3 +153,20 @@ def test_dark_nuclei_kept_dark_by_the_user_are_flagged(
     widget.image_combo.setCurrentText(SAMPLE_NAME)
     _segment(widget, qtbot)
     assert warnings_shown == []
+
+
+def test_objects_far_from_the_model_size_are_flagged(
+    viewer_widget, qtbot, warnings_shown
+) -> None:
+    viewer, widget = viewer_widget
+    crop = viewer.layers[SAMPLE_NAME].data[:200, :200]
+    # the nuclei shown 3x their size (the model saw up to 2x)
+    viewer.add_image(np.kron(crop, np.ones((3, 3), crop.dtype)), name='big')
+    widget.image_combo.setCurrentText('big')
+    _segment(widget, qtbot)
+    assert any('trained on' in w and 'diameter' in w for w in warnings_shown)
+    # with the diameter given, the run is rescaled: nothing to say
+    warnings_shown.clear()
+    widget.diameter.setText('60')
+    _segment(widget, qtbot)
+    assert not any('trained on' in w for w in warnings_shown)

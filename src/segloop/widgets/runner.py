@@ -194,8 +194,25 @@ def summarize(result: RunResult, job: Any) -> None:
     if entropy is not None:
         result.regions = uncertain_regions(entropy, job.axes)
     result.warnings += implausible_result(
-        result.labels, job.axes, getattr(job, 'input_info', None)
+        result.labels,
+        job.axes,
+        getattr(job, 'input_info', None),
+        _unzoomed_training_diameter(job),
     )
+
+
+def _unzoomed_training_diameter(job: Any) -> float | None:
+    """A 2D model's training diameter when the run was not rescaled."""
+    from segloop.engine.inputs import training_diameter
+
+    plan = getattr(job, 'plan', None)
+    model = getattr(job, 'model', None)
+    if plan is None or model is None or plan.zoom is not None:
+        return None
+    diameter = training_diameter(model)
+    if not diameter or len(diameter) != 2:
+        return None
+    return float(np.sqrt(diameter[0] * diameter[1]))
 
 
 def save_table(
