@@ -7,7 +7,6 @@ and writes a model folder, checkpointed as training goes.
 
 from __future__ import annotations
 
-import multiprocessing
 import sys
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -36,7 +35,11 @@ from segloop.core.normalize import (
     percentile_range,
 )
 from segloop.core.objsize import median_diameter
-from segloop.core.prefetch import PrefetchSampler, auto_workers
+from segloop.core.prefetch import (
+    PrefetchSampler,
+    auto_workers,
+    fork_context,
+)
 from segloop.core.targets import CLASS_NAMES, instances_to_classes
 from segloop.core.training import PatchSampler, TrainEvent, iter_train
 from segloop.core.unet import UNet
@@ -119,11 +122,7 @@ def map_in_processes(
     when ``workers`` > 1 (forked where the platform allows)."""
     if workers <= 1 or len(items) < 2:
         return [function(item) for item in items]
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context(
-        'fork' if 'fork' in methods else None
-    )
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=fork_context()) as pool:
         return list(pool.map(function, items, chunksize=4))
 
 

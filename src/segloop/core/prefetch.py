@@ -26,6 +26,13 @@ SampleBatch = Callable[
 MAX_AUTO_WORKERS = 8
 
 
+def fork_context() -> multiprocessing.context.BaseContext:
+    """Fork where the platform has it (workers share the parent's arrays
+    instead of receiving pickled copies), else the default start."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context('fork' if 'fork' in methods else None)
+
+
 def auto_workers(device: torch.device) -> int:
     """Sampler processes for ``device``: 0 on a CPU, else up to 8.
 
@@ -96,14 +103,13 @@ class PrefetchSampler:
         if workers < 1:
             raise ValueError(f'workers must be at least 1, got {workers}')
         self.batch_size = batch_size
-        methods = multiprocessing.get_all_start_methods()
         loader = DataLoader(
             _Batches(sample_batch, batch_size, seed),
             batch_size=None,
             num_workers=workers,
             pin_memory=pin_memory,
             prefetch_factor=4,
-            multiprocessing_context='fork' if 'fork' in methods else None,
+            multiprocessing_context=fork_context(),
         )
         self._batches: Iterator | None = iter(loader)
 
