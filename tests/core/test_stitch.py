@@ -97,3 +97,56 @@ def test_merger_drops_fragments_by_their_share_of_the_median_object():
     alone.add([20, 21], [40, 100])
     assert alone.lookup(np.array([12]))[0] == 0
     assert alone.count == 4
+
+
+def test_fragment_share_uses_the_whole_images_median_not_a_blocks():
+    """Blocks labelled without size filters; the share is judged after
+    stitching, on every object of the image (blockwise = whole)."""
+    from segloop.core.instances import (
+        InstanceParams,
+        probabilities_to_instances,
+    )
+    from segloop.core.relabel import block_raw_ids, extended_region
+    from segloop.core.stitch import stitch_blocks
+    from segloop.core.targets import instances_to_classes
+
+    labels = np.zeros((64, 160), np.int32)
+    squares = [(4, 4, 14), (4, 24, 14), (24, 4, 14), (24, 24, 14)]
+    squares += [(46, 4, 8), (46, 24, 8)]  # medium: a third of the big
+    squares += [(4 + 12 * (i % 5), 100 + 12 * (i // 5), 6) for i in range(10)]
+    for index, (y, x, side) in enumerate(squares, start=1):
+        labels[y : y + side, x : x + side] = index
+    probabilities = np.eye(3, dtype=np.float32)[
+        instances_to_classes(labels)
+    ].transpose(2, 0, 1)
+    # the left block's own median (196 px) would drop the 64 px squares;
+    # the image's (36 px) keeps them
+    params = InstanceParams(min_size=1, min_size_fraction=0.5, h=0.5)
+    whole = probabilities_to_instances(probabilities, params)
+    assert whole.max() == len(squares)
+    blocks = plan_blocks(labels.shape, (64, 80))
+    stride = id_stride(len(blocks))
+    raw = np.zeros(labels.shape, np.uint32)
+    for block in blocks:
+        extended = extended_region(block.region, (16, 16), labels.shape)
+        raw[block.region] = block_raw_ids(
+            probabilities[(slice(None), *extended)],
+            extended,
+            block,
+            params,
+            (1.0, 1.0),
+            stride,
+        )
+    stitched = np.zeros(labels.shape, np.uint32)
+
+    def write(region, ids):
+        stitched[region] = ids
+
+    count = stitch_blocks(
+        blocks, lambda r: raw[r], write, 1, params.min_size_fraction
+    )
+    assert count == len(squares)
+    pairs = set(
+        zip(whole.ravel().tolist(), stitched.ravel().tolist(), strict=True)
+    )
+    assert len(pairs) == len(squares) + 1

@@ -261,3 +261,20 @@ def test_overlapped_instance_step_gives_the_same_output(sample, tmp_path):
         strict=True,
     ):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fragment_share_is_judged_on_the_whole_image(sample, tmp_path):
+    """min_size_fraction: the median is the whole image's, not a block's."""
+    from segloop.models.loaded import load_model
+
+    params = load_model('nuclei2d').instance_params(min_size_fraction=0.5)
+    kwargs = {'axes': 'YX', 'tile': (128, 128), 'instance_params': params}
+    _run(sample, tmp_path / 'one.zarr', **kwargs)
+    many = _run(sample, tmp_path / 'many.zarr', block=(100, 100), **kwargs)
+    assert len(many.blocks) > 1
+    _, labels_one = _arrays(tmp_path / 'one.zarr')
+    _, labels_many = _arrays(tmp_path / 'many.zarr')
+    assert _same_partition(labels_one, labels_many)
+    _run(sample, tmp_path / 'plain.zarr', axes='YX', tile=(128, 128))
+    _, labels_plain = _arrays(tmp_path / 'plain.zarr')
+    assert 0 < labels_one.max() < labels_plain.max()

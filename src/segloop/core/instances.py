@@ -109,6 +109,12 @@ class InstanceParams:
         """Return a JSON-serialisable dict."""
         return dataclasses.asdict(self)
 
+    def without_size_filters(self) -> InstanceParams:
+        """These settings with ``min_size`` and ``min_size_fraction`` off:
+        what a block is labelled with when sizes are judged after
+        stitching, by whole object (and the whole image's median)."""
+        return dataclasses.replace(self, min_size=0, min_size_fraction=0.0)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InstanceParams:
         """Build from a dict, ignoring unknown keys."""

@@ -352,7 +352,7 @@ def _measure(
     )
     probabilities = predict(np.asarray(zoomed, dtype=np.float32))
     labels = probabilities_to_instances(
-        probabilities, replace(params, min_size=0), sampling
+        probabilities, params.without_size_filters(), sampling
     )
     diameters, count = median_diameter(labels, min_pixels=4)
     return {

@@ -32,7 +32,6 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -114,8 +113,8 @@ def block_raw_ids(
     block : Block
         The block whose pixels are returned.
     params : InstanceParams
-        The run's settings; ``min_size`` is applied after stitching (by
-        whole object), not here.
+        The run's settings; ``min_size`` and ``min_size_fraction`` are
+        applied after stitching (by whole object), not here.
     sampling : sequence of float
         Pixel size per spatial axis.
     stride : int
@@ -127,7 +126,7 @@ def block_raw_ids(
         0 background; ids ``block.index * stride + 1 ...``.
     """
     labels = probabilities_to_instances(
-        probabilities, replace(params, min_size=0), sampling
+        probabilities, params.without_size_filters(), sampling
     )
     crop = tuple(
         slice(r.start - e.start, r.stop - e.start)

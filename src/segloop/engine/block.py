@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -252,7 +252,7 @@ def finish_block(
         uncertainty = probabilities[n_classes:]
         probabilities = probabilities[:n_classes]
     # small objects are dropped after stitching, by whole size
-    block_params = replace(plan.params, min_size=0)
+    block_params = plan.params.without_size_filters()
     crop = tuple(
         slice(r.start - e.start, r.stop - e.start)
         for r, e in zip(block.region, extended, strict=True)
