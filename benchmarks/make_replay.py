@@ -1,9 +1,11 @@
 """Build the replay data shipped with the bundled 2D model.
 
-Picks ``--images`` nuclei2d training images outside the model's
-validation split (the split recorded in its config.json), computes their
-class targets (interior/boundary from the instance masks) and keeps a
-``--crop`` ² crop of each (the centre), then writes
+Picks ``--images`` training images outside the model's validation split
+(the split recorded in its config.json) of each data set the model was
+trained on (nuclei2d and brightfield2d for the generalist; all of a set
+when it has fewer), computes their class targets (interior/boundary from
+the instance masks) and keeps a ``--crop`` ² crop of each (the centre),
+then writes
 ``src/segloop/models/nuclei2d/replay.npz`` (see
 :mod:`segloop.models.replay`)::
 
@@ -18,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from segloop.core.targets import instances_to_classes
-from segloop.io.datasets import load_labelled, split_names
+from segloop.io.datasets import load_labelled
 from segloop.models import BUNDLED_DIR
+from segloop.models.loaded import load_model
 from segloop.models.replay import save_replay
 
 DATA = Path(__file__).resolve().parents[1].parent / 'shared' / 'data'
@@ -43,16 +46,22 @@ def main() -> None:
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args()
 
-    folder = DATA / 'nuclei2d' / 'train'
-    names = sorted(p.name.split('.')[0] for p in (folder / 'images').glob('*'))
-    train, _ = split_names(names, 0.15, 0)  # the model's own split
+    provenance = load_model('nuclei2d').info.provenance
     rng = np.random.default_rng(args.seed)
-    chosen = list(rng.permutation(train)[: args.images])
     images, targets = [], []
-    for item in load_labelled(folder, chosen):
-        classes = instances_to_classes(item.labels).astype(np.int8)
-        images.append(centre_crop(item.image, args.crop))
-        targets.append(centre_crop(classes, args.crop))
+    for key in provenance['training_data']:  # e.g. 'nuclei2d/train'
+        folder = DATA / key
+        held_out = set(provenance['validation_names'][key])
+        names = sorted(
+            p.name.split('.')[0] for p in (folder / 'images').glob('*')
+        )
+        train = [n for n in names if n not in held_out]
+        chosen = list(rng.permutation(train)[: args.images])
+        for item in load_labelled(folder, chosen):
+            classes = instances_to_classes(item.labels).astype(np.int8)
+            images.append(centre_crop(item.image, args.crop))
+            targets.append(centre_crop(classes, args.crop))
+        print(f'{key}: {len(chosen)} images')
     path = save_replay(
         BUNDLED_DIR / 'nuclei2d', np.stack(images), np.stack(targets)
     )
