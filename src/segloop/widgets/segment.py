@@ -463,7 +463,9 @@ class SegmentWidget(QWidget):
     def _on_retrained(self, result: Any) -> None:
         if result is not None and result.folder is not None:
             self._objects_before = self.outputs.keep_before_retrain()
-            self.start()  # segment again, the view first
+            # segment again, the view first, in the next turn of the event
+            # loop: the GUI draws between the two (each ~0.1 s)
+            QTimer.singleShot(0, self.start)
 
     # -- uncertainty
 
