@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -251,20 +251,20 @@ def iter_train_folders(
     losses: list[float] = []
     seconds = [0.0]  # wall time of this chunk so far (for the provenance)
     step = 0
-    with ExitStack() as stack:
-        batches: Any = sampler
-        if workers:
-            batches = stack.enter_context(
-                PrefetchSampler(
-                    sampler,
-                    config.batch_size,
-                    config.seed,
-                    workers,
-                    pin_memory=torch_device.type == 'cuda',
-                )
-            )
+    batches = (
+        PrefetchSampler(
+            sampler,
+            config.batch_size,
+            config.seed,
+            workers,
+            pin_memory=torch_device.type == 'cuda',
+        )
+        if workers
+        else nullcontext(sampler)
+    )
+    with batches as sample_batch:
         for event in iter_train(
-            model, batches, config, torch_device, should_stop
+            model, sample_batch, config, torch_device, should_stop
         ):
             step = event.step
             seconds[0] = event.elapsed_s

@@ -97,12 +97,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from segloop.api import load_model
     from segloop.core.checkpoint import CONFIG_NAME
     from segloop.core.errors import SegloopError
-    from segloop.evaluation import (
-        THRESHOLDS,
-        predict_folder,
-        score,
-        tune,
-    )
+    from segloop.evaluation import THRESHOLDS, predict_folder, score, tune
     from segloop.io.datasets import dataset_key
 
     model = load_model(args.model)

@@ -13,7 +13,6 @@ import copy
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -30,34 +29,13 @@ from segloop.core.augment import (
 )
 from segloop.core.config import Augmentation, Head, TrainConfig
 from segloop.core.device import autocast, pick_device
+from segloop.core.events import TrainEvent
 from segloop.core.flows import FLOW_SCALE
 from segloop.core.targets import IGNORE
 from segloop.core.unet import UNet
 
 #: ``(x, y)`` of one step: numpy arrays or CPU tensors
 Batch = tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor]
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """Progress of one optimisation step.
-
-    ``val_loss`` and ``val_accuracy`` (masked loss and pixel accuracy on
-    held-back labelled pixels) are set on the steps where a ``validate``
-    callback ran, else None. ``stopped`` is set on the last event of a
-    run that ended before ``total_steps`` by the time limit ('time') or
-    early stopping ('early_stop'); a ``should_stop`` request is seen
-    after the event was handled, so it is not marked.
-    """
-
-    step: int
-    total_steps: int
-    loss: float
-    learning_rate: float
-    elapsed_s: float
-    val_loss: float | None = None
-    val_accuracy: float | None = None
-    stopped: str | None = None
 
 
 Validate = Callable[[UNet], tuple[float, float]]

@@ -22,6 +22,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QCheckBox
 
+from segloop.core.events import TrainEvent
 from segloop.widgets.live_worker import LiveLabels, ViewBox, run_live
 from segloop.widgets.session import RETRAIN, Session
 
@@ -145,11 +146,9 @@ class LiveRetrain(QObject):
         self._view = view_box(labels, self.session.viewer.dims.point)
 
     def _on_yielded(self, event: Any) -> None:
-        # a LiveLabels refresh, or a core.training.TrainEvent (not imported
-        # here: it would load torch when the widget module is imported)
         if isinstance(event, LiveLabels):
             self._show(event)
-        elif hasattr(event, 'loss'):
+        elif isinstance(event, TrainEvent):
             self.panel.loss_plot.add(event.step, event.loss, event.val_loss)
             self.panel.status.setText(
                 f'Live: step {event.step}, loss {event.loss:.3f}'
