@@ -8,6 +8,11 @@ same image's probabilities (``probabilities_to_instances`` on the whole
 2048², the model's settings), and its share of the run reported::
 
     python benchmarks/bench_head_speed.py nuclei2d /work/train/flows2d_gate
+    python benchmarks/bench_head_speed.py nuclei2d --diameters none auto
+
+``--diameters`` runs each model with each diameter setting (``none``: no
+rescaling, as before issue 20; ``auto``: the default since then, which
+segments a central crop first to measure the objects).
 
 Writes ``benchmarks/results/head_speed.json``.
 """
@@ -25,6 +30,7 @@ from _common import git_commit
 
 import segloop
 from segloop.core.instances import probabilities_to_instances
+from segloop.io.ome_zarr import read_segloop_metadata
 from segloop.models.loaded import load_model
 
 RESULTS = Path(__file__).parent / 'results' / 'head_speed.json'
@@ -51,36 +57,50 @@ def main() -> None:
     parser.add_argument('models', nargs='+')
     parser.add_argument('--size', type=int, default=2048)
     parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument('--diameters', nargs='+', default=['auto'])
     args = parser.parse_args()
     data = image(args.size)
     models = {name: load_model(name) for name in args.models}
-    best = dict.fromkeys(args.models, float('inf'))
+    runs = [(name, d) for name in args.models for d in args.diameters]
+    best = dict.fromkeys(runs, float('inf'))
+    decided: dict[tuple[str, str], dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            for name, model in models.items():
-                out = Path(tmp) / f'{Path(name).name}-{r}.zarr'
+            for k, (name, diameter) in enumerate(runs):
+                out = Path(tmp) / f'{k}-{r}.zarr'
                 start = time.perf_counter()
-                segloop.segment(data, out, model, invert=False)
-                best[name] = min(best[name], time.perf_counter() - start)
+                segloop.segment(
+                    data, out, models[name], invert=False, diameter=diameter
+                )
+                best[name, diameter] = min(
+                    best[name, diameter], time.perf_counter() - start
+                )
+                size = read_segloop_metadata(out)['object_size']
+                decided[name, diameter] = {
+                    'estimated': size.get('estimated'),
+                    'zoom': size.get('zoom'),
+                }
     report = {'commit': git_commit(), 'size': args.size, 'models': {}}
+    instance_s = {}
     for name, model in models.items():
         probabilities = segloop.predict(
-            data, model, invert=False
+            data, model, invert=False, diameter='none'
         ).probabilities
         start = time.perf_counter()
         probabilities_to_instances(probabilities, model.instance_params())
-        instance_s = time.perf_counter() - start
-        report['models'][name] = {
-            'head': model.info.network.head,
-            'segment_s': round(best[name], 2),
-            'instance_step_s': round(instance_s, 2),
-            'instance_share': round(instance_s / best[name], 3),
+        instance_s[name] = time.perf_counter() - start
+    for name, diameter in runs:
+        key = name if len(args.diameters) == 1 else f'{name} {diameter}'
+        seconds = best[name, diameter]
+        report['models'][key] = {
+            'head': models[name].info.network.head,
+            'diameter': diameter,
+            **decided[name, diameter],
+            'segment_s': round(seconds, 2),
+            'instance_step_s': round(instance_s[name], 2),
+            'instance_share': round(instance_s[name] / seconds, 3),
+            'vs_first': round(seconds / best[runs[0]], 3),
         }
-    first = args.models[0]
-    for name in args.models[1:]:
-        report['models'][name]['vs_' + Path(first).name] = round(
-            best[name] / best[first], 3
-        )
     print(json.dumps(report, indent=2))
     RESULTS.write_text(json.dumps(report, indent=2) + '\n')
 

@@ -65,7 +65,7 @@ def rescaled(
 
 
 def run_api(
-    image: np.ndarray, model: Model, diameter: str | None
+    image: np.ndarray, model: Model, diameter: str
 ) -> tuple[np.ndarray, dict]:
     """Labels and diameter record of ``segloop.predict``."""
     result = predict(image, model, diameter=diameter)
@@ -73,7 +73,7 @@ def run_api(
 
 
 def run_engine(
-    image: np.ndarray, model: Model, diameter: str | None
+    image: np.ndarray, model: Model, diameter: str
 ) -> tuple[np.ndarray, dict]:
     """Labels and diameter record of ``segloop.segment`` (a temp store)."""
     with tempfile.TemporaryDirectory() as folder:
@@ -114,9 +114,7 @@ def main() -> None:
             per_image = {}
             for mode in ('none', 'auto'):
                 start = time.perf_counter()
-                labels, info = run(
-                    image, model, None if mode == 'none' else 'auto'
-                )
+                labels, info = run(image, model, mode)
                 seconds[factor, mode] += time.perf_counter() - start
                 scores = match(truth, labels)[0]
                 per_image[mode] = scores.accuracy

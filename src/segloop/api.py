@@ -165,15 +165,21 @@ def iter_predict(
         probabilities are the mean over the passes. 0/None: off.
     mc_seed : int
         Seed of the dropout masks (same seed, same result; default 0).
-    diameter : float, sequence of float, 'auto' or None
+    diameter : float, sequence of float, 'auto', 'none' or None
         Typical object diameter in ``image`` (pixels): the image is
         zoomed linearly by the model's training diameter / ``diameter``
         (one value: Y and X; a 3D model also takes Z, Y, X values),
         predicted, and the probabilities are resampled linearly back to
         the image's grid, where the labels are made (instance sizes
-        scaled to match). ``'auto'`` estimates it from a first pass (see
-        :class:`segloop.engine.SegmentJob`). The outputs always have the
-        image's shape; ``settings['diameter']`` records what was done.
+        scaled to match). ``'auto'`` estimates it from a first pass on a
+        central crop and rescales only when the objects are outside the
+        sizes the model handles as they are (see
+        :func:`segloop.engine.inputs.plan_zoom`); ``'none'``: no
+        rescaling; None (default): auto for models trained on a range of
+        sizes (the bundled 2D model), none for others (the 3D model)
+        (:func:`segloop.engine.inputs.default_diameter`). The outputs
+        always have the image's shape;
+        ``settings['diameter']`` records what was done.
     invert : bool, optional
         Negate intensities (brightfield, dark nuclei); None: automatic
         for RGB images, off otherwise.

@@ -245,6 +245,12 @@ def iter_train_folders(
                 'method': 'equivalent-circle diameter (2D) / '
                 'moment-ellipsoid diameter per axis (3D), median',
                 'n_objects': n_objects,
+                # the sizes the network saw: auto-size keeps these unzoomed
+                **(
+                    {'scale_range': list(config.scale_range)}
+                    if config.scale_range
+                    else {}
+                ),
             },
         )
 

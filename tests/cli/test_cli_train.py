@@ -100,6 +100,8 @@ def test_train_distances_head_writes_a_format_2_model(tmp_path, labelled):
     model, info = load_model(out)
     recipe = info.provenance['train_config']
     assert (recipe['scale_range'], recipe['invert_p']) == ([0.5, 2.0], 0.5)
+    # the sizes it saw, which auto-size leaves unzoomed
+    assert info.object_size['scale_range'] == [0.5, 2.0]
     assert info.provenance['balance_folders'] is True
     assert model.config.head == 'distances'
     assert info.format_version == 2

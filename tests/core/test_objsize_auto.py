@@ -10,6 +10,7 @@ from segloop.core.objsize import (
     MAX_AUTO_ZOOM,
     decisiveness,
     estimate_diameter,
+    unzoomed_range,
 )
 from segloop.data.synthetic import synthetic_nuclei
 
@@ -75,3 +76,28 @@ def test_decisiveness_is_one_for_sure_maps_and_zero_for_coin_flips():
     sure = np.stack([np.ones((4, 4)), np.zeros((4, 4))])
     assert decisiveness(sure) == 1.0
     assert decisiveness(np.full((2, 4, 4), 0.5)) == 0.0
+
+
+def test_scale_augmented_models_keep_a_wider_range_unzoomed():
+    assert unzoomed_range(None) == pytest.approx((1 / 1.15, 1.15))
+    assert unzoomed_range([0.5, 2.0]) == pytest.approx((0.5, 1.4))
+    assert unzoomed_range([0.8, 1.1]) == pytest.approx((0.8, 1.15))
+
+
+def test_a_zoomed_pass_that_still_sees_odd_sizes_is_not_trusted():
+    # a stand-in network that shatters everything into 2x2 specks at
+    # any zoom: the zoom meant to bring objects to the training size
+    # still finds specks, so nothing is rescaled
+    def shatter(image: np.ndarray) -> np.ndarray:
+        foreground = np.zeros_like(image)
+        for dy in (0, 1):
+            for dx in (0, 1):
+                foreground[dy::5, dx::5] = 1.0
+        return np.stack([1 - foreground, foreground, np.zeros_like(image)])
+
+    estimate, passes = estimate_diameter(
+        _image(10.0), shatter, TRAINING, InstanceParams(min_size=1)
+    )
+    assert len(passes) == 2
+    assert estimate is None
+    assert 'still' in passes[1]['decision']

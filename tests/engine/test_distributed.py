@@ -34,11 +34,13 @@ from segloop.engine.distributed import (
 )
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
 
+# no rescaling: these tests count the blocks of this layout
 KWARGS = {
     'axes': 'YX',
     'tile': (128, 128),
     'block': (100, 100),
     'live_labels': False,
+    'diameter': 'none',
 }
 # the CLI arguments of KWARGS' tiles and blocks on a local 2-worker cluster
 CLI_LOCAL2 = [
@@ -48,6 +50,8 @@ CLI_LOCAL2 = [
     '100,100',
     '--scheduler',
     'local:2',
+    '--diameter',
+    'none',
 ]
 
 

@@ -12,6 +12,7 @@ from skimage.transform import rescale
 from segloop.api import iter_segment, predict, segment
 from segloop.cli import main
 from segloop.core.errors import InputError
+from segloop.data import sample_path
 from segloop.data.synthetic import synthetic_nuclei
 from segloop.engine import SegmentJob
 from segloop.io.ome_zarr import read_labels, read_segloop_metadata
@@ -102,12 +103,40 @@ def test_twice_the_training_size_with_diameter_counts_like_native(model):
 
 
 def test_auto_estimate_is_within_a_quarter_of_the_true_size(model):
-    image, _truth = _blobs((256, 256), n=14, radius=16, seed=5)
+    # the sample's nuclei shown twice as large: beyond the 0.5-2x of the
+    # training size the model was trained on, so they are measured again
+    # at the implied zoom and shrunk
+    sample = tifffile.imread(sample_path())
+    native = predict(sample, model).settings['diameter']['estimated']
+    image = rescale(sample.astype(np.float32), 2.0, order=1)
     result = predict(image, model, diameter='auto')
     info = result.settings['diameter']
-    assert info['estimated'] == pytest.approx(32.0, rel=0.25)
+    assert info['estimated'] == pytest.approx(2 * native, rel=0.25)
     assert info['zoom'] is not None
-    assert result.labels.shape == (256, 256)
+    assert info['zoom'][0] < 0.5
+    assert result.labels.shape == image.shape
+
+
+def test_defaults_rescale_only_objects_the_model_was_not_trained_on(model):
+    # nuclei2d was trained with scale augmentation 0.5-2x: objects of
+    # ~0.75x its training size are left as they are, ~0.4x are enlarged
+    native, _ = _blobs((192, 192), n=10, radius=8, seed=4)
+    info = predict(native, model).settings['diameter']
+    assert info['given'] == 'auto'
+    assert info['default'] is True
+    assert info['estimated'] == pytest.approx(16, rel=0.25)
+    assert info['zoom'] is None
+    small, truth = _blobs((192, 192), n=14, radius=4, seed=4)
+    result = predict(small, model)
+    info = result.settings['diameter']
+    assert info['estimated'] == pytest.approx(8, rel=0.3)
+    assert info['zoom'] is not None
+    assert info['zoom'][0] > 2
+    assert result.labels.shape == small.shape
+    found = int(result.labels.max())
+    assert abs(found - (len(np.unique(truth)) - 1)) <= 2
+    off = predict(small, model, diameter='none').settings['diameter']
+    assert off == {'given': None, 'zoom': None}
 
 
 def test_resume_signature_includes_the_diameter(tmp_path, model):
@@ -133,6 +162,21 @@ def test_cli_diameter_auto_prints_the_estimate(tmp_path, capsys):
     assert 'estimated object diameter' in printed
     meta = read_segloop_metadata(out)
     assert meta['object_size']['estimated'] == pytest.approx(30, rel=0.25)
+
+
+def test_cli_diameter_none_turns_the_estimate_off(tmp_path, capsys):
+    image, _ = _blobs((96, 96), n=6, radius=4, seed=7)
+    path = tmp_path / 'img.tif'
+    tifffile.imwrite(path, image)
+    main(['segment', str(path), '-o', str(tmp_path / 'a.zarr')])
+    printed = capsys.readouterr().out
+    assert 'estimated object diameter' in printed  # the default: auto
+    assert read_segloop_metadata(tmp_path / 'a.zarr')['object_size']['zoom']
+    out = tmp_path / 'b.zarr'
+    code = main(['segment', str(path), '-o', str(out), '--diameter', 'none'])
+    assert code == 0
+    assert 'estimated' not in capsys.readouterr().out
+    assert read_segloop_metadata(out)['object_size']['given'] is None
 
 
 @pytest.mark.parametrize('diameter', ['0', '1e-9', '1e9'])
@@ -167,3 +211,21 @@ def test_a_fine_tuned_model_inherits_its_parents_size(tmp_path, model):
     (folder / 'config.json').write_text(json.dumps(config))
     with pytest.raises(InputError, match='object size'):
         predict(image, str(folder), diameter=9)
+    # without a recorded size the default is no rescaling, and auto
+    # says why it does not rescale
+    info = predict(image, str(folder)).settings['diameter']
+    assert info['given'] is None
+    assert info['zoom'] is None
+    info = predict(image, str(folder), diameter='auto').settings['diameter']
+    assert info['zoom'] is None
+    assert 'does not record' in info['decision']
+
+
+def test_one_default_rule_for_api_cli_and_widget():
+    from segloop.engine.inputs import default_diameter
+
+    # the 2D model was trained on 0.5-2x sizes: auto; the 3D model on one
+    # size: no rescaling unless asked (the widget's empty field and the
+    # CLI without --diameter pass None, which resolves here)
+    assert default_diameter(load_model('nuclei2d')) == 'auto'
+    assert default_diameter(load_model('nuclei3d')) is None

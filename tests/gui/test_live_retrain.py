@@ -89,3 +89,28 @@ def test_live_needs_labels_first(viewer_widget, monkeypatch) -> None:
     assert not widget.retrain.live.checkbox.isChecked()
     assert shown
     assert 'Segment the image first' in shown[0]
+
+
+def test_live_predicts_the_view_at_the_runs_zoom() -> None:
+    import tifffile
+
+    from segloop.api import predict
+    from segloop.core.metrics import match
+    from segloop.data import sample_path
+    from segloop.models.loaded import load_model
+    from segloop.widgets.live_worker import ViewBox, predict_view
+
+    model = load_model('nuclei2d')
+    image = tifffile.imread(sample_path())
+    run = predict(image, model, diameter='auto')
+    zoom = tuple(run.settings['diameter']['zoom'] or (0.7, 0.7))
+    training = model.info.object_size['median_diameter'][-1]
+    whole = predict(image, model, diameter=training / zoom[0])
+    view = ViewBox((), (slice(100, 356), slice(200, 456)))
+    labels = predict_view(
+        model, image, view, model.instance_params(), zoom=zoom
+    )
+    assert labels.shape == (256, 256)
+    # the view, zoomed like the whole run, finds the same objects inside
+    inner = whole.labels[view.box]
+    assert match(inner, labels)[0].accuracy > 0.8

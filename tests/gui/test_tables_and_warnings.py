@@ -163,10 +163,12 @@ def test_objects_far_from_the_model_size_are_flagged(
     # the nuclei shown 3x their size (the model saw up to 2x)
     viewer.add_image(np.kron(crop, np.ones((3, 3), crop.dtype)), name='big')
     widget.image_combo.setCurrentText('big')
+    # by default (auto) the objects are measured and the run is rescaled:
+    # nothing to say
+    _segment(widget, qtbot)
+    assert widget.session.job.zoom is not None
+    assert not any('trained on' in w for w in warnings_shown)
+    # with rescaling turned off, the size is flagged
+    widget.diameter.setText('none')
     _segment(widget, qtbot)
     assert any('trained on' in w and 'diameter' in w for w in warnings_shown)
-    # with the diameter given, the run is rescaled: nothing to say
-    warnings_shown.clear()
-    widget.diameter.setText('60')
-    _segment(widget, qtbot)
-    assert not any('trained on' in w for w in warnings_shown)

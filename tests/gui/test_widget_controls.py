@@ -438,6 +438,10 @@ def test_the_cli_and_the_widget_share_the_parser() -> None:
     assert settings.parse_shape('auto', 'tile') is None
     assert diameter.parse_diameter_text('8,30,30') == (8.0, 30.0, 30.0)
     assert diameter.parse_diameter_text('30') == 30.0
+    # empty: the model's default; auto and none as the CLI takes them
+    assert diameter.parse_diameter_text(' ') is None
+    assert diameter.parse_diameter_text('Auto') == 'auto'
+    assert diameter.parse_diameter_text('none') == 'none'
     with pytest.raises(InputError, match='block'):
         settings.parse_shape('64,-1', 'block')
     with pytest.raises(InputError, match='diameter'):

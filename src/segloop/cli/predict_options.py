@@ -32,7 +32,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         help='typical object diameter in pixels: the image is rescaled so '
         "that objects match the model's training size and the results are "
         'mapped back; one value (Y and X), or Z,Y,X for a 3D model '
-        "(e.g. 8,20,20), or 'auto' to estimate it (default: no rescaling)",
+        "(e.g. 8,20,20); 'auto' estimates it from a central crop and "
+        'rescales only objects outside the sizes the model handles as they '
+        "are; 'none': no rescaling (default: auto for the 2D model, which "
+        'was trained on a range of sizes; none for the 3D model)',
     )
     parser.add_argument(
         '--invert',

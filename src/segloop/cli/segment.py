@@ -132,7 +132,9 @@ def _print_object_size(output: Path) -> None:
     if size.get('given') == 'auto':
         estimate = size.get('estimated')
         passes = size.get('passes') or [{}]
-        decision = passes[-1].get('decision', 'no objects found')
+        decision = size.get('decision') or passes[-1].get(
+            'decision', 'no objects found'
+        )
         text = (
             f'estimated object diameter: {estimate} px ({decision})'
             if estimate is not None

@@ -23,7 +23,9 @@ from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.rescale import ZoomedView
 
 # Objects whose diameter is within this factor of the training size are
-# not rescaled by ``--diameter auto`` (rescaling costs accuracy too).
+# not rescaled by ``--diameter auto`` (rescaling costs accuracy too); a
+# model trained with scale augmentation keeps the wider range of sizes it
+# saw unzoomed (see :func:`unzoomed_range`).
 AUTO_TOLERANCE = 1.15
 # ``--diameter auto`` never zooms by more than this factor either way.
 MAX_AUTO_ZOOM = 4.0
@@ -33,6 +35,18 @@ MIN_AUTO_OBJECTS = 3
 # there as at native scale (mean |2 p_foreground - 1|, see
 # :func:`decisiveness`): rescaling noise makes it less so.
 DECISIVENESS_MARGIN = 0.02
+# Objects larger than this (times the training size) are shrunk by auto
+# even by a model trained on larger ones: on the nuclei2d validation
+# images 1.4 kept the native accuracy and the 3x images within 0.03,
+# where 2.0 lost 0.03 more at 3x and 1.15 lost 0.006 at native scale
+# (docs/performance.md, object size).
+MAX_KEPT_LARGER = 1.4
+# A zoomed pass is kept only if the objects it finds, as the network saw
+# them, are within this factor of the training size: objects that still
+# look far off the training size at the zoom meant to fix it are
+# fragments of something the network does not recognise (a 12x zoom was
+# once derived from the fragments of large flat discs).
+MAX_SEEN_RATIO = 2.0
 
 
 def median_diameter(
@@ -114,8 +128,9 @@ def parse_diameter(value: Any, n_axes: int) -> tuple[float, ...] | str | None:
 
     Parameters
     ----------
-    value : None, 'auto', float, str ('20' or '8,20,20') or sequence
-        Object diameter in pixels of the input image.
+    value : None, 'auto', 'none', float, str ('20' or '8,20,20') or sequence
+        Object diameter in pixels of the input image; None or 'none':
+        no rescaling.
     n_axes : int
         Spatial axes of the model (2: Y, X; 3: Z, Y, X).
 
@@ -134,6 +149,8 @@ def parse_diameter(value: Any, n_axes: int) -> tuple[float, ...] | str | None:
         return None
     if isinstance(value, str):
         text = value.strip().lower()
+        if text == 'none':
+            return None
         if text == 'auto':
             return 'auto'
         parts = [p for p in text.replace('x', ',').split(',') if p.strip()]
@@ -146,14 +163,14 @@ def parse_diameter(value: Any, n_axes: int) -> tuple[float, ...] | str | None:
     except (TypeError, ValueError):
         raise ValueError(
             f'diameter {value!r} is not a number: give pixels, e.g. 30, '
-            "a value per axis, e.g. 8,20,20, or 'auto'"
+            "a value per axis, e.g. 8,20,20, 'auto' or 'none'"
         ) from None
     if len(numbers) not in (1, n_axes) or not all(
         math.isfinite(n) and n > 0 for n in numbers
     ):
         raise ValueError(
             f'diameter {value!r} must be one positive number of pixels or '
-            f'{n_axes} (one per axis {"ZYX"[-n_axes:]}), or auto'
+            f'{n_axes} (one per axis {"ZYX"[-n_axes:]}), auto or none'
         )
     return numbers
 
@@ -247,7 +264,9 @@ def estimate_diameter(
     ``tolerance`` away from the training size, a second pass segments the
     image zoomed to the training size and measures again (objects much
     larger or smaller than the training size are segmented poorly, so
-    the first measure can be biased; the second one is taken).
+    the first measure can be biased: large nuclei split into pieces of
+    about the training size; the second one is taken). Whether to
+    rescale is the caller's decision (see :func:`unzoomed_range`).
 
     Parameters
     ----------
@@ -263,15 +282,17 @@ def estimate_diameter(
     sampling : sequence of float, optional
         Pixel size per axis (watershed anisotropy).
     tolerance : float
-        Ratio within which no second pass (and no zoom) is needed.
+        Ratio to the training size within which no second pass is needed.
 
     Guards, so that a wrong estimate cannot make things much worse than
     no rescaling: a pass with fewer than :data:`MIN_AUTO_OBJECTS`
     objects is not trusted (no estimate); the zoom of the second pass is
     bounded to ``[1 / MAX_AUTO_ZOOM, MAX_AUTO_ZOOM]``; the second pass is
-    kept only if it finds enough objects and the network is about as
+    kept only if it finds enough objects, the network is about as
     decided there as at native scale (:func:`decisiveness`, within
-    :data:`DECISIVENESS_MARGIN`), else the estimate is None (no zoom).
+    :data:`DECISIVENESS_MARGIN`) and the objects it finds are, at that
+    zoom, within :data:`MAX_SEEN_RATIO` of the training size; else the
+    estimate is None (no zoom).
 
     Returns
     -------
@@ -314,10 +335,50 @@ def estimate_diameter(
             ' at native scale): no rescaling'
         )
         return None, passes
+    seen = second['diameter'] * zoom / training_yx
+    if not 1.0 / MAX_SEEN_RATIO <= seen <= MAX_SEEN_RATIO:
+        second['decision'] = (
+            f'at zoom {zoom:.2f} the objects found are still '
+            f'{seen:.2f}x the training size (fragments or merges, not '
+            'nuclei of a consistent size): no rescaling'
+        )
+        return None, passes
     second['decision'] = 'size measured at the training scale'
     if zoom != ratio:
         second['decision'] += f' (zoom bounded to {zoom:.2f})'
     return second['diameter'], passes
+
+
+def unzoomed_range(
+    scale_range: Sequence[float] | None,
+) -> tuple[float, float]:
+    """Object sizes, relative to the training size, that auto leaves as is.
+
+    Smaller objects are enlarged only below the smallest scale the
+    network was trained on (``scale_range[0]``; enlarging by ``z`` costs
+    ``z**2`` the time in 2D). Larger objects are shrunk above
+    ``scale_range[1]`` but at most :data:`MAX_KEPT_LARGER` times the
+    training size (shrinking saves time, and the network is better near
+    the size it saw most). Without scale augmentation the range is
+    ``1 / AUTO_TOLERANCE`` to ``AUTO_TOLERANCE``.
+
+    Parameters
+    ----------
+    scale_range : (float, float) or None
+        The scale augmentation the model was trained with (its
+        ``object_size['scale_range']``); None: none.
+
+    Returns
+    -------
+    (float, float)
+        Lowest and highest ``object diameter / training diameter`` that
+        are not rescaled.
+    """
+    low, high = scale_range if scale_range else (1.0, 1.0)
+    return (
+        min(float(low), 1.0 / AUTO_TOLERANCE),
+        max(min(float(high), MAX_KEPT_LARGER), AUTO_TOLERANCE),
+    )
 
 
 def decisiveness(probabilities: np.ndarray) -> float:

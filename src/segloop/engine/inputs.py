@@ -18,6 +18,7 @@ with :mod:`segloop.core.rescale`. Both the blockwise engine
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from segloop.core.colour import (
     looks_brightfield,
 )
 from segloop.core.config import TileConfig
-from segloop.core.errors import InputError, SegloopError
+from segloop.core.errors import InputError, InputWarning, SegloopError
 from segloop.core.events import drain
 from segloop.core.instances import InstanceParams
 from segloop.core.normalize import (
@@ -40,10 +41,11 @@ from segloop.core.normalize import (
     sample_pixels,
 )
 from segloop.core.objsize import (
-    AUTO_TOLERANCE,
+    MAX_AUTO_ZOOM,
     central_crop,
     estimate_diameter,
     parse_diameter,
+    unzoomed_range,
     zoom_factors,
 )
 from segloop.core.polarity import decide_polarity
@@ -60,7 +62,7 @@ MAX_ZOOM = 16.0
 # Pixels sampled (strided) to decide an image's polarity.
 POLARITY_SAMPLE = 200_000
 # Y/X size of the central crop that ``diameter='auto'`` segments first.
-AUTO_CROP = 768
+AUTO_CROP = 512
 # Largest tile (pixels or voxels) a run accepts: 4096² or 64×512², whose
 # activations already need gigabytes; larger ones are refused before any
 # memory is allocated (a tile larger than the image is never needed).
@@ -269,12 +271,13 @@ def local_dask() -> Any:
     return dask.config.set(scheduler='threads')
 
 
-def training_diameter(model: Model) -> list[float] | None:
-    """The median object diameter (pixels, per axis) a model was trained on.
+def training_size(model: Model) -> dict[str, Any]:
+    """The ``object_size`` record of the data a model was trained on.
 
-    From its ``object_size``; a fine-tuned model without one inherits its
-    parent's (``provenance['parent_model']``), since fine-tuning on a few
-    corrections does not change the scale it works at.
+    A fine-tuned model without one inherits its parent's
+    (``provenance['parent_model']``), since fine-tuning on a few
+    corrections does not change the scale it works at. Empty when no
+    model in the chain records one.
     """
     from segloop.core.checkpoint import read_info
     from segloop.models import resolve_model
@@ -283,15 +286,41 @@ def training_diameter(model: Model) -> list[float] | None:
     for _ in range(4):  # parent chain, bounded
         size = info.object_size or {}
         if size.get('median_diameter'):
-            return [float(v) for v in size['median_diameter']]
+            return dict(size)
         parent = info.provenance.get('parent_model')
         if not parent:
-            return None
+            return {}
         try:
             info = read_info(resolve_model(parent))
         except (SegloopError, OSError, ValueError):  # parent moved or gone
-            return None
-    return None
+            return {}
+    return {}
+
+
+def training_diameter(model: Model) -> list[float] | None:
+    """The median object diameter (pixels, per axis) a model was trained on.
+
+    See :func:`training_size`; None when no model in its chain records it.
+    """
+    size = training_size(model)
+    if not size:
+        return None
+    return [float(v) for v in size['median_diameter']]
+
+
+def default_diameter(model: Model) -> str | None:
+    """What ``diameter=None`` means for ``model``: ``'auto'`` or None.
+
+    A model trained with scale augmentation records the range of sizes
+    it saw (``object_size['scale_range']``); for it, auto (measure, and
+    rescale only objects outside that range) is the default. Other
+    models (the bundled ``nuclei3d``, which saw nuclei of one size, and
+    models trained without ``--scale-aug``) are not rescaled unless asked:
+    for them every size off the training one would be rescaled, at a
+    cost in time (a zoom z costs z² in 2D, z³ in 3D) that a user should
+    choose.
+    """
+    return 'auto' if training_size(model).get('scale_range') else None
 
 
 def plan_zoom(
@@ -306,21 +335,25 @@ def plan_zoom(
 ) -> tuple[tuple[float, ...] | None, dict[str, Any]]:
     """Zoom per network axis for a user's ``diameter``; what to record.
 
-    ``'auto'`` segments a central crop (at most :data:`AUTO_CROP`
-    pixels in Y and X; the middle plane for a 2D model on a stack; time
-    point 0) at native scale, measures the median diameter of the
-    objects found and, when it is more than
-    :data:`~segloop.core.objsize.AUTO_TOLERANCE` off the training size,
-    segments the crop once more at the implied zoom and measures again
+    None is the model's default (:func:`default_diameter`). ``'auto'``
+    segments a central crop (at most
+    :data:`AUTO_CROP` pixels in Y and X; the middle plane for a 2D model
+    on a stack; time point 0) at native scale, measures the median
+    diameter of the objects found and, when it is outside the sizes the
+    model handles as they are
+    (:func:`~segloop.core.objsize.unzoomed_range`), segments the crop
+    once more at the implied zoom and measures again
     (:func:`segloop.core.objsize.estimate_diameter`, like cellpose's size
-    model). Within the tolerance no zoom is applied.
+    model). Within that range no zoom is applied. A model that records
+    no training size is not rescaled by ``'auto'``.
 
     Parameters
     ----------
     model : Model
         Its ``info.object_size['median_diameter']`` is the target.
-    diameter : None, 'auto', float, str or sequence of float
-        See :func:`segloop.core.objsize.parse_diameter`.
+    diameter : None, 'auto', 'none', float, str or sequence of float
+        See :func:`segloop.core.objsize.parse_diameter`; None: the
+        model's default (:func:`default_diameter`).
     data : array-like
         One-channel image, axes ``axes`` (no C).
     axes : str
@@ -339,20 +372,33 @@ def plan_zoom(
     zoom : tuple of float or None
         Zoom per network axis (Y, X) or (Z, Y, X); None: no rescaling.
     info : dict
-        ``given`` (the user's value), ``training`` (the model's median
+        ``given`` (the user's value, or the model's default with
+        ``default`` True), ``training`` (the model's median
         diameter per axis), ``estimated`` and ``passes`` (auto only) and
         ``zoom``; stored in the output's metadata and run signature.
     """
     dims = model.network.config.spatial_dims
+    by_default = diameter is None
+    if by_default:
+        diameter = default_diameter(model)
     try:
         value = parse_diameter(diameter, dims)
     except ValueError as error:
         raise InputError(str(error)) from None
     given = value if isinstance(value, str) or value is None else list(value)
     info: dict[str, Any] = {'given': given, 'zoom': None}
+    if by_default:
+        info['default'] = True
     if value is None:
         return None, info
-    training = training_diameter(model)
+    size = training_size(model)
+    training = size.get('median_diameter')
+    if value == 'auto' and (not training or len(training) != dims):
+        info['decision'] = (
+            'the model does not record the size of its training objects: '
+            'no rescaling'
+        )
+        return None, info
     if not training or len(training) != dims:
         raise InputError(
             f"model '{model.name}' does not record the object size of its "
@@ -361,11 +407,15 @@ def plan_zoom(
         )
     info['training'] = [float(v) for v in training]
     if value == 'auto':
+        keep = unzoomed_range(size.get('scale_range'))
         volume = data[0] if 'T' in axes else data
         if dims == 2 and volume.ndim == 3:
             volume = volume[volume.shape[0] // 2]
         crop = np.asarray(volume[central_crop(volume.shape, AUTO_CROP)])
-        image = normalize(crop, *percentile_range(volume, *model.percentiles))
+        with warnings.catch_warnings():  # the run itself warns once
+            warnings.simplefilter('ignore', InputWarning)
+            limits = percentile_range(volume, *model.percentiles)
+        image = normalize(crop, *limits)
 
         def predict(array: np.ndarray) -> np.ndarray:
             return drain(predictor.iter_predict(array[None], tiles))
@@ -376,14 +426,21 @@ def plan_zoom(
         estimate = None if estimate is None else round(estimate, 2)
         info['estimated'] = estimate
         info['passes'] = passes
-        if (
-            estimate is None
-            or 1 / AUTO_TOLERANCE
-            <= float(training[-1]) / estimate
-            <= AUTO_TOLERANCE
-        ):
+        info['unzoomed_range'] = [round(v, 4) for v in keep]
+        if estimate is None:
             return None, info
-        value = (estimate,)
+        if keep[0] <= estimate / float(training[-1]) <= keep[1]:
+            info['decision'] = (
+                'objects are within the sizes the model handles as they are '
+                f'({keep[0]:g}-{keep[1]:g}x its training size)'
+            )
+            return None, info
+        # never more than the estimate's own bound, whatever it measured
+        bounded = min(
+            max(float(training[-1]) / estimate, 1 / MAX_AUTO_ZOOM),
+            MAX_AUTO_ZOOM,
+        )
+        value = (float(training[-1]) / bounded,)
     zoom = zoom_factors(value, training)
     if not all(1 / MAX_ZOOM <= z <= MAX_ZOOM for z in zoom):
         raise InputError(

@@ -116,8 +116,13 @@ class SegmentOptions:
         trained on. One value zooms Y and X only (Z keeps its scale);
         a 3D model also takes one value per axis (Z, Y, X), e.g.
         ``(8, 20, 20)`` or ``'8,20,20'``, for anisotropic data.
-        ``'auto'`` estimates it first
-        (:func:`segloop.engine.inputs.plan_zoom`). None: no rescaling.
+        ``'auto'`` estimates it first and rescales only objects outside
+        the sizes the model handles as they are
+        (:func:`segloop.engine.inputs.plan_zoom`); ``'none'``: no
+        rescaling; None (default): the model's default
+        (:func:`segloop.engine.inputs.default_diameter`: auto for a model
+        trained on a range of object sizes, such as ``nuclei2d``, else
+        none).
         See :mod:`segloop.engine.plan` for how it runs blockwise.
     invert : bool, optional
         Negate intensities (brightfield); None: automatic for RGB.

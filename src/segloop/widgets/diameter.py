@@ -1,9 +1,11 @@
 """The Segment form's **diameter** row: a field and **Estimate**.
 
 The field takes the typical object diameter in pixels (``30``,
-``8,30,30`` for Z,Y,X), ``auto`` or nothing (the size the model was
-trained on). **Estimate** measures the objects from a first pass on a
-central crop, in a napari ``thread_worker``
+``8,30,30`` for Z,Y,X), ``auto`` (measured from a central crop, rescaled
+only when the objects are outside the sizes the model handles as they are),
+``none`` (no rescaling) or nothing (the model's default: auto for the
+2D model, none for the 3D one). **Estimate** measures the objects from
+a first pass on a central crop, in a napari ``thread_worker``
 (:func:`segloop.widgets.runner.estimate_size`), and fills the field.
 """
 
@@ -24,7 +26,11 @@ from segloop.widgets.session import Session
 def parse_diameter_text(
     text: str,
 ) -> str | float | tuple[float, ...] | None:
-    """``''`` (as trained), ``'auto'``, ``'30'`` or ``'8,30,30'`` pixels.
+    """``''`` (default), ``'auto'``, ``'none'``, ``'30'``, ``'8,30,30'``.
+
+    Returns
+    -------
+    None (the model's default), 'auto', 'none', float or tuple of float
 
     Raises
     ------
@@ -32,14 +38,16 @@ def parse_diameter_text(
         Anything else.
     """
     text = text.strip().lower()
-    if text in ('', 'auto'):
-        return text or None
+    if text in ('auto', 'none'):
+        return text
+    if not text:
+        return None
     try:
         values = parse_sizes(text, float)
     except ValueError:
         raise InputError(
             f'diameter {text!r} is not a size in pixels like 30 or 8,30,30, '
-            'nor auto; leave it empty for the size the model was trained on'
+            'auto or none (none: no rescaling)'
         ) from None
     return values if len(values) > 1 else values[0]
 
@@ -55,7 +63,8 @@ class DiameterRow(QWidget):
     Attributes
     ----------
     diameter : QLineEdit
-        Object diameter in pixels, ``auto``, or empty (as trained).
+        Object diameter in pixels, ``auto``, ``none`` or empty (the
+        model's default).
     estimate_button : QPushButton
         Fills :attr:`diameter` from a first pass.
     message : Signal(str)
@@ -71,11 +80,14 @@ class DiameterRow(QWidget):
         super().__init__()
         self.session = session
         self.diameter = QLineEdit()
-        self.diameter.setPlaceholderText('as trained')
+        self.diameter.setPlaceholderText("model's default")
         self.diameter.setToolTip(
             'Typical object diameter in pixels (e.g. 30, or 8,30,30 for '
-            'Z,Y,X), or auto: the image is rescaled so that objects match '
-            'the size the model was trained on'
+            'Z,Y,X): the image is rescaled so that objects match the size '
+            'the model was trained on. auto: measured on a central crop, '
+            'rescaled only when the objects are outside the sizes the model '
+            'handles as they are. none: never rescaled. Empty: auto for the '
+            '2D model, none for the 3D model'
         )
         self.estimate_button = QPushButton('Estimate')
         self.estimate_button.setToolTip(

@@ -100,8 +100,12 @@ class LiveRetrain(QObject):
             show_error('Segment the image first (labels in memory), then Live')
             return False
         image, options = chosen
-        if session.run_zoom(image, options):
-            show_error('Live works at the model scale: clear the diameter')
+        zoom = session.run_zoom(image, options)
+        if zoom is False:
+            show_error(
+                'Segment with these settings first (the diameter sets the '
+                'scale the model sees), then Live'
+            )
             return False
         session.absorb_label_edits()
         corrections = session.corrections_layer(select=True)
@@ -127,6 +131,7 @@ class LiveRetrain(QObject):
             folder,
             session.stop.is_set,
             lambda: self._view,
+            zoom=zoom,
         )
         self.refreshes = 0
         session.begin(RETRAIN)

@@ -11,6 +11,8 @@ cycle after its step, and the weights trained so far are saved as a new
 model folder (the widget then segments the whole image with it).
 
 2D models only: the view is one plane (and time point) of the image.
+A run rescaled for the object size (``diameter``) is trained and
+re-predicted at its zoom, as Segment and Retrain see it.
 Never touches layers: the view box comes from the GUI thread through a
 callable, the labels go back as :class:`LiveLabels`.
 """
@@ -86,13 +88,18 @@ class LiveLabels:
 
 
 def predict_view(
-    model: Any, image: Any, view: ViewBox, params: Any
+    model: Any,
+    image: Any,
+    view: ViewBox,
+    params: Any,
+    zoom: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """Labels of ``view`` by ``model`` (a 2D :class:`Model`).
 
     The view's box is read with :data:`VIEW_MARGIN` pixels of context,
     normalised with the percentiles of its whole plane (as a Segment run
-    does), predicted, turned into instances and cropped to the box.
+    does), zoomed as the run was, predicted, resampled back onto the
+    image's pixels, turned into instances and cropped to the box.
 
     Parameters
     ----------
@@ -101,6 +108,9 @@ def predict_view(
         The image as the model sees it (one channel, inverted if so).
     view : ViewBox
     params : InstanceParams
+        At the model's training scale (scaled here for ``zoom``).
+    zoom : (float, float), optional
+        The run's zoom (Y, X); None: the image's own scale.
 
     Returns
     -------
@@ -108,7 +118,9 @@ def predict_view(
     """
     from segloop.core.instances import probabilities_to_instances
     from segloop.core.normalize import normalize, percentile_range
+    from segloop.core.objsize import scaled_instance_params
     from segloop.core.predict import Predictor
+    from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
 
     plane = np.asarray(image[view.lead])
     lo, hi = percentile_range(plane, *model.percentiles)
@@ -116,8 +128,21 @@ def predict_view(
         slice(max(0, s.start - VIEW_MARGIN), min(n, s.stop + VIEW_MARGIN))
         for s, n in zip(view.box, plane.shape, strict=True)
     )
-    crop = normalize(plane[outer], lo, hi)[None]
-    probabilities = Predictor(model.network).predict(crop)
+    crop = normalize(plane[outer], lo, hi)
+    predictor = Predictor(model.network)
+    if zoom is None:
+        probabilities = predictor.predict(crop[None])
+    else:
+        shape = zoomed_shape(crop.shape, zoom)
+        zoomed = np.asarray(ZoomedView(crop, zoom)[:, :], dtype=np.float32)
+        probabilities = unzoom(
+            predictor.predict(zoomed[None]),
+            (0, 0),
+            tuple(slice(0, n) for n in crop.shape),
+            shape,
+            zoom,
+        )
+        params = scaled_instance_params(params, zoom)
     labels = probabilities_to_instances(probabilities, params)
     inner = tuple(
         slice(s.start - o.start, s.stop - o.start)
@@ -136,6 +161,7 @@ def run_live(
     should_stop: Callable[[], bool],
     view: Callable[[], ViewBox | None],
     cycle_s: float = CYCLE_S,
+    zoom: tuple[float, ...] | None = None,
 ) -> Generator[Any, None, RetrainResult]:
     """Fine-tune on the corrections in cycles until stopped; save.
 
@@ -162,6 +188,9 @@ def run_live(
         Returns the region on screen now (or None).
     cycle_s : float
         Training seconds per cycle.
+    zoom : tuple of float, optional
+        The Segment run's zoom per network axis (``diameter``): the
+        painting is trained on and the view predicted at that scale.
 
     Yields
     ------
@@ -213,7 +242,7 @@ def run_live(
         while not should_stop():
             read_at = time.monotonic()
             painted_images, painted = _painted(
-                read_painted, data, corrections, options
+                read_painted, data, corrections, options, zoom
             )
             if not painted_images:
                 time.sleep(IDLE_S)
@@ -244,7 +273,7 @@ def run_live(
             shown = view()
             if shown is not None and not should_stop():
                 labels = predict_view(
-                    current, image, shown, current.instance_params()
+                    current, image, shown, current.instance_params(), zoom
                 )
                 yield LiveLabels(shown, labels, cycle, steps, read_at)
         if result is None or not steps:
@@ -288,12 +317,13 @@ def _painted(
     data: Any,
     corrections: Any,
     options: SegmentOptions,
+    zoom: tuple[float, ...] | None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The painted windows now; empty lists when nothing is painted."""
     from segloop.core.errors import InputError
 
     try:
-        return read_painted(data, corrections, options, None, 2)
+        return read_painted(data, corrections, options, None, 2, zoom)
     except InputError as err:
         if 'nothing is painted' in str(err):
             return [], []

@@ -292,8 +292,8 @@ class RetrainPanel(QGroupBox):
         zoom = session.run_zoom(image, options)
         if zoom is False:
             show_error(
-                'Segment with this diameter first (it sets the scale the '
-                'model sees), then Retrain'
+                'Segment with these settings first (the diameter sets the '
+                'scale the model sees), then Retrain'
             )
             return
         model = session.model

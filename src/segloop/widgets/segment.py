@@ -127,7 +127,8 @@ class SegmentWidget(QWidget):
     labels_updated : Signal(RunResult)
         Emitted on the GUI thread when an Update labels has ended.
     diameter : QLineEdit
-        Object diameter in pixels, ``auto``, or empty (as trained).
+        Object diameter in pixels, ``auto``, ``none`` or empty (the
+        model's default).
     estimate_button : QPushButton
         Fills :attr:`diameter` from a first pass.
     size_estimated : Signal(float or None)

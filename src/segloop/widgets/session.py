@@ -256,17 +256,18 @@ class Session(QObject):
     ) -> tuple[float, ...] | bool | None:
         """The zoom the network saw in the latest run on ``layer``.
 
-        None without a diameter (native scale); False when a diameter is
-        set but no run on ``layer`` with it has planned its zoom yet.
+        None at native scale (``diameter`` 'none', or the model's default
+        before any run); False when a diameter is set but no run on
+        ``layer`` with it has planned its zoom yet.
         """
-        if options.diameter is None:
+        if options.diameter == 'none':
             return None
         same_run = self.run_key is not None and self.run_key[
             0
         ] == settings_key(layer, options)
-        if self.job is None or not same_run:
-            return False
-        return self.job.zoom
+        if self.job is not None and same_run:
+            return self.job.zoom
+        return None if options.diameter is None else False
 
     # -- corrections
 
