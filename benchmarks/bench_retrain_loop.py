@@ -25,7 +25,8 @@ know):
    the widget reads them (:func:`segloop.finetuner.read_painted`: the
    run's conversion and zoom), ``FinetuneConfig`` defaults with steps
    "as time allows", ``--time-limit`` seconds, and the object settings
-   fitted to the painting (``thresholds=True``, ticked by default).
+   fitted to the painting (``thresholds=True``, ticked by default;
+   ``--no-fit`` unticks it).
    The time counts CPU seconds of this process with ``--threads``
    threads (other jobs on a shared machine do not eat into it).
 5. Accuracy TP / (TP + FP + FN) at IoU 0.5 and merges (predictions
@@ -188,11 +189,14 @@ def retrain(
     time_limit: float,
     seed: int,
     folder: Path,
+    fit: bool = True,
 ) -> tuple[Model, dict]:
     """The widget's Retrain with its defaults; the new model and a log.
 
     ``settings`` are the Segment runs' (``Prediction.settings``): their
     polarity and zoom are those the Retrain reads the painting with.
+    ``fit``: fit the object settings to the painting (the widget's
+    default).
     """
     images, targets = [], []
     for item, run, painting in zip(
@@ -220,7 +224,7 @@ def retrain(
     )
     start = time.perf_counter()
     events = iter_finetune_saved(
-        parent, images, targets, folder, config, thresholds=True
+        parent, images, targets, folder, config, thresholds=fit
     )
     while True:
         try:
@@ -233,7 +237,9 @@ def retrain(
         'wall_s': round(time.perf_counter() - start, 1),
         'zoom': [run['diameter']['zoom'] for run in settings],
     }
-    return load_model(path), log
+    model = load_model(path)
+    log['instances'] = model.info.instances
+    return model, log
 
 
 def _mean(values: list[float]) -> float:
@@ -255,6 +261,11 @@ def main() -> None:
     parser.add_argument('--time-limit', type=float, default=120.0)
     parser.add_argument('--mc-samples', type=int, default=8)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument(
+        '--no-fit',
+        action='store_true',
+        help='untick "fit the object settings" (a control)',
+    )
     parser.add_argument('--output', type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -304,6 +315,7 @@ def main() -> None:
                     args.time_limit,
                     seed,
                     Path(tmp) / 'retrained',
+                    fit=not args.no_fit,
                 )
                 after = scores(model, held)
                 after_val = scores(model, validation)
