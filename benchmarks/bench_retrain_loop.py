@@ -14,8 +14,9 @@ know):
    object size).
 3. The user visits windows in the order **Next uncertain region** gives
    (``--guide uncertainty``: :func:`segloop.core.regions.uncertain_regions`
-   of the MC entropy), or in a random order (``--guide random``, the
-   control), and in each window fixes what is wrong there: a true
+   of the MC entropy, then the windows it skipped, most uncertain first),
+   or in a random order (``--guide random``, the control), and in each
+   window fixes what is wrong there: a true
    nucleus centred in it without a prediction at IoU ≥ 0.5 is painted
    whole (interior and boundary classes, and a 2-pixel background ring),
    a false detection centred in it is painted as background. The user
@@ -84,17 +85,28 @@ def scores(model: Model, items: list) -> dict:
 def windows_in_order(
     entropy: np.ndarray, guide: str, rng: np.random.Generator
 ) -> list[tuple[float, float]]:
-    """Window centres (y, x) the user visits, in the order visited."""
-    if guide == 'uncertainty':
-        regions = uncertain_regions(entropy, 'YX', top=10_000)
-        return [(r.y, r.x) for r in regions]
+    """Window centres (y, x) the user visits, in the order visited.
+
+    'uncertainty': the places *Next uncertain region* lists (it skips
+    windows touching one already listed, so a small image has only a
+    few), then the other windows, most uncertain first; 'random': every
+    window in a random order.
+    """
     height, width = entropy.shape
-    centres = [
-        (min(y + WINDOW / 2, height), min(x + WINDOW / 2, width))
+    grid = [
+        (slice(y, min(y + WINDOW, height)), slice(x, min(x + WINDOW, width)))
         for y in range(0, height, WINDOW)
         for x in range(0, width, WINDOW)
     ]
-    return [centres[i] for i in rng.permutation(len(centres))]
+    centres = [
+        ((ys.start + ys.stop) / 2, (xs.start + xs.stop) / 2) for ys, xs in grid
+    ]
+    if guide == 'random':
+        return [centres[i] for i in rng.permutation(len(centres))]
+    listed = [(r.y, r.x) for r in uncertain_regions(entropy, 'YX')]
+    means = [float(entropy[ys, xs].mean()) for ys, xs in grid]
+    rest = [centres[i] for i in np.argsort(means)[::-1]]
+    return listed + [c for c in rest if c not in listed]
 
 
 def paint(

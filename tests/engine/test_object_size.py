@@ -229,3 +229,16 @@ def test_one_default_rule_for_api_cli_and_widget():
     # CLI without --diameter pass None, which resolves here)
     assert default_diameter(load_model('nuclei2d')) == 'auto'
     assert default_diameter(load_model('nuclei3d')) is None
+
+
+@pytest.mark.parametrize('name', ['57bd029b', 'ebc18868'])
+def test_auto_does_not_enlarge_large_nuclei_read_as_fragments(
+    shared_data, model, name
+):
+    # H&E nuclei of 39 and 50 px that the model reads as 6-10 px pieces:
+    # enlarging made more pieces (accuracy 0.24 -> 0.00, 0.44 -> 0.02)
+    folder = shared_data / 'shift2d' / 'train' / 'images'
+    (path,) = folder.glob(f'{name}*.tif')
+    info = predict(tifffile.imread(path), model).settings['diameter']
+    assert info['zoom'] is None
+    assert 'still' in info['passes'][-1]['decision']

@@ -42,11 +42,14 @@ DECISIVENESS_MARGIN = 0.02
 # (docs/performance.md, object size).
 MAX_KEPT_LARGER = 1.4
 # A zoomed pass is kept only if the objects it finds, as the network saw
-# them, are within this factor of the training size: objects that still
-# look far off the training size at the zoom meant to fix it are
-# fragments of something the network does not recognise (a 12x zoom was
-# once derived from the fragments of large flat discs).
-MAX_SEEN_RATIO = 2.0
+# them at that zoom, are within this range of the training size: objects
+# that still look much smaller at the zoom meant to enlarge them are
+# fragments of something larger (H&E nuclei of 40-50 px read as 10 px
+# pieces were enlarged 3x and lost; a 12x zoom was once derived from the
+# fragments of large flat discs). Real small nuclei looked 0.82-1.0x
+# there, and large ones split at native scale look up to ~1.4x once
+# shrunk (docs/performance.md, object size).
+SEEN_RANGE = (0.8, 2.0)
 
 
 def median_diameter(
@@ -290,8 +293,8 @@ def estimate_diameter(
     bounded to ``[1 / MAX_AUTO_ZOOM, MAX_AUTO_ZOOM]``; the second pass is
     kept only if it finds enough objects, the network is about as
     decided there as at native scale (:func:`decisiveness`, within
-    :data:`DECISIVENESS_MARGIN`) and the objects it finds are, at that
-    zoom, within :data:`MAX_SEEN_RATIO` of the training size; else the
+    :data:`DECISIVENESS_MARGIN`) and the objects it finds look, at that
+    zoom, about the training size (:data:`SEEN_RANGE`); else the
     estimate is None (no zoom).
 
     Returns
@@ -336,7 +339,7 @@ def estimate_diameter(
         )
         return None, passes
     seen = second['diameter'] * zoom / training_yx
-    if not 1.0 / MAX_SEEN_RATIO <= seen <= MAX_SEEN_RATIO:
+    if not SEEN_RANGE[0] <= seen <= SEEN_RANGE[1]:
         second['decision'] = (
             f'at zoom {zoom:.2f} the objects found are still '
             f'{seen:.2f}x the training size (fragments or merges, not '
