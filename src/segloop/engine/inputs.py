@@ -339,12 +339,13 @@ def plan_zoom(
     segments a central crop (at most
     :data:`AUTO_CROP` pixels in Y and X; the middle plane for a 2D model
     on a stack; time point 0) at native scale, measures the median
-    diameter of the objects found and, when it is outside the sizes the
-    model handles as they are
-    (:func:`~segloop.core.objsize.unzoomed_range`), segments the crop
-    once more at the implied zoom and measures again
+    diameter of the objects found and, when it is more than
+    :data:`~segloop.core.objsize.AUTO_TOLERANCE` off the training size,
+    segments the crop once more at the implied zoom and measures again
     (:func:`segloop.core.objsize.estimate_diameter`, like cellpose's size
-    model). Within that range no zoom is applied. A model that records
+    model). The image is rescaled only when that measure is outside the
+    sizes the model handles as they are
+    (:func:`~segloop.core.objsize.unzoomed_range`). A model that records
     no training size is not rescaled by ``'auto'``.
 
     Parameters
