@@ -23,7 +23,7 @@ from segloop.core.events import drain
 from segloop.core.instances import InstanceParams, probabilities_to_instances
 from segloop.core.normalize import normalize, percentile_range
 from segloop.core.predict import Precision
-from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
+from segloop.core.rescale import ZoomedView, unzoom_whole, zoomed_shape
 from segloop.core.tiling import tile_grid
 from segloop.core.uncertainty import MEASURES
 from segloop.engine.block import BlockDone
@@ -267,15 +267,8 @@ def iter_predict(
             outputs.append(output)
         probs = np.stack(outputs, axis=1) if slice_by_slice else outputs[0]
         if zoom is not None:
-            spatial = volume.shape
-            lead = spatial[: len(spatial) - dims]
-            probs = unzoom(
-                probs,
-                (0,) * len(spatial),
-                tuple(slice(0, n) for n in spatial),
-                (*lead, *zoom_shape),
-                (*(1.0,) * len(lead), *zoom),
-            )
+            lead = (1.0,) * (volume.ndim - dims)
+            probs = unzoom_whole(probs, volume.shape, (*lead, *zoom))
         if mc_samples:
             measures.append(probs[-len(MEASURES) :])
             probs = probs[: -len(MEASURES)]

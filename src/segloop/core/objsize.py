@@ -321,7 +321,7 @@ def estimate_diameter(
     if 1.0 / tolerance <= ratio <= tolerance:
         native['decision'] = 'objects are near the training size'
         return native['diameter'], passes
-    zoom = min(max(ratio, 1.0 / MAX_AUTO_ZOOM), MAX_AUTO_ZOOM)
+    zoom = bounded_zoom(ratio)
     second = _measure(image, zoom, predict, params, sampling)
     passes.append(second)
     floor = native['decisiveness'] - DECISIVENESS_MARGIN
@@ -350,6 +350,11 @@ def estimate_diameter(
     if zoom != ratio:
         second['decision'] += f' (zoom bounded to {zoom:.2f})'
     return second['diameter'], passes
+
+
+def bounded_zoom(zoom: float) -> float:
+    """``zoom`` clipped to ``[1 / MAX_AUTO_ZOOM, MAX_AUTO_ZOOM]``."""
+    return min(max(zoom, 1.0 / MAX_AUTO_ZOOM), MAX_AUTO_ZOOM)
 
 
 def unzoomed_range(

@@ -232,6 +232,33 @@ def unzoom(
     return np.asarray(out, dtype=np.float32)
 
 
+def unzoom_whole(
+    values: np.ndarray, shape: Sequence[int], zoom: Sequence[float]
+) -> np.ndarray:
+    """:func:`unzoom` of values over a whole zoomed array.
+
+    Parameters
+    ----------
+    values : ndarray, shape (K, *zoomed_shape(shape, zoom)), float
+        Zoomed-grid samples of the whole array.
+    shape : sequence of int
+        The original spatial shape.
+    zoom : sequence of float
+        Zoom per spatial axis (1.0: the axis is passed through).
+
+    Returns
+    -------
+    ndarray of float32, shape (K, *shape)
+    """
+    return unzoom(
+        values,
+        (0,) * len(shape),
+        tuple(slice(0, n) for n in shape),
+        zoomed_shape(shape, zoom),
+        zoom,
+    )
+
+
 def zoomed_window(
     region: Sequence[slice],
     zoom_shape: Sequence[int],

@@ -41,7 +41,7 @@ from segloop.core.normalize import (
     sample_pixels,
 )
 from segloop.core.objsize import (
-    MAX_AUTO_ZOOM,
+    bounded_zoom,
     central_crop,
     estimate_diameter,
     parse_diameter,
@@ -320,7 +320,12 @@ def default_diameter(model: Model) -> str | None:
     cost in time (a zoom z costs z² in 2D, z³ in 3D) that a user should
     choose.
     """
-    return 'auto' if training_size(model).get('scale_range') else None
+    return _default_diameter(training_size(model))
+
+
+def _default_diameter(size: dict[str, Any]) -> str | None:
+    """:func:`default_diameter` from a model's :func:`training_size`."""
+    return 'auto' if size.get('scale_range') else None
 
 
 def plan_zoom(
@@ -379,9 +384,10 @@ def plan_zoom(
         ``zoom``; stored in the output's metadata and run signature.
     """
     dims = model.network.config.spatial_dims
+    size = training_size(model)
     by_default = diameter is None
     if by_default:
-        diameter = default_diameter(model)
+        diameter = _default_diameter(size)
     try:
         value = parse_diameter(diameter, dims)
     except ValueError as error:
@@ -392,7 +398,6 @@ def plan_zoom(
         info['default'] = True
     if value is None:
         return None, info
-    size = training_size(model)
     training = size.get('median_diameter')
     if value == 'auto' and (not training or len(training) != dims):
         info['decision'] = (
@@ -437,10 +442,7 @@ def plan_zoom(
             )
             return None, info
         # never more than the estimate's own bound, whatever it measured
-        bounded = min(
-            max(float(training[-1]) / estimate, 1 / MAX_AUTO_ZOOM),
-            MAX_AUTO_ZOOM,
-        )
+        bounded = bounded_zoom(float(training[-1]) / estimate)
         value = (float(training[-1]) / bounded,)
     zoom = zoom_factors(value, training)
     if not all(1 / MAX_ZOOM <= z <= MAX_ZOOM for z in zoom):

@@ -120,7 +120,7 @@ def predict_view(
     from segloop.core.normalize import normalize, percentile_range
     from segloop.core.objsize import scaled_instance_params
     from segloop.core.predict import Predictor
-    from segloop.core.rescale import ZoomedView, unzoom, zoomed_shape
+    from segloop.core.rescale import ZoomedView, unzoom_whole
 
     plane = np.asarray(image[view.lead])
     lo, hi = percentile_range(plane, *model.percentiles)
@@ -133,14 +133,9 @@ def predict_view(
     if zoom is None:
         probabilities = predictor.predict(crop[None])
     else:
-        shape = zoomed_shape(crop.shape, zoom)
         zoomed = np.asarray(ZoomedView(crop, zoom)[:, :], dtype=np.float32)
-        probabilities = unzoom(
-            predictor.predict(zoomed[None]),
-            (0, 0),
-            tuple(slice(0, n) for n in crop.shape),
-            shape,
-            zoom,
+        probabilities = unzoom_whole(
+            predictor.predict(zoomed[None]), crop.shape, zoom
         )
         params = scaled_instance_params(params, zoom)
     labels = probabilities_to_instances(probabilities, params)
