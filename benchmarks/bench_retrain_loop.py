@@ -278,10 +278,15 @@ def main() -> None:
         action='store_true',
         help='untick "fit the object settings" (a control)',
     )
+    parser.add_argument(
+        '--model',
+        default='nuclei2d',
+        help='the parent: a bundled name or a model folder',
+    )
     parser.add_argument('--output', type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    parent = load_model('nuclei2d')
+    parent = load_model(args.model)
     folder = DATA / 'shift2d' / 'train'
     names = sorted(p.name.split('.')[0] for p in (folder / 'images').iterdir())
     items = {it.name: it for it in load_labelled(folder, names)}

@@ -92,10 +92,14 @@ def main() -> None:
     parser.add_argument(
         '--api', action='store_true', help='segloop.predict, not segment'
     )
+    parser.add_argument(
+        '--model', default='nuclei2d', help='a bundled name or a folder'
+    )
+    parser.add_argument('--output', type=Path, default=OUT)
     args = parser.parse_args()
     run = run_api if args.api else run_engine
     torch.set_num_threads(1)
-    model = load_model('nuclei2d')
+    model = load_model(args.model)
     names = sorted(
         model.info.provenance['validation_names']['nuclei2d/train']
     )[: args.n]
@@ -161,13 +165,14 @@ def main() -> None:
         'worst_auto_loss': {
             str(f): round(v, 4) for f, v in worst_loss.items()
         },
+        'model': args.model,
         'rows': rows,
         'goal_met': goal,
         'uptime': os.popen('uptime').read().strip(),
         'torch_threads': torch.get_num_threads(),
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + '\n')
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + '\n')
     for row in rows:
         print(row)
     print(median_estimate, goal, result['uptime'])

@@ -18,6 +18,11 @@ processes, :class:`segloop.core.prefetch.PrefetchSampler`):
   comparison at a GPU budget);
 - ``flows3d``: the ``flows`` head on nuclei3d (the bundled nuclei3d's
   network: depth 3, pooling in Y and X only, patches 5 x 256^2, batch 4).
+- ``distances2d``: the generalist recipe with the ``distances`` head;
+- ``classes2d_c2``: the bundled 3-class generalist trained on from its
+  weights at lr 5e-4 (its second chunk, stop 24).
+
+``--runs`` picks some of them (stop 24 ran the last two).
 
 Same split seeds as the bundled models, so their validation images are
 the bundled models'. Models are checkpointed into ``OUT/<name>`` as they
@@ -70,6 +75,15 @@ GENERALIST_2D: dict[str, Any] = {
 RUNS: dict[str, dict[str, Any]] = {
     'flows2d': {**GENERALIST_2D, 'network': {'head': 'flows'}},
     'classes2d': {**GENERALIST_2D, 'network': {'head': 'classes'}},
+    # stop 24: the distance head at a GPU budget, and the bundled
+    # 3-class generalist trained on from its weights (a second chunk)
+    'distances2d': {**GENERALIST_2D, 'network': {'head': 'distances'}},
+    'classes2d_c2': {
+        **GENERALIST_2D,
+        'network': {'head': 'classes'},
+        'init': 'src/segloop/models/nuclei2d',
+        'lr': 5e-4,
+    },
     'flows3d': {
         'data': ['nuclei3d'],
         'network': {
@@ -105,7 +119,7 @@ def train_one(
     )
     config = TrainConfig(
         steps=100_000,  # the time limit ends training (and the schedule)
-        learning_rate=options.get('lr') or 2e-3,
+        learning_rate=options.get('lr') or run.get('lr') or 2e-3,
         seed=0,
         time_limit_s=minutes * 60,
         **run['train'],
@@ -125,7 +139,9 @@ def train_one(
         workers=(options.get('workers') or run['workers'])
         if device == 'cuda'
         else 1,
-        init=options['init'] / name if options.get('init') else None,
+        init=options['init'] / name
+        if options.get('init')
+        else run.get('init'),
         device=device,
     ):
         losses.append(round(event.loss, 4))
@@ -167,16 +183,18 @@ def agreement(
         t = time.perf_counter()
         p_cuda = cuda.predict(x)
         cuda_s += time.perf_counter() - t
-        if model.network.config.head == 'flows':
+        head = model.network.config.head
+        if head != 'classes':  # channel 0: background probability
             fg_cpu, fg_cuda = p_cpu[0] < 0.5, p_cuda[0] < 0.5
             same += int((fg_cpu == fg_cuda).sum())
             both = fg_cpu & fg_cuda
+        if head == 'flows':
             dot = (p_cpu[1:, both] * p_cuda[1:, both]).sum(0)
             norms = np.linalg.norm(p_cpu[1:, both], axis=0) * np.linalg.norm(
                 p_cuda[1:, both], axis=0
             )
             cosines.append(dot / np.maximum(norms, 1e-6))
-        else:
+        elif head == 'classes':
             same += int((p_cpu.argmax(0) == p_cuda.argmax(0)).sum())
         total += p_cpu[0].size
         pairs.append(

@@ -152,7 +152,8 @@ def test_resume_signature_includes_the_diameter(tmp_path, model):
 
 
 def test_cli_diameter_auto_prints_the_estimate(tmp_path, capsys):
-    image, _ = _blobs((128, 128), n=8, radius=15, seed=7)
+    # 6 discs of 30 px, apart (8 in 128² touch in clusters)
+    image, _ = _blobs((160, 160), n=6, radius=15, seed=7)
     path = tmp_path / 'img.tif'
     tifffile.imwrite(path, image)
     out = tmp_path / 'o.zarr'
