@@ -421,9 +421,9 @@ def tune_thresholds(
     """Fit the instance thresholds of a fine-tuned model to the painting.
 
     Segments each painted image with ``model`` and picks the foreground
-    threshold (0.5 to 0.8, not below the current one; the seed threshold
-    is kept) and the minimum object size (the current one or twice it)
-    whose instances best match the painted objects and background
+    threshold (the current one, or one of 0.5 to 0.8 above it; the seed
+    threshold is kept) and the minimum object size (the current one or
+    twice it) whose instances best match the painted objects and background
     (:func:`segloop.core.corrections.tune_on_painted`). Painted-out false
     detections are often small fragments, which the larger minimum size
     removes; painted objects smaller than it count against it.
@@ -468,9 +468,12 @@ def tune_thresholds(
         else:
             probabilities.append(predictor.predict(norm[None]))
     previous = model.instance_params()
-    candidates = [
-        t for t in FG_THRESHOLDS if t >= previous.fg_threshold - 1e-6
-    ] or [previous.fg_threshold]
+    # the current threshold is always a candidate (the 3D model's 0.3 is
+    # below the grid): a painting it already matches keeps it
+    candidates = sorted(
+        {previous.fg_threshold}
+        | {t for t in FG_THRESHOLDS if t > previous.fg_threshold + 1e-6}
+    )
     chosen, table = tune_on_painted(
         probabilities,
         targets,

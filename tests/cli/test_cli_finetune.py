@@ -220,6 +220,11 @@ def test_threshold_fit_never_lowers_the_foreground_threshold(parent, painted):
     ]
     assert summary['chosen']['fg_threshold'] >= 0.7
     assert model.instance_params().fg_threshold >= 0.7
+    # a threshold below the grid (the 3D model's 0.3) stays a candidate
+    model.info.instances.update(fg_threshold=0.3)
+    _, summary = tune_thresholds(model, image, targets)
+    tried = sorted({row['fg_threshold'] for row in summary['table']})
+    assert tried == [0.3, 0.5, 0.6, 0.7, 0.8]
 
 
 def test_cli_defaults_are_the_finetune_config_defaults() -> None:

@@ -21,6 +21,8 @@ from segloop.core.finetune import (
     targets_to_corrections,
     touched_mask,
 )
+from segloop.core.forgetting import self_replay
+from segloop.core.predict import Predictor
 from segloop.core.targets import IGNORE, instances_to_classes
 from segloop.core.training import masked_loss
 from segloop.core.unet import UNet
@@ -188,6 +190,7 @@ def test_finetune_reduces_loss_and_never_touches_the_parent(
                 freeze_norm=False,
                 val_every=20,
                 val_fraction=0.2,
+                self_replay=False,  # the painting alone: its loss falls
             ),
         )
     )
@@ -269,13 +272,15 @@ def test_finetune_3d_and_2d_model_on_a_volume(
                 model,
                 image,
                 corrections,
-                # batch 4: batch norm adapted, then recomputed on 2 batches
+                # batch 4 and no replay of the parent's images at all:
+                # batch norm adapted, then recomputed on 2 batches
                 _config(
                     steps=3,
                     patch_shape=patch,
                     val_fraction=0.0,
                     batch_size=4,
                     norm_batches=2,
+                    self_replay=False,
                 ),
             )
         )
@@ -284,6 +289,57 @@ def test_finetune_3d_and_2d_model_on_a_volume(
         old, new = _state(model), _state(result.model)
         means = [k for k in old if k.endswith('running_mean')]
         assert all(not torch.equal(old[k], new[k]) for k in means)
+
+
+def test_self_replay_labels_the_unpainted_pixels_with_the_parent(
+    tiny_unet_3d: UNet,
+) -> None:
+    image, labels = synthetic_nuclei((4, 48, 48), n=4, radius=6, seed=1)
+    norm = (image / image.max()).astype(np.float32)[None]
+    painted = np.full(labels.shape, IGNORE, np.int8)
+    painted[1] = instances_to_classes(labels)[1]
+    images, targets = self_replay(
+        tiny_unet_3d, [norm], [painted], torch.device('cpu')
+    )
+    parent = Predictor(tiny_unet_3d, 'cpu').predict(norm).argmax(0)
+    mask = painted != IGNORE
+    assert images[0] is norm
+    assert targets[0].dtype == np.int8
+    assert (targets[0] != IGNORE).all()
+    np.testing.assert_array_equal(targets[0][mask], painted[mask])
+    np.testing.assert_array_equal(targets[0][~mask], parent[~mask])
+
+
+def test_without_replay_data_the_parent_statistics_are_kept(
+    tiny_unet_3d: UNet,
+) -> None:
+    """No replay data (the 3D model): the painted volume is replayed and
+    the batch-norm statistics stay the parent's, not the painting's."""
+    image, labels = synthetic_nuclei((4, 48, 48), n=4, radius=6, seed=1)
+    corrections = targets_to_corrections(instances_to_classes(labels))
+    corrections[:2] = 0
+    parent = _state(tiny_unet_3d)
+    result, _ = _run(
+        iter_finetune(
+            tiny_unet_3d,
+            image,
+            corrections,
+            _config(
+                steps=3,
+                patch_shape=(4, 32, 32),
+                val_fraction=0.0,
+                batch_size=4,
+                norm_batches=2,
+            ),
+        )
+    )
+    new = _state(result.model)
+    stats = [k for k in parent if k.endswith(('running_mean', 'running_var'))]
+    assert stats
+    assert all(torch.equal(parent[k], new[k]) for k in stats)
+    assert not torch.equal(
+        parent['head.weight'], new['head.weight']
+    )  # it trained
 
 
 def test_user_mistakes_are_clear(tiny_unet_2d: UNet) -> None:

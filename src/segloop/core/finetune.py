@@ -29,7 +29,7 @@ import torch
 from segloop.core.checkpoint import ModelInfo, package_version, utc_now
 from segloop.core.config import TrainConfig
 from segloop.core.corrections import (
-    class_targets_to_distances,
+    class_targets_to_dense,
     corrections_to_targets,
     count_painted,
     instances_to_targets,
@@ -43,6 +43,7 @@ from segloop.core.forgetting import (
     interpolate_weights,
     keep_parent_loss,
     recompute_batchnorm,
+    self_replay,
 )
 from segloop.core.normalize import (
     DEFAULT_PERCENTILES,
@@ -198,6 +199,13 @@ def _prepare(
     return out_images, out_targets
 
 
+# Distillation weight on self-replayed patches (when the config sets
+# none): the parent's soft outputs keep its calibration, which its hard
+# labels alone do not (the 3D model lost 4 of 28 validation nuclei
+# without it, 1 with it; docs/performance.md)
+SELF_REPLAY_DISTILL = 1.0
+
+
 def _train_mode(
     freeze_encoder: bool, freeze_norm: bool
 ) -> Callable[[UNet], None]:
@@ -275,7 +283,8 @@ def iter_finetune(
         data itself: normalised images (C, Y, X) and class targets, cut
         into patches of the fine-tuning's size (e.g.
         :func:`segloop.models.replay.load_replay`); mixed in at
-        ``config.replay_fraction``.
+        ``config.replay_fraction``. None: the painted images labelled by
+        the model where unpainted, if ``config.self_replay``.
     device : str or torch.device, optional
         Default: best available.
     should_stop : callable, optional
@@ -292,13 +301,6 @@ def iter_finetune(
         With the fine-tuned copy of the model.
     """
     config = config or FinetuneConfig()
-    if model.config.head == 'flows':
-        raise InputError(
-            "a model with the 'flows' head cannot be fine-tuned yet "
-            '(painted corrections do not make flow targets): train it '
-            "again with segloop train, or fine-tune a 'classes' or "
-            "'distances' model"
-        )
     clocks = {'wall': time.perf_counter, 'cpu': time.process_time}
     if config.clock not in clocks:
         raise InputError(
@@ -324,10 +326,11 @@ def iter_finetune(
         raise InputError(
             f'{len(images)} images but {len(raw_targets)} corrections'
         )
-    distances = model.config.head == 'distances'
-    if distances and (config.val_fraction or config.distill_weight):
+    head = model.config.head
+    dense = head in ('distances', 'flows')  # whole-object targets
+    if dense and (config.val_fraction or config.distill_weight):
         raise InputError(
-            "a model with the 'distances' head is fine-tuned without a "
+            f"a model with the '{head}' head is fine-tuned without a "
             'held-back share and without distillation for now: set '
             'val_fraction and distill_weight to 0'
         )
@@ -335,7 +338,7 @@ def iter_finetune(
         model, images, raw_targets, percentiles
     )
     class_names = [f'class {k}' for k in range(n_classes)]
-    if n_classes == 3:
+    if n_classes == 3 or dense:  # the painted classes
         class_names = ['background', 'interior', 'boundary']
     painted, objects = count_painted(all_targets, class_names)
     if painted['total'] == 0:
@@ -359,28 +362,35 @@ def iter_finetune(
         model.check_shape(patch)
     except ValueError as error:
         raise InputError(f'patch: {error}') from None
-    # the distance head learns whole painted objects, not class pixels
+    # dense heads learn whole painted objects, not class pixels
     sampler = PaintedPatchSampler(
         norm_images,
         train_targets,
         patch,
         config.elastic,
         config.object_fraction,
-        dense=[class_targets_to_distances(t) for t in train_targets]
-        if distances
+        dense=[class_targets_to_dense(t, head) for t in train_targets]
+        if dense
         else None,
+        flows=head == 'flows',
     )
-    if isinstance(replay, tuple):
-        replay_images, replay_targets = replay
-        if distances:
-            replay_targets = [
-                class_targets_to_distances(t) for t in replay_targets
-            ]
-        replay = PatchSampler(replay_images, replay_targets, patch[-2:])
-    sample = mix_samplers(sampler, replay, config.replay_fraction)
     dev = (
         pick_device(device) if not isinstance(device, torch.device) else device
     )
+    own_replay = replay is None and config.self_replay and not dense
+    if own_replay:
+        replay = self_replay(model, norm_images, train_targets, dev)
+    if isinstance(replay, tuple):
+        replay_images, replay_targets = replay
+        if dense:
+            replay_targets = [
+                class_targets_to_dense(t, head) for t in replay_targets
+            ]
+        spatial = replay_images[0].ndim - 1  # 2D crops, or a 3D model's
+        replay = PatchSampler(
+            replay_images, replay_targets, patch[-spatial:], head=head
+        )
+    sample = mix_samplers(sampler, replay, config.replay_fraction)
     val_batch = validation_patches(norm_images, val_targets, patch, rng)
     weights = torch.ones(n_classes, device=dev)
     if n_classes > 2:
@@ -411,7 +421,8 @@ def iter_finetune(
         model,
         dev,
         n_replay=n_replay,
-        distill_weight=config.distill_weight,
+        distill_weight=config.distill_weight
+        or (SELF_REPLAY_DISTILL if own_replay else 0.0),
         temperature=config.distill_temperature,
         l2sp_weight=config.l2sp_weight,
         bf16=config.bf16,
@@ -443,7 +454,7 @@ def iter_finetune(
     freeze_norm = (
         config.freeze_norm
         if config.freeze_norm is not None
-        else config.batch_size < 4
+        else config.batch_size < 4 or own_replay
     )
     events = iter_train(
         trainee,

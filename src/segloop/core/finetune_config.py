@@ -35,9 +35,11 @@ class FinetuneConfig:
     freeze_norm : bool, optional
         Keep the batch-norm statistics of the parent model (the affine
         weights are still trained). None (default): keep them when
-        ``batch_size < 4`` (too few patches for reliable statistics),
-        else adapt them to the new images (better under a domain shift,
-        measured in docs/performance.md).
+        ``batch_size < 4`` (too few patches for reliable statistics) or
+        when no replay data of the original training set is mixed in
+        (``self_replay``: statistics of the user's images alone cost the
+        3D model 0.21 accuracy), else adapt them to the new images
+        (better under a domain shift, measured in docs/performance.md).
     val_fraction : float
         Share of the painted objects (connected regions) held back for
         validation and early stopping (the best validated weights are
@@ -60,6 +62,14 @@ class FinetuneConfig:
         Share of each batch drawn from ``replay`` patches (original
         training data) to prevent forgetting, when ``replay`` is given
         (0.5: measured best, docs/performance.md).
+    self_replay : bool
+        Without ``replay`` data (a model that ships none, e.g. the 3D
+        model), replay the painted images themselves, labelled by the
+        parent's prediction where unpainted
+        (:func:`~segloop.core.forgetting.self_replay`; 'classes' heads),
+        with distillation from the parent on those patches (weight 1
+        unless ``distill_weight`` is set). Without it, the 3D model lost
+        0.44 accuracy from 8 steps (docs/performance.md).
     dice_weight, boundary_weight : float
         Loss settings, as in :class:`~segloop.core.config.TrainConfig`.
     seed : int
@@ -111,6 +121,7 @@ class FinetuneConfig:
     elastic: float = 0.3
     object_fraction: float = 0.5
     replay_fraction: float = 0.5
+    self_replay: bool = True
     dice_weight: float = 1.0
     boundary_weight: float = 2.0
     seed: int = 0

@@ -17,6 +17,9 @@ and two applied after training:
   of two networks' running statistics is not what the blended network
   computes (Jordan et al., "REPAIR", ICLR 2023), so they are estimated
   again on batches of the training mix, as SWA does after averaging.
+
+For a model without replay data, :func:`self_replay` makes some from the
+user's own images, labelled by the parent where they are not painted.
 """
 
 from __future__ import annotations
@@ -238,3 +241,46 @@ def recompute_batchnorm(
     for m, momentum in zip(norms, momenta, strict=True):
         m.momentum = momentum
     return model.eval()
+
+
+def self_replay(
+    parent: UNet,
+    images: list[np.ndarray],
+    targets: list[np.ndarray],
+    device: torch.device,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Replay data from the user's own images: the parent's classes.
+
+    For a model that ships no replay data (e.g. the 3D model, whose
+    training set may not be redistributed): the painted images
+    themselves, labelled everywhere by the parent's prediction (its most
+    probable class) and by the painting where painted. Mixed into the
+    batches, these patches keep the model's answers where the user did
+    not correct it, and give the batch-norm statistics patches of the
+    whole image rather than only of painted places.
+
+    Parameters
+    ----------
+    parent : UNet
+        The model being fine-tuned (not modified: a copy predicts).
+    images : list of ndarray, each (1, *spatial), float32
+        Normalised images, as the fine-tuning sees them.
+    targets : list of ndarray of int, each spatial
+        Painted class targets, ``IGNORE`` where unpainted.
+    device : torch.device
+        Where to predict.
+
+    Returns
+    -------
+    (images, targets)
+        The same images, and int8 class targets with no ``IGNORE``.
+    """
+    from segloop.core.predict import Predictor
+    from segloop.core.targets import IGNORE
+
+    predictor = Predictor(copy.deepcopy(parent), device)
+    labelled = []
+    for image, target in zip(images, targets, strict=True):
+        classes = predictor.predict(image).argmax(0).astype(np.int8)
+        labelled.append(np.where(target != IGNORE, target, classes))
+    return list(images), [t.astype(np.int8) for t in labelled]
