@@ -196,13 +196,13 @@ def test_mc_entropy_of_a_distance_model_is_the_foreground_bernoulli():
 
 
 def test_painted_objects_teach_the_distance_head_over_their_whole_area():
-    from segloop.core.corrections import class_targets_to_distances
+    from segloop.core.corrections import class_targets_to_dense
     from segloop.core.targets import IGNORE, instances_to_classes
 
     labels = _two_touching_discs()
     targets = instances_to_classes(labels).astype(np.int8)
     targets[:, 50:] = IGNORE  # unpainted
-    dense = class_targets_to_distances(targets)
+    dense = class_targets_to_dense(targets)
     assert dense.shape == (3, 40, 60)
     assert np.isnan(dense[:, :, 50:]).all()
     painted = dense[:, :, :50]

@@ -22,7 +22,7 @@ from segloop.core.checkpoint import (
     save_model,
 )
 from segloop.core.config import ModelConfig, binary_head
-from segloop.core.errors import InputError
+from segloop.core.distances import instances_to_distances
 from segloop.core.flows import (
     FLOW_SCALE,
     flow_channels,
@@ -236,7 +236,13 @@ def _blockwise(
     def write(region, ids):
         stitched[region] = ids
 
-    stitch_blocks(blocks, lambda r: raw[r], write)
+    stitch_blocks(
+        blocks,
+        lambda r: raw[r],
+        write,
+        read_probabilities=lambda r: probabilities[(slice(None), *r)],
+        head=params.head,
+    )
     return raw, stitched, blocks
 
 
@@ -269,15 +275,37 @@ def test_flows_blocks_stitch_to_the_whole_image_labels(shape):
     assert _same_partition(stitched, whole)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='face merges join two objects that touch along a block face '
-    "(the 'distances' head too): stitching by seed is a follow-up",
-)
-def test_flows_objects_touching_across_a_face_stay_apart():
-    labels = _touching((96, 112), seed=5)
+@pytest.mark.parametrize('shape', [(96, 112), (24, 48, 40)])
+def test_flows_objects_touching_across_a_face_stay_apart(shape):
+    """Without a boundary class, two objects of neighbouring blocks that
+    touch along the face are kept apart by the flows there."""
+    labels = _touching(shape, seed=5)
     probabilities = instances_to_flow_targets(labels)
     params = InstanceParams(head='flows', min_size=0)
+    whole = probabilities_to_instances(probabilities, params)
+    raw, stitched, blocks = _blockwise(probabilities, params)
+    assert _same_partition(stitched, whole)
+    # the flows are what keeps them apart: by contact alone, touching
+    # pairs of this packing join
+    joined = np.zeros_like(stitched)
+
+    def write(region, ids):
+        joined[region] = ids
+
+    stitch_blocks(blocks, lambda r: raw[r], write)
+    assert not _same_partition(joined, whole)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="blocks of the 'distances' head do not label their pixels as "
+    'the whole image does, and touching objects join at faces: not '
+    'stitched yet (the head is not bundled)',
+)
+def test_distances_objects_touching_across_a_face_stay_apart():
+    labels = _touching((96, 112), seed=5)
+    probabilities = instances_to_distances(labels)
+    params = InstanceParams(head='distances', min_size=0)
     whole = probabilities_to_instances(probabilities, params)
     _, stitched, _ = _blockwise(probabilities, params)
     assert _same_partition(stitched, whole)
@@ -311,10 +339,72 @@ def test_mc_uncertainty_of_a_flows_model_is_the_foreground_bernoulli():
     assert out[:, 4].max() <= np.log(2) + 1e-6  # mutual information
 
 
-def test_a_flows_model_is_not_fine_tuned_yet():
-    from segloop.core.finetune import iter_finetune
+def test_painted_flows_turn_with_the_patch():
+    """Fine-tuning patches of a flows model: the flow targets of a painted
+    object point to its centre in the flipped / turned patch too."""
+    from segloop.core.corrections import class_targets_to_dense
+    from segloop.core.painted import PaintedPatchSampler
+    from segloop.core.targets import instances_to_classes
 
+    labels = np.zeros((64, 64), np.int32)
+    yy, xx = np.mgrid[:64, :64]
+    labels[(yy - 30) ** 2 + (xx - 35) ** 2 <= 49] = 1  # off-centre
+    classes = instances_to_classes(labels).astype(np.int64)
+    dense = class_targets_to_dense(classes, 'flows')
+    assert np.isfinite(dense).all()  # every pixel painted here
+    image = (labels > 0).astype(np.float32)[None]
+    sampler = PaintedPatchSampler(
+        [image], [classes], (48, 48), elastic=1.0, dense=[dense], flows=True
+    )
+    rng = np.random.default_rng(0)
+    checked = 0
+    while checked < 8:
+        _, y = sampler(rng, 1)
+        inside = y[0, 0] == 0  # background target 0: the object
+        if inside.sum() != (labels > 0).sum():
+            continue  # the patch cut the object
+        points = np.argwhere(inside)
+        towards = points.mean(axis=0) - points
+        flows = y[0, 1:][:, inside].T
+        far = np.linalg.norm(towards, axis=1) > 2
+        agree = (flows * towards).sum(axis=1) > 0
+        assert agree[far].mean() > 0.95
+        checked += 1
+
+
+def test_a_flows_model_fine_tunes_on_painted_objects():
+    from segloop.core.finetune import FinetuneConfig, iter_finetune
+
+    torch.manual_seed(0)
     network = UNet(ModelConfig(depth=2, base_channels=4, head='flows'))
-    image, labels = synthetic_nuclei((32, 32), 2, 5, seed=0)
-    with pytest.raises(InputError, match="'flows' head"):
-        next(iter_finetune(network, image, (labels > 0).astype(np.uint8)))
+    parent = {k: v.clone() for k, v in network.state_dict().items()}
+    image, labels = synthetic_nuclei((64, 64), 6, 6, seed=0)
+    from segloop.core.corrections import targets_to_corrections
+    from segloop.core.targets import instances_to_classes
+
+    corrections = targets_to_corrections(instances_to_classes(labels))
+    config = FinetuneConfig(
+        steps=30,
+        batch_size=4,
+        patch_shape=(32, 32),
+        learning_rate=5e-3,
+        bf16=False,
+        time_limit_s=None,
+        interpolate=1.0,
+    )
+    events = iter_finetune(network, image, corrections, config)
+    losses = []
+    while True:
+        try:
+            losses.append(next(events).loss)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    assert len(losses) == 30
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    after = network.state_dict()
+    assert all(torch.equal(parent[k], after[k]) for k in parent)
+    assert not torch.equal(
+        parent['head.weight'], result.model.state_dict()['head.weight']
+    )

@@ -12,9 +12,12 @@ import numpy as np
 from scipy import ndimage
 
 from segloop.core.augment import (
+    apply_geometry,
+    apply_geometry_to_flows,
     augment_elastic,
     augment_geometry,
     augment_intensity,
+    draw_geometry,
 )
 from segloop.core.errors import InputError
 from segloop.core.targets import IGNORE
@@ -42,11 +45,14 @@ class PaintedPatchSampler:
         detections painted out), so uniform centres would rarely show
         the few painted objects; 0 samples all painted pixels alike.
     dense : sequence of ndarray, optional
-        Per image, distance-head targets (3, *spatial), float32, NaN
-        where unknown (:func:`segloop.core.corrections.
-        class_targets_to_distances`): the batches then carry these,
-        deformed with the image, instead of the class targets (which
-        still choose the patch centres).
+        Per image, targets of a dense head, float32, NaN where unknown
+        (:func:`segloop.core.corrections.class_targets_to_dense`): the
+        batches then carry these, deformed with the image, instead of
+        the class targets (which still choose the patch centres).
+    flows : bool
+        ``dense`` holds flows (background, then one component per
+        spatial axis): flips and turns turn the vectors too, and there
+        is no elastic deformation (it would not bend them).
     """
 
     def __init__(
@@ -57,9 +63,11 @@ class PaintedPatchSampler:
         elastic: float = 0.3,
         object_fraction: float = 0.0,
         dense: Sequence[np.ndarray] | None = None,
+        flows: bool = False,
     ) -> None:
         self.patch_shape = tuple(int(p) for p in patch_shape)
-        self.elastic = elastic
+        self.elastic = 0.0 if flows else elastic
+        self.flows = flows
         self.object_fraction = object_fraction
         self.images, self.targets, self.points = [], [], []
         self.object_points = []
@@ -99,7 +107,7 @@ class PaintedPatchSampler:
     def __call__(self, rng: np.random.Generator, batch_size: int) -> Batch:
         """Return ``(x, y)``: float32 (N, C, *patch) and the targets.
 
-        ``y`` is int64 (N, *patch), or float32 (N, 3, *patch) with
+        ``y`` is int64 (N, *patch), or float32 (N, C, *patch) with
         ``dense`` targets.
         """
         xs, ys = [], []
@@ -131,12 +139,33 @@ class PaintedPatchSampler:
                 x = np.concatenate([x, self.dense[k][(slice(None), *region)]])
             if rng.random() < self.elastic:
                 x, y = augment_elastic(x, y, rng)
-            x, y = augment_geometry(x, y, rng)
-            if self.dense is not None:
-                x, y = x[:channels], x[channels:]
+            if self.flows:
+                x, y = _turn_with_flows(x, channels, rng)
+            else:
+                x, y = augment_geometry(x, y, rng)
+                if self.dense is not None:
+                    x, y = x[:channels], x[channels:]
             xs.append(augment_intensity(x, rng))
             ys.append(y)
         return np.stack(xs), np.stack(ys)
+
+
+def _turn_with_flows(
+    stacked: np.ndarray, channels: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips and turns of an image (``channels`` first) and the
+    flow targets stacked after it; the flow vectors turn too."""
+    spatial = stacked.ndim - 1
+    flips, turns = draw_geometry(rng, spatial)
+    image = apply_geometry(stacked[:channels], flips, turns, spatial)
+    target = stacked[channels:]
+    target = np.concatenate(
+        [
+            apply_geometry(target[:1], flips, turns, spatial),
+            apply_geometry_to_flows(target[1:], flips, turns),
+        ]
+    )
+    return image, target
 
 
 def replay_count(batch_size: int, fraction: float) -> int:

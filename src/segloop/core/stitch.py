@@ -7,6 +7,11 @@ by a block face then carry two ids; :func:`face_merges` finds them from
 the two pixel planes that meet at the face, and :class:`IdMerger` joins
 them and hands out the final ids ``1..N``, in block order, so the result
 is the same for any run order (view-first, resumed, distributed).
+
+The 'flows' head has no boundary class to keep two touching objects
+apart by a line of background: where two objects of neighbouring blocks
+touch along the face, the network's own flows at the face
+(:func:`boundary_evidence`: flows parting) keep them apart.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ ID_LIMIT = int(np.iinfo(ID_DTYPE).max)
 # Two ids meeting at a face are one object when their contact covers at
 # least this fraction of the smaller one's cross-section at the face.
 MIN_CONTACT = 0.5
+# ... and, for the 'flows' head, when the mean boundary evidence (0-1)
+# over their contact is below this (0.5 left 2 of 94 touching pairs
+# joined in tests/core/test_flows_head.py; within one object the flows
+# do not part, so the evidence there is about 0)
+MAX_EVIDENCE = 0.3
 
 
 def id_stride(n_blocks: int) -> int:
@@ -66,8 +76,43 @@ def offset_ids(
     return out
 
 
+def boundary_evidence(
+    low: np.ndarray, high: np.ndarray, axis: int, head: str
+) -> np.ndarray | None:
+    """How much the network says objects part along a block face.
+
+    Parameters
+    ----------
+    low, high : ndarray of float32, shape (C, *face)
+        The network's outputs (classes first, as stored) on the last
+        plane of the lower block and the first plane of the upper one.
+    axis : int
+        The face's axis among the spatial axes.
+    head : {'classes', 'distances', 'flows'}
+        The model's head.
+
+    Returns
+    -------
+    ndarray of float32, shape face, or None
+        0 (one object continues here) to 1 (two objects touch here);
+        None for heads other than 'flows' (the 3-class head's boundary
+        class keeps touching objects apart already). Flows point to each
+        object's centre, so across the line between two objects they
+        part (the lower side's component along ``axis`` negative, the
+        upper side's positive), and within one object they do not: half
+        their difference, clipped.
+    """
+    if head != 'flows':
+        return None
+    parting = (high[1 + axis] - low[1 + axis]) / 2
+    return np.clip(parting, 0.0, 1.0)
+
+
 def face_merges(
-    low: np.ndarray, high: np.ndarray, min_contact: float = MIN_CONTACT
+    low: np.ndarray,
+    high: np.ndarray,
+    min_contact: float = MIN_CONTACT,
+    evidence: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """Pairs of ids that continue across a block face.
 
@@ -78,6 +123,9 @@ def face_merges(
         the upper block along the face's axis.
     min_contact : float
         Fraction of the smaller cross-section that must touch.
+    evidence : ndarray of float, same shape, optional
+        :func:`boundary_evidence` at the face: a pair whose contact
+        averages :data:`MAX_EVIDENCE` or more is two objects touching.
 
     Returns
     -------
@@ -88,12 +136,19 @@ def face_merges(
     if not both.any():
         return []
     a, b = low[both], high[both]
-    pairs, contact = np.unique(np.stack([a, b]), axis=1, return_counts=True)
+    pairs, which, contact = np.unique(
+        np.stack([a, b]), axis=1, return_inverse=True, return_counts=True
+    )
     ids_a, area_a = np.unique(low[low > 0], return_counts=True)
     ids_b, area_b = np.unique(high[high > 0], return_counts=True)
     size_a = area_a[np.searchsorted(ids_a, pairs[0])]
     size_b = area_b[np.searchsorted(ids_b, pairs[1])]
     keep = contact >= min_contact * np.minimum(size_a, size_b)
+    if evidence is not None:
+        total = np.bincount(
+            which.ravel(), weights=evidence[both], minlength=len(contact)
+        )
+        keep &= total / contact < MAX_EVIDENCE
     return [(int(x), int(y)) for x, y in pairs[:, keep].T]
 
 
@@ -215,6 +270,9 @@ def stitch_blocks(
     write: Callable[[tuple[slice, ...], np.ndarray], None],
     min_size: int = 0,
     min_size_fraction: float = 0.0,
+    read_probabilities: Callable[[tuple[slice, ...]], np.ndarray]
+    | None = None,
+    head: str = 'classes',
 ) -> int:
     """Join per-block ids of one time point across faces; write 1..N.
 
@@ -232,6 +290,13 @@ def stitch_blocks(
         Objects with fewer pixels after joining become background.
     min_size_fraction : float
         As do those under this fraction of the median joined object.
+    read_probabilities : callable, optional
+        ``read_probabilities(region)`` returns the network's outputs
+        (C, *region) there; with ``head`` 'flows', their
+        :func:`boundary_evidence` at each face keeps touching objects of
+        neighbouring blocks apart.
+    head : str
+        The model's head.
 
     Returns
     -------
@@ -253,9 +318,18 @@ def stitch_blocks(
             low_region[axis] = slice(face - 1, face)
             high_region = list(block.region)
             high_region[axis] = slice(face, face + 1)
+            evidence = None
+            if read_probabilities is not None and head == 'flows':
+                low_out, high_out = (
+                    read_probabilities(tuple(r)).take(0, axis=axis + 1)
+                    for r in (low_region, high_region)
+                )
+                evidence = boundary_evidence(low_out, high_out, axis, head)
             merger.merge(
                 face_merges(
-                    read_raw(tuple(low_region)), read_raw(tuple(high_region))
+                    read_raw(tuple(low_region)).take(0, axis=axis),
+                    read_raw(tuple(high_region)).take(0, axis=axis),
+                    evidence=evidence,
                 )
             )
     for block in blocks:

@@ -194,6 +194,10 @@ def iter_relabel(
                             functools.partial(_write, rewrite.labels, lead),
                             params.min_size,
                             params.min_size_fraction,
+                            functools.partial(
+                                _read_outputs, probabilities, lead
+                            ),
+                            params.head,
                         )
                     )
         except InterruptedError:
@@ -207,6 +211,12 @@ def iter_relabel(
 
 def _read(array: Any, lead: tuple[int, ...], region: tuple) -> np.ndarray:
     return np.asarray(array[(*lead, *region)])
+
+
+def _read_outputs(
+    array: Any, lead: tuple[int, ...], region: tuple
+) -> np.ndarray:
+    return np.asarray(array[(*lead, slice(None), *region)], np.float32)
 
 
 def _write(

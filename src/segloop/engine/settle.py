@@ -128,6 +128,8 @@ def stitch(
                 functools.partial(store.write_labels, t),
                 plan.params.min_size,
                 plan.params.min_size_fraction,
+                functools.partial(store.read_probabilities, t),
+                plan.params.head,
             )
         )
     return objects

@@ -376,6 +376,13 @@ class BlockStore:
         """Per-block ids (before stitching) of a region."""
         return np.asarray(self.raw_labels[(*self._lead(t), *region)])
 
+    def read_probabilities(
+        self, t: int, region: tuple[slice, ...]
+    ) -> np.ndarray:
+        """The stored network outputs (K, *region) of a region."""
+        lead = self._lead(t)
+        return np.asarray(self.probabilities[(*lead, slice(None), *region)])
+
     @_guarded
     def write_labels(
         self, t: int, region: tuple[slice, ...], labels: np.ndarray
