@@ -76,6 +76,19 @@ def test_live_refreshes_the_view_and_keeps_the_model(
     assert config['provenance']['made_by'] == 'napari Live retrain'
     assert widget.result.status == 'finished'
     assert _digest(parent) == parent_digest
+    # the labels of the live session, as outlines over the new ones: the
+    # hidden layer added when Live started, filled in at the hand-over
+    name = f'{SAMPLE_NAME} [before retrain]'
+    assert [layer.name for layer in viewer.layers].count(name) == 1
+    old = widget.outputs.before
+    assert old.name == name
+    assert old.visible
+    assert old.data.shape == before.shape
+    assert old.data.any()  # filled in, not the empty placeholder
+    assert not np.array_equal(old.data, before)  # as Live left them
+    assert old.contour > 0
+    assert not old.editable
+    assert viewer.layers.selection.active.name == corrections.name
 
 
 def test_live_needs_labels_first(viewer_widget, monkeypatch) -> None:

@@ -139,7 +139,7 @@ class LiveRetrain(QObject):
         self.panel.retrain_button.setText('Stop')
         self.panel.status.setText(f'Live: training {Path(model).name}...')
         self._poll.start()
-        self.worker.start()
+        self.panel.launch(self.worker)
         return True
 
     def _read_view(self) -> None:

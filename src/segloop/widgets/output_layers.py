@@ -60,6 +60,8 @@ class OutputLayers(QObject):
         self.marker: napari.layers.Shapes | None = None
         # the labels before the latest Retrain, as outlines, if any
         self.before: napari.layers.Labels | None = None
+        # whether ``before`` is still the empty layer of prepare_before
+        self._placeholder = False
         self._source: napari.layers.Image | None = None
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -184,6 +186,7 @@ class OutputLayers(QObject):
         self.marker = None
         if not keep_before:
             self.before = None
+            self._placeholder = False
         self.session.labels = None
         self._source = None
 
@@ -239,36 +242,115 @@ class OutputLayers(QObject):
         if result.status == 'finished' and labels is not None:
             self._show_table(labels, result.features)
 
+    def prepare_before(self) -> None:
+        """Add an empty, hidden ``'<image> [before retrain]'`` layer now.
+
+        Called when Retrain or Live starts, just before its worker does
+        (``RetrainPanel.starting``): napari takes ~0.1 s to add a layer;
+        paid then, in a turn of the event loop of its own and where the
+        user has just clicked, it does not stall the hand-over, where
+        :meth:`keep_before_retrain` only fills the layer in. No layer
+        when one is there already (kept from an earlier Retrain) or the
+        labels are not in memory.
+        """
+        labels = self._labels_in_memory()
+        if labels is None or self._before_shown():
+            return
+        placeholder = np.zeros((1,) * labels.ndim, labels.data.dtype)
+        self.before = self._add_before(labels, placeholder, visible=False)
+        self._placeholder = True
+
+    def drop_placeholder(self) -> None:
+        """Remove the layer of :meth:`prepare_before` if it was never
+        filled in (the Retrain made no model)."""
+        if self._placeholder and self._before_shown():
+            self.session.viewer.layers.remove(self.before)
+            self.before = None
+        self._placeholder = False
+
     def keep_before_retrain(self) -> int | None:
         """Copy the labels into ``'<image> [before retrain]'`` (white
         outlines over the new labels once the image is segmented again).
+
+        The layer is reused when it is in the viewer (made by
+        :meth:`prepare_before` or kept from an earlier Retrain): only its
+        data change, so the GUI thread does not pay for a new layer.
 
         Returns the number of objects in them (per time point, summed;
         the user's edits included), or None when the labels are not in
         memory (too big: no comparison layer).
         """
+        labels = self._labels_in_memory()
+        if labels is None:
+            return None
+        copy = np.array(labels.data)
+        if self._before_shown() and self.before.ndim == labels.ndim:
+            self._fill_before(labels, copy)
+        else:
+            if self._before_shown():
+                self.session.viewer.layers.remove(self.before)
+            self.before = self._add_before(labels, copy, visible=True)
+        self._placeholder = False
+        frames = copy if 'T' in self.session.run_axes else copy[None]
+        return sum(len(np.unique(f[f > 0])) for f in frames)
+
+    def _labels_in_memory(self) -> napari.layers.Labels | None:
+        """The labels layer when its data are a numpy array, else None."""
         labels = self.layers.get('labels')
         if labels is None or not isinstance(labels.data, np.ndarray):
             return None
-        copy = np.array(labels.data)
+        return labels
+
+    def _before_shown(self) -> bool:
+        """Whether the ``[before retrain]`` layer is in the viewer."""
+        return (
+            self.before is not None
+            and self.before in self.session.viewer.layers
+        )
+
+    def _add_before(
+        self,
+        labels: napari.layers.Labels,
+        data: np.ndarray,
+        visible: bool,
+    ) -> napari.layers.Labels:
+        """A new ``[before retrain]`` layer of ``data`` (white outlines),
+        placed like ``labels``; the active layer stays active."""
         viewer = self.session.viewer
         active = viewer.layers.selection.active
-        if self.before is not None and self.before in viewer.layers:
-            viewer.layers.remove(self.before)
-        self.before = viewer.add_labels(
-            copy,
+        before = napari.layers.Labels(
+            data,
             name=labels.name.replace('[labels]', '[before retrain]'),
             scale=labels.scale,
             translate=labels.translate,
             colormap=DirectLabelColormap(color_dict=OUTLINE_COLOURS),
             opacity=0.9,
+            visible=visible,
         )
-        self.before.contour = 1
-        self.before.editable = False
+        before.contour = 1
+        before.editable = False
+        viewer.add_layer(before)
         # the layer the user was working on stays active
         viewer.layers.selection.active = active
-        frames = copy if 'T' in self.session.run_axes else copy[None]
-        return sum(len(np.unique(f[f > 0])) for f in frames)
+        return before
+
+    def _fill_before(
+        self, labels: napari.layers.Labels, copy: np.ndarray
+    ) -> None:
+        """Put ``copy`` in the existing ``[before retrain]`` layer and show
+        it, over ``labels``."""
+        before = self.before
+        before.visible = False  # one redraw, when shown below
+        if not np.array_equal(before.scale, labels.scale):
+            before.scale = labels.scale
+        if not np.array_equal(before.translate, labels.translate):
+            before.translate = labels.translate
+        before.data = copy
+        before.editable = False  # napari resets it with new data
+        before.visible = True
+        layers = self.session.viewer.layers
+        if layers.index(before) < layers.index(labels):
+            self._raise_before()
 
     def show_preview(self, result: RunResult) -> None:
         """Put a preview's labels where they belong in the labels layer."""

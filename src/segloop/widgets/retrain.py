@@ -22,7 +22,7 @@ from typing import Any
 
 from napari.qt.threading import thread_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -54,6 +54,10 @@ LEGEND = (
     'where the model is wrong, or fix the labels layer itself; then '
     'Retrain. Background over false detections teaches the most.'
 )
+
+# a worker starts this long after Retrain or Live is started (ms): the
+# GUI draws the start first, then ``starting`` is emitted
+LAUNCH_MS = 30
 
 # The retrained models' temporary folders; removed when napari exits
 # (Save model... keeps one).
@@ -159,6 +163,10 @@ class RetrainPanel(QGroupBox):
     status : QLabel
     result : RetrainResult or None
         How the latest Retrain ended.
+    starting : Signal()
+        Emitted on the GUI thread when a Retrain's (or Live's) worker is
+        about to start, in a turn of the event loop of its own (the dock
+        adds the ``[before retrain]`` layer then, not at the hand-over).
     model_made : Signal(Path)
         Emitted with a new model's folder (to add to the model list and
         choose) before :attr:`retrained`.
@@ -167,6 +175,7 @@ class RetrainPanel(QGroupBox):
         segments again with the new model, if any.
     """
 
+    starting = Signal()
     model_made = Signal(object)
     retrained = Signal(object)
 
@@ -325,7 +334,18 @@ class RetrainPanel(QGroupBox):
         self.loss_plot.clear()
         self.retrain_button.setText('Stop')
         self.status.setText(f'Retraining {Path(model).name}...')
-        worker.start()
+        self.launch(worker)
+
+    def launch(self, worker: Any) -> None:
+        """Emit :attr:`starting` :data:`LAUNCH_MS` from now, then start
+        ``worker`` (Retrain and Live), each in a turn of the event loop
+        of its own."""
+
+        def go() -> None:
+            self.starting.emit()
+            QTimer.singleShot(LAUNCH_MS, worker.start)
+
+        QTimer.singleShot(LAUNCH_MS, go)
 
     def training_config(self) -> dict[str, Any]:
         """The form's :class:`FinetuneConfig` fields (budgets, settings)."""

@@ -65,6 +65,9 @@ from segloop.widgets.shortcuts import bind_shortcuts, tooltip
 from segloop.widgets.update_labels import UpdateLabelsPanel
 
 DEFAULT_PASSES = 8  # segloop.core.uncertainty.DEFAULT_SAMPLES (no torch here)
+# after Retrain / Live: the re-segmentation starts this long after the
+# '[before retrain]' layer is filled in (ms), in a turn of its own
+SEGMENT_AGAIN_MS = 20
 
 
 def _from_session(name: str, doc: str) -> property:
@@ -264,6 +267,7 @@ class SegmentWidget(QWidget):
         self.run.block_done.connect(self.block_done)
         self.run.run_finished.connect(self._on_run_finished)
         self.label_settings.labels_updated.connect(self.labels_updated)
+        self.retrain.starting.connect(self.outputs.prepare_before)
         self.retrain.model_made.connect(self._on_model_made)
         self.retrain.retrained.connect(self._on_retrained)
         self.export_panel.button.clicked.connect(self.export)
@@ -433,7 +437,7 @@ class SegmentWidget(QWidget):
         )
         self.run_button.setEnabled(task != RETRAIN)
         if task == SEGMENT:
-            self.progress.setValue(0)
+            self._reset_progress()
             self.next_button.setEnabled(False)
         if task in (SEGMENT, RELABEL):
             self.export_panel.set_enabled(False)
@@ -443,6 +447,17 @@ class SegmentWidget(QWidget):
             finished = self.session.finished
             self.export_panel.set_enabled(finished)
             self.label_settings.update_button.setEnabled(finished)
+
+    def _reset_progress(self) -> None:
+        """Set the progress bar to 0, drawn with the next frame.
+
+        ``QProgressBar.setValue`` repaints at once, which makes Qt compose
+        the whole window, napari's canvas included (~80 ms with software
+        OpenGL), in the middle of starting a run.
+        """
+        self.progress.setUpdatesEnabled(False)
+        self.progress.setValue(0)
+        self.progress.setUpdatesEnabled(True)  # schedules an update
 
     def _show_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, total)
@@ -462,11 +477,13 @@ class SegmentWidget(QWidget):
         self.run_finished.emit(result)
 
     def _on_retrained(self, result: Any) -> None:
-        if result is not None and result.folder is not None:
-            self._objects_before = self.outputs.keep_before_retrain()
-            # segment again, the view first, in the next turn of the event
-            # loop: the GUI draws between the two (each ~0.1 s)
-            QTimer.singleShot(0, self.start)
+        if result is None or result.folder is None:  # no new model
+            self.outputs.drop_placeholder()
+            return
+        self._objects_before = self.outputs.keep_before_retrain()
+        # segment again, the view first, in a later turn of the event loop
+        # (a 0 ms timer would run before the GUI draws or ticks)
+        QTimer.singleShot(SEGMENT_AGAIN_MS, self.start)
 
     # -- uncertainty
 
