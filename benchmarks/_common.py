@@ -6,6 +6,7 @@ this folder is on ``sys.path`` and they ``from _common import ...``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -23,6 +24,17 @@ def git_commit() -> str:
 
     dirty = git('status', '--porcelain', '--untracked-files=no')
     return git('rev-parse', '--short', 'HEAD') + ('+dirty' if dirty else '')
+
+
+def write_json(path: Path, result: dict) -> None:
+    """Write ``result`` as JSON, with the commit and the machine's load."""
+    result = {
+        **result,
+        'commit': git_commit(),
+        'uptime': os.popen('uptime').read().strip(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + '\n')
 
 
 def shape_arg(text: str) -> tuple[int, ...]:

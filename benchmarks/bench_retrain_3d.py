@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_json
 from scipy import ndimage
 
 from segloop.api import predict
+from segloop.core.events import drain
 from segloop.core.finetune import FinetuneConfig, corrections_to_targets
 from segloop.core.metrics import evaluate_pairs, iou_matrix
 from segloop.core.targets import instances_to_classes
@@ -122,12 +123,7 @@ def retrain(
     events = iter_finetune_saved(
         parent, [image], [targets], folder, config, thresholds=True
     )
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            path, result = stop.value
-            break
+    path, result = drain(events)
     return load_model(path), result.steps
 
 
@@ -210,10 +206,8 @@ def main() -> None:
         'settings': vars(args) | {'output': str(args.output)},
         'mean_gain': summary,
         'runs': runs,
-        'uptime': os.popen('uptime').read().strip(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + '\n')
+    write_json(args.output, result)
     print(json.dumps(summary, indent=2))
 
 

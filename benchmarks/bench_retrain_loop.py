@@ -48,16 +48,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import write_json
 from scipy import ndimage
 
 from segloop.api import predict
+from segloop.core.events import drain
 from segloop.core.finetune import FinetuneConfig, corrections_to_targets
 from segloop.core.metrics import count_merges, evaluate_pairs, iou_matrix
 from segloop.core.regions import WINDOW, uncertain_regions
@@ -238,12 +239,7 @@ def retrain(
     events = iter_finetune_saved(
         parent, images, targets, folder, config, thresholds=fit
     )
-    while True:
-        try:
-            next(events)
-        except StopIteration as stop:
-            path, result = stop.value
-            break
+    path, result = drain(events)
     log = {
         'steps': result.steps,
         'wall_s': round(time.perf_counter() - start, 1),
@@ -384,10 +380,8 @@ def main() -> None:
         'parent_nuclei2d_validation': parent_val,
         'summary': summary,
         'runs': runs,
-        'uptime': os.popen('uptime').read().strip(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + '\n')
+    write_json(args.output, result)
     print(json.dumps(summary, indent=2))
 
 
