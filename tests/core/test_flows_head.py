@@ -383,6 +383,7 @@ def test_a_flows_model_fine_tunes_on_painted_objects():
     from segloop.core.targets import instances_to_classes
 
     corrections = targets_to_corrections(instances_to_classes(labels))
+    corrections[:, :24] = 0  # a part unpainted: replayed from the parent
     config = FinetuneConfig(
         steps=30,
         batch_size=4,
@@ -405,6 +406,32 @@ def test_a_flows_model_fine_tunes_on_painted_objects():
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     after = network.state_dict()
     assert all(torch.equal(parent[k], after[k]) for k in parent)
-    assert not torch.equal(
-        parent['head.weight'], result.model.state_dict()['head.weight']
+    tuned = result.model.state_dict()
+    assert not torch.equal(parent['head.weight'], tuned['head.weight'])
+    # no replay data: batch-norm statistics stay the parent's
+    stats = [k for k in parent if k.endswith('running_mean')]
+    assert all(torch.equal(parent[k], tuned[k]) for k in stats)
+
+
+def test_self_replay_of_a_flows_model_is_its_own_outputs():
+    from segloop.core.corrections import class_targets_to_dense
+    from segloop.core.forgetting import self_replay
+    from segloop.core.predict import Predictor
+    from segloop.core.targets import IGNORE, instances_to_classes
+
+    torch.manual_seed(0)
+    network = UNet(ModelConfig(depth=2, base_channels=4, head='flows'))
+    image, labels = synthetic_nuclei((64, 64), 6, 6, seed=0)
+    norm = (image / image.max()).astype(np.float32)[None]
+    classes = instances_to_classes(labels).astype(np.int64)
+    classes[:, :32] = IGNORE
+    dense = class_targets_to_dense(classes, 'flows')
+    _, (targets,) = self_replay(
+        network, [norm], [classes], torch.device('cpu'), [dense]
     )
+    outputs = Predictor(network, 'cpu').predict(norm)
+    painted = np.isfinite(dense[0])
+    assert targets.shape == dense.shape
+    assert np.isfinite(targets).all()
+    np.testing.assert_array_equal(targets[:, painted], dense[:, painted])
+    np.testing.assert_allclose(targets[:, ~painted], outputs[:, ~painted])

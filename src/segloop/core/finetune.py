@@ -363,29 +363,36 @@ def iter_finetune(
     except ValueError as error:
         raise InputError(f'patch: {error}') from None
     # dense heads learn whole painted objects, not class pixels
+    dense_targets = (
+        [class_targets_to_dense(t, head) for t in train_targets]
+        if dense
+        else None
+    )
     sampler = PaintedPatchSampler(
         norm_images,
         train_targets,
         patch,
         config.elastic,
         config.object_fraction,
-        dense=[class_targets_to_dense(t, head) for t in train_targets]
-        if dense
-        else None,
+        dense=dense_targets,
         flows=head == 'flows',
     )
     dev = (
         pick_device(device) if not isinstance(device, torch.device) else device
     )
-    own_replay = replay is None and config.self_replay and not dense
+    own_replay = replay is None and config.self_replay
     if own_replay:
-        replay = self_replay(model, norm_images, train_targets, dev)
+        replay = self_replay(
+            model, norm_images, train_targets, dev, dense_targets
+        )
+    elif isinstance(replay, tuple) and dense:  # class targets shipped
+        replay_images, replay_classes = replay
+        replay = (
+            replay_images,
+            [class_targets_to_dense(t, head) for t in replay_classes],
+        )
     if isinstance(replay, tuple):
         replay_images, replay_targets = replay
-        if dense:
-            replay_targets = [
-                class_targets_to_dense(t, head) for t in replay_targets
-            ]
         spatial = replay_images[0].ndim - 1  # 2D crops, or a 3D model's
         replay = PatchSampler(
             replay_images, replay_targets, patch[-spatial:], head=head
@@ -422,7 +429,7 @@ def iter_finetune(
         dev,
         n_replay=n_replay,
         distill_weight=config.distill_weight
-        or (SELF_REPLAY_DISTILL if own_replay else 0.0),
+        or (SELF_REPLAY_DISTILL if own_replay and not dense else 0.0),
         temperature=config.distill_temperature,
         l2sp_weight=config.l2sp_weight,
         bf16=config.bf16,

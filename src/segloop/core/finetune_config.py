@@ -66,10 +66,12 @@ class FinetuneConfig:
         Without ``replay`` data (a model that ships none, e.g. the 3D
         model), replay the painted images themselves, labelled by the
         parent's prediction where unpainted
-        (:func:`~segloop.core.forgetting.self_replay`; 'classes' heads),
-        with distillation from the parent on those patches (weight 1
-        unless ``distill_weight`` is set). Without it, the 3D model lost
-        0.44 accuracy from 8 steps (docs/performance.md).
+        (:func:`~segloop.core.forgetting.self_replay`), with
+        distillation from the parent on those patches for a 3-class
+        head (weight 1 unless ``distill_weight`` is set; a dense head's
+        targets there are the parent's outputs themselves). Without
+        it, the 3D model lost 0.44 accuracy from 8 steps
+        (docs/performance.md).
     dice_weight, boundary_weight : float
         Loss settings, as in :class:`~segloop.core.config.TrainConfig`.
     seed : int

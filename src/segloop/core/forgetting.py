@@ -248,16 +248,15 @@ def self_replay(
     images: list[np.ndarray],
     targets: list[np.ndarray],
     device: torch.device,
+    dense: list[np.ndarray] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Replay data from the user's own images: the parent's classes.
+    """Replay data from the user's own images, labelled by the parent.
 
     For a model that ships no replay data (e.g. the 3D model, whose
     training set may not be redistributed): the painted images
-    themselves, labelled everywhere by the parent's prediction (its most
-    probable class) and by the painting where painted. Mixed into the
-    batches, these patches keep the model's answers where the user did
-    not correct it, and give the batch-norm statistics patches of the
-    whole image rather than only of painted places.
+    themselves, labelled everywhere by the parent's prediction and by
+    the painting where painted. Mixed into the batches, these patches
+    keep the model's answers where the user did not correct it.
 
     Parameters
     ----------
@@ -269,18 +268,34 @@ def self_replay(
         Painted class targets, ``IGNORE`` where unpainted.
     device : torch.device
         Where to predict.
+    dense : list of ndarray, optional
+        For a 'distances' or 'flows' head: the painted dense targets
+        (C, *spatial), NaN where unpainted
+        (:func:`segloop.core.corrections.class_targets_to_dense`).
 
     Returns
     -------
     (images, targets)
-        The same images, and int8 class targets with no ``IGNORE``.
+        The same images, and int8 class targets with no ``IGNORE`` (the
+        parent's most probable class where unpainted), or, with
+        ``dense``, float32 (C, *spatial) targets with no NaN (the
+        parent's outputs where unpainted).
     """
     from segloop.core.predict import Predictor
     from segloop.core.targets import IGNORE
 
     predictor = Predictor(copy.deepcopy(parent), device)
     labelled = []
-    for image, target in zip(images, targets, strict=True):
-        classes = predictor.predict(image).argmax(0).astype(np.int8)
-        labelled.append(np.where(target != IGNORE, target, classes))
-    return list(images), [t.astype(np.int8) for t in labelled]
+    for k, (image, target) in enumerate(zip(images, targets, strict=True)):
+        outputs = predictor.predict(image)
+        if dense is None:
+            classes = outputs.argmax(0).astype(np.int8)
+            labelled.append(
+                np.where(target != IGNORE, target, classes).astype(np.int8)
+            )
+        else:
+            painted = np.isfinite(dense[k][:1])
+            labelled.append(
+                np.where(painted, dense[k], outputs).astype(np.float32)
+            )
+    return list(images), labelled
