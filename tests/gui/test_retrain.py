@@ -129,7 +129,9 @@ def test_retrain_learns_the_corrections_and_segments_again(
     chosen = widget.model_combo.currentText()
     assert chosen == 'nuclei2d-retrained-1'
     after = np.asarray(widget.outputs.layers['labels'].data)
-    assert len(np.unique(after[painted])) < len(np.unique(before[painted]))
+    # fewer nucleus pixels where the user painted background (counting
+    # ids would count the fragments of what is left)
+    assert (after[painted] > 0).mean() < 0.5 * (before[painted] > 0).mean()
     # before/after: the old labels as outlines over the new ones, counted
     old = viewer.layers['nuclei2d sample [before retrain]']
     np.testing.assert_array_equal(old.data, before)
