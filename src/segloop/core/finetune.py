@@ -385,14 +385,12 @@ def iter_finetune(
         replay = self_replay(
             model, norm_images, train_targets, dev, dense_targets
         )
-    elif isinstance(replay, tuple) and dense:  # class targets shipped
-        replay_images, replay_classes = replay
-        replay = (
-            replay_images,
-            [class_targets_to_dense(t, head) for t in replay_classes],
-        )
     if isinstance(replay, tuple):
         replay_images, replay_targets = replay
+        if dense and not own_replay:  # shipped replay: class targets
+            replay_targets = [
+                class_targets_to_dense(t, head) for t in replay_targets
+            ]
         spatial = replay_images[0].ndim - 1  # 2D crops, or a 3D model's
         replay = PatchSampler(
             replay_images, replay_targets, patch[-spatial:], head=head
