@@ -1,19 +1,20 @@
 """Model v2 gate: compare output heads on the same validation split.
 
 For each model folder (e.g. the bundled 3-class ``nuclei2d`` and a
-``head='distances'`` or ``head='flows'`` model trained with the same
-recipe, steps and split), predict every validation image of
-``nuclei2d/train`` once (the names the first model recorded in its
-provenance), tune the instance settings on them with the same coordinate
-search, and report accuracy at IoU 0.5 and 0.75 and the merge count
-(predicted objects covering >= 50 % of each of >= 2 true nuclei).
+``head='flows'`` model trained with the same recipe, steps and split),
+predict every validation image of ``nuclei2d/train`` once (the names
+the first model recorded in its provenance), tune the instance settings
+on them with the same coordinate search, and report accuracy at IoU 0.5
+and 0.75 and the merge count (predicted objects covering >= 50 % of
+each of >= 2 true nuclei).
 
 Usage::
 
-    python benchmarks/bench_heads.py nuclei2d /work/train/dist2d_gate \
-        --out benchmarks/results/heads_gate.json
     python benchmarks/bench_heads.py nuclei2d /work/train/flows2d_gate \
         --out benchmarks/results/heads_gate_flows.json
+
+(``results/heads_gate.json`` is the record of the retired
+``'distances'`` head, which segloop no longer loads.)
 """
 
 from __future__ import annotations
@@ -37,13 +38,6 @@ GRIDS = {
         'fg_threshold': (0.4, 0.5, 0.6, 0.7),
         'seed_threshold': (0.4, 0.5, 0.6, 0.7),
         'h': (0.0, 0.5, 1.0, 1.5, 2.0),
-        'min_size': (8, 16, 32),
-    },
-    'distances': {
-        'fg_threshold': (0.4, 0.5, 0.6, 0.7),
-        'seed_threshold': (0.2, 0.3, 0.4, 0.5, 0.6),
-        'h': (0.0, 0.5, 1.0, 1.5, 2.0),
-        'smooth': (0.0, 1.0),
         'min_size': (8, 16, 32),
     },
     # seeds come from the flows, not from thresholds: only the

@@ -14,8 +14,11 @@ know):
    object size).
 3. The user visits windows in the order **Next uncertain region** gives
    (``--guide uncertainty``: :func:`segloop.core.regions.uncertain_regions`
-   of the MC entropy, then the windows it skipped, most uncertain first),
-   or in a random order (``--guide random``, the control), and in each
+   of the objects' seed weakness for a 3-class model, as the widget
+   ranks them since stop 25, else of the MC entropy; then the windows it
+   skipped, most uncertain first), in that order by the MC entropy
+   (``--guide entropy``: the widget's ranking before stop 25), or in a
+   random order (``--guide random``, the control), and in each
    window fixes what is wrong there: a true
    nucleus centred in it without a prediction at IoU ≥ 0.5 is painted
    whole (interior and boundary classes, and a 2-pixel background ring),
@@ -57,12 +60,13 @@ import torch
 from _common import write_json
 from scipy import ndimage
 
-from segloop.api import predict
+from segloop.api import Prediction, predict
 from segloop.core.events import drain
 from segloop.core.finetune import FinetuneConfig, corrections_to_targets
 from segloop.core.metrics import count_merges, evaluate_pairs, iou_matrix
 from segloop.core.regions import WINDOW, uncertain_regions
 from segloop.core.targets import instances_to_classes
+from segloop.core.uncertainty import seed_weakness
 from segloop.engine.options import SegmentOptions
 from segloop.finetuner import iter_finetune_saved, read_painted
 from segloop.io.datasets import load_labelled
@@ -83,17 +87,24 @@ def scores(model: Model, items: list) -> dict:
     return out
 
 
+def guide_map(result: Prediction, guide: str) -> np.ndarray:
+    """The map *Next uncertain region* ranks windows by (Y, X)."""
+    if guide == 'uncertainty' and result.instance_params.head == 'classes':
+        return seed_weakness(result.labels, result.probabilities[1])
+    return result.uncertainty['entropy']
+
+
 def windows_in_order(
-    entropy: np.ndarray, guide: str, rng: np.random.Generator
+    scores: np.ndarray, guide: str, rng: np.random.Generator
 ) -> list[tuple[float, float]]:
     """Window centres (y, x) the user visits, in the order visited.
 
-    'uncertainty': the places *Next uncertain region* lists (it skips
-    windows touching one already listed, so a small image has only a
-    few), then the other windows, most uncertain first; 'random': every
-    window in a random order.
+    'uncertainty' or 'entropy': the places *Next uncertain region* lists
+    from the map ``scores`` (it skips windows touching one already
+    listed, so a small image has only a few), then the other windows,
+    highest mean first; 'random': every window in a random order.
     """
-    height, width = entropy.shape
+    height, width = scores.shape
     grid = [
         (slice(y, min(y + WINDOW, height)), slice(x, min(x + WINDOW, width)))
         for y in range(0, height, WINDOW)
@@ -104,8 +115,8 @@ def windows_in_order(
     ]
     if guide == 'random':
         return [centres[i] for i in rng.permutation(len(centres))]
-    listed = [(r.y, r.x) for r in uncertain_regions(entropy, 'YX')]
-    means = [float(entropy[ys, xs].mean()) for ys, xs in grid]
+    listed = [(r.y, r.x) for r in uncertain_regions(scores, 'YX')]
+    means = [float(scores[ys, xs].mean()) for ys, xs in grid]
     rest = [centres[i] for i in np.argsort(means)[::-1]]
     return listed + [c for c in rest if c not in listed]
 
@@ -260,7 +271,7 @@ def main() -> None:
     parser.add_argument(
         '--guide',
         nargs='+',
-        choices=('uncertainty', 'random'),
+        choices=('uncertainty', 'entropy', 'random'),
         default=['uncertainty', 'random'],
     )
     parser.add_argument('--paint-images', type=int, default=4)
@@ -308,7 +319,7 @@ def main() -> None:
             corrections, summaries = [], []
             for item, result in zip(painted, uncertain, strict=True):
                 visits = windows_in_order(
-                    result.uncertainty['entropy'], guide, guide_rng
+                    guide_map(result, guide), guide, guide_rng
                 )
                 painting, summary = paint(
                     item.labels,

@@ -11,14 +11,19 @@ image names its config.json records, from ``../shared/data/nuclei2d``):
 - per-object AUROC ranking wrong objects (predicted objects unmatched
   at IoU 0.5) above correct ones by their mean (and max) uncertainty;
 - the same for the one-pass softmax entropy (the baseline MC dropout has
-  to beat to earn its cost);
+  to beat to earn its cost) and for the 3-class head's own per-object
+  score, the seed weakness (1 - an object's peak interior probability);
+- per 64-pixel window (*Next uncertain region*'s), how well each map's
+  mean ranks the windows holding an error (a wrong object or a missed
+  nucleus, by its centre);
 - cost: wall time of ``segloop.predict`` per image with ``mc_samples=T``
   over a plain run (same images, interleaved), the raw forward passes of
   a batch of 4 tiles of 512², and a blockwise ``segloop segment`` run.
 
 AUROC = P(score of a random error > score of a random non-error), ties
 counted half (Mann-Whitney U from average ranks). Writes
-``benchmarks/results/uncertainty.json`` and ``docs/images/uncertainty.png``.
+``benchmarks/results/uncertainty.json`` (``--output`` for another file)
+and ``docs/images/uncertainty.png``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import rankdata
 
@@ -40,8 +46,13 @@ from segloop.api import Prediction
 from segloop.core.events import drain
 from segloop.core.metrics import iou_matrix
 from segloop.core.predict import Predictor
+from segloop.core.regions import WINDOW, window_means
 from segloop.core.targets import instances_to_classes
-from segloop.core.uncertainty import entropy, object_uncertainty
+from segloop.core.uncertainty import (
+    entropy,
+    object_uncertainty,
+    seed_weakness,
+)
 from segloop.io.datasets import dataset_key, load_labelled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,15 +74,56 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def wrong_objects(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per predicted label (sorted ids): True if unmatched at IoU 0.5."""
+def _matched(truth: np.ndarray, labels: np.ndarray) -> tuple:
+    """(true matched, predicted matched) at IoU 0.5, sorted ids each."""
     iou = iou_matrix(truth, labels)
+    found = np.zeros(iou.shape[0], dtype=bool)
     matched = np.zeros(iou.shape[1], dtype=bool)
     if iou.size:
         valid = iou >= 0.5
         rows, cols = linear_sum_assignment(np.where(valid, -iou, 0.0))
-        matched[cols[valid[rows, cols]]] = True
-    return ~matched
+        ok = valid[rows, cols]
+        found[rows[ok]] = True
+        matched[cols[ok]] = True
+    return found, matched
+
+
+def wrong_objects(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per predicted label (sorted ids): True if unmatched at IoU 0.5."""
+    return ~_matched(truth, labels)[1]
+
+
+def error_windows(truth: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Errors per *Next uncertain region* window (:data:`WINDOW` pixels):
+    wrong predicted objects and missed true nuclei, by their centres."""
+    found, matched = _matched(truth, labels)
+    errors = np.zeros(truth.shape)
+    for ids_of, ok in ((truth, found), (labels, matched)):
+        ids = np.unique(ids_of[ids_of > 0])
+        if not len(ids):
+            continue
+        centres = ndimage.center_of_mass(ids_of > 0, ids_of, ids)
+        for (y, x), good in zip(centres, ok, strict=True):
+            errors[int(y), int(x)] += 0 if good else 1
+    return np.rint(window_means(errors, WINDOW) * WINDOW**2)
+
+
+def score_windows(items: list[dict], maps: list[str]) -> dict:
+    """How well each map's window means rank the windows with errors:
+    AUROC (a window with an error above one without), and the errors in
+    the top 10 % of windows (what *Next uncertain region* shows first)."""
+    errors = np.concatenate([i['error_windows'].ravel() for i in items])
+    out: dict = {'windows': int(errors.size), 'errors': int(errors.sum())}
+    for name in maps:
+        means = np.concatenate(
+            [window_means(i[name], WINDOW).ravel() for i in items]
+        )
+        top = np.argsort(-means, kind='stable')[: len(means) // 10]
+        out[name] = {
+            'auroc_window_has_error': auroc(means, errors > 0),
+            'errors_in_top_10pct': int(errors[top].sum()),
+        }
+    return out
 
 
 def score_variant(items: list[dict], maps: list[str]) -> dict:
@@ -118,6 +170,9 @@ def evaluate(result: Prediction, truth: np.ndarray) -> dict:
         'class_error': probs.argmax(0) != classes,
         'fg_error': (1.0 - probs[0] > 0.5) != (truth > 0),
         'wrong': wrong_objects(truth, result.labels),
+        'error_windows': error_windows(truth, result.labels),
+        # the 3-class head's own per-object score (no dropout passes)
+        'seed_weakness': seed_weakness(result.labels, probs[1]),
     }
     if not result.uncertainty:
         record['softmax_entropy'] = entropy(probs)
@@ -274,6 +329,7 @@ def main() -> None:
     )
     parser.add_argument('--limit', type=int, help='first N images only')
     parser.add_argument('--no-cost', action='store_true')
+    parser.add_argument('--output', type=Path, help='the JSON to write')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -303,14 +359,17 @@ def main() -> None:
         print(f'  {index + 1}/{len(items)} {item.name[:16]}', flush=True)
 
     # plain: entropy of the one-pass softmax; MC: of the mean over passes
-    scores = {
-        name: score_variant(
-            records[name],
-            ['entropy', 'mutual_information', 'variance']
-            if samples
-            else ['softmax_entropy'],
-        )
+    maps = {
+        name: ['entropy', 'mutual_information', 'variance']
+        if samples
+        else ['softmax_entropy', 'seed_weakness']
         for name, samples in variants.items()
+    }
+    scores = {
+        name: score_variant(records[name], maps[name]) for name in variants
+    }
+    windows = {
+        name: score_windows(records[name], maps[name]) for name in variants
     }
     results: dict = {
         'command': 'python benchmarks/bench_uncertainty.py '
@@ -328,6 +387,7 @@ def main() -> None:
         'images': len(items),
         'seed': args.seed,
         'scores': scores,
+        'windows': windows,
         'predict_seconds': seconds,
         'predict_ratio': {
             name: seconds[name] / seconds['plain'] for name in variants
@@ -338,7 +398,7 @@ def main() -> None:
         results['segment_ratio_t8'] = segment_ratio(8)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     suffix = f'_p{args.dropout}' if args.dropout is not None else ''
-    out = RESULTS.with_name(f'uncertainty{suffix}.json')
+    out = args.output or RESULTS.with_name(f'uncertainty{suffix}.json')
     out.write_text(json.dumps(results, indent=2) + '\n')
     print(json.dumps(results, indent=2))
 

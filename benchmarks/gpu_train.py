@@ -18,11 +18,12 @@ processes, :class:`segloop.core.prefetch.PrefetchSampler`):
   comparison at a GPU budget);
 - ``flows3d``: the ``flows`` head on nuclei3d (the bundled nuclei3d's
   network: depth 3, pooling in Y and X only, patches 5 x 256^2, batch 4).
-- ``distances2d``: the generalist recipe with the ``distances`` head;
 - ``classes2d_c2``: the bundled 3-class generalist trained on from its
-  weights at lr 5e-4 (its second chunk, stop 24).
+  weights at lr 5e-4 (its second chunk, stop 24);
+- ``shift4``, ``shift27``: the bundled ``nuclei2d`` trained on fully
+  labelled shift2d images (``bench_shift_ceiling.py``, stop 25).
 
-``--runs`` picks some of them (stop 24 ran the last two).
+``--runs`` picks some of them.
 
 Same split seeds as the bundled models, so their validation images are
 the bundled models'. Models are checkpointed into ``OUT/<name>`` as they
@@ -75,9 +76,8 @@ GENERALIST_2D: dict[str, Any] = {
 RUNS: dict[str, dict[str, Any]] = {
     'flows2d': {**GENERALIST_2D, 'network': {'head': 'flows'}},
     'classes2d': {**GENERALIST_2D, 'network': {'head': 'classes'}},
-    # stop 24: the distance head at a GPU budget, and the bundled
-    # 3-class generalist trained on from its weights (a second chunk)
-    'distances2d': {**GENERALIST_2D, 'network': {'head': 'distances'}},
+    # stop 24: the bundled 3-class generalist trained on from its weights
+    # (a second chunk; stop 24 also ran a 'distances' head, since retired)
     'classes2d_c2': {
         **GENERALIST_2D,
         'network': {'head': 'classes'},
@@ -98,6 +98,20 @@ RUNS: dict[str, dict[str, Any]] = {
         'workers': 3,
     },
 }
+# stop 25: issue 21's ceiling, the bundled nuclei2d trained on fully
+# labelled shift2d images (``bench_shift_ceiling.py prepare`` makes them)
+for _name, _minutes in (('shift4', 3.0), ('shift27', 4.0)):
+    RUNS[_name] = {
+        **GENERALIST_2D,
+        'data': [_name],
+        'network': {'head': 'classes'},
+        'balance': False,
+        'val_fraction': 0.0,
+        'workers': 3,
+        'init': 'src/segloop/models/nuclei2d',
+        'lr': 5e-4,
+        'minutes': _minutes,
+    }
 
 
 def train_one(
@@ -121,7 +135,7 @@ def train_one(
         steps=100_000,  # the time limit ends training (and the schedule)
         learning_rate=options.get('lr') or run.get('lr') or 2e-3,
         seed=0,
-        time_limit_s=minutes * 60,
+        time_limit_s=min(minutes, run.get('minutes', minutes)) * 60,
         **run['train'],
     )
     folders = [data / f / 'train' for f in run['data']]

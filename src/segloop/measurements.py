@@ -21,6 +21,7 @@ import zarr
 from segloop.core.colour import RGB_METHODS, GreyView
 from segloop.core.errors import InputError
 from segloop.core.measure import SPATIAL_AXES, measure_objects, size_column
+from segloop.core.uncertainty import seed_weakness
 from segloop.io.export import check_labels_fit
 from segloop.io.label_tiff import check_new_file, write_labels_tiff
 from segloop.io.readers import ImageSource, open_image
@@ -57,6 +58,53 @@ def uncertainty_array(root: zarr.Group, shape: tuple[int, ...]) -> Any:
         if tuple(array.shape) == tuple(shape):
             return array
     return None
+
+
+class InteriorView:
+    """P(interior) of a stored 3-class output, indexed like its labels.
+
+    The probabilities are stored with axes ``T?CZ?YX``; ``view[lead]``
+    (``lead`` = ``(t,)`` with a T axis, else ``()``) reads channel 1 of
+    that time point only, so memory stays bounded by one time point.
+    """
+
+    def __init__(self, probabilities: Any, timed: bool) -> None:
+        self.probabilities = probabilities
+        self.timed = timed
+
+    def __getitem__(self, lead: tuple[int, ...]) -> np.ndarray:
+        return np.asarray(self.probabilities[(*lead, 1)])
+
+
+def interior_array(
+    probabilities: Any,
+    metadata: Mapping[str, Any],
+    shape: tuple[int, ...],
+    timed: bool,
+) -> InteriorView | None:
+    """The stored P(interior) shaped like the labels ``shape`` (a T axis
+    first when ``timed``), or None (a model of another head, or
+    probabilities of another shape). ``metadata``: ``attrs['segloop']``."""
+    head = (metadata.get('instances') or {}).get('head', 'classes')
+    spatial = list(probabilities.shape)
+    channels = spatial.pop(1 if timed else 0)
+    if head != 'classes' or channels < 2 or tuple(spatial) != tuple(shape):
+        return None
+    return InteriorView(probabilities, timed)
+
+
+def weakness_map(labels: Any, interior: InteriorView, timed: bool) -> Any:
+    """:func:`segloop.core.uncertainty.seed_weakness` of labels in memory,
+    per time point (ids restart in each); same shape as ``labels``."""
+    labels = np.asarray(labels)
+    if not timed:
+        return seed_weakness(labels, interior[()])
+    return np.stack(
+        [
+            seed_weakness(frame, interior[(t,)])
+            for t, frame in enumerate(labels)
+        ]
+    )
 
 
 def _image_data(
@@ -143,7 +191,14 @@ def iter_tables(
     data = _image_data(image, metadata, labels.shape, axes, channel)
     uncertainty = uncertainty_array(root, labels.shape)
     return measure_time_points(
-        labels, data, scale, uncertainty, label_axes.startswith('T')
+        labels,
+        data,
+        scale,
+        uncertainty,
+        label_axes.startswith('T'),
+        interior=interior_array(
+            root['0'], metadata, labels.shape, label_axes.startswith('T')
+        ),
     )
 
 
@@ -155,6 +210,7 @@ def measure_time_points(
     timed: bool,
     *,
     t_column: bool = True,
+    interior: InteriorView | None = None,
 ) -> Generator[dict[str, np.ndarray], None, None]:
     """The per-object table of labels, one per time point.
 
@@ -178,6 +234,9 @@ def measure_time_points(
     t_column : bool
         Give every table a ``t`` column (0 without T); False: only with
         a T axis.
+    interior : InteriorView, optional
+        The stored P(interior) (:func:`interior_array`), for the
+        ``seed_weakness`` column.
 
     Yields
     ------
@@ -192,6 +251,7 @@ def measure_time_points(
             scale,
             None if uncertainty is None else np.asarray(uncertainty[lead]),
             t=t if timed or t_column else None,
+            interior=None if interior is None else interior[lead],
         )
 
 
@@ -229,7 +289,8 @@ def measure(
         The CSV written and its number of objects (rows). Columns as in
         :func:`segloop.core.measure.measure_objects`: ``label, t,
         centroid_z?, centroid_y, centroid_x, area_px|volume_px,
-        area_um2|volume_um3?, mean_intensity?, mean_uncertainty?``.
+        area_um2|volume_um3?, mean_intensity?, mean_uncertainty?,
+        seed_weakness?`` (the last for a 3-class model).
     """
     path = check_new_file(
         table or default_path(output, '_objects.csv'), overwrite

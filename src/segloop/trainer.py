@@ -26,7 +26,6 @@ from segloop.core.checkpoint import (
 )
 from segloop.core.config import Augmentation, Head, ModelConfig, TrainConfig
 from segloop.core.device import describe_device, pick_device
-from segloop.core.distances import DISTANCE_CHANNELS, instances_to_distances
 from segloop.core.errors import SegloopError
 from segloop.core.flows import flow_channels, instances_to_flow_targets
 from segloop.core.normalize import (
@@ -79,7 +78,7 @@ def make_sampler(
 ) -> tuple[PatchSampler, int]:
     """Load, normalise and turn masks into targets; return (sampler, n).
 
-    Targets are classes, distance maps or flows, as ``head`` says
+    Targets are classes or flows, as ``head`` says
     (:func:`head_targets`), made once per image. ``sizes``,
     when given, receives each mask (for the object size). ``balance``
     gives every folder the same share of the patches (else every image
@@ -133,12 +132,9 @@ def head_targets(labels: np.ndarray, head: Head) -> np.ndarray:
     -------
     ndarray
         Class indices (int8, shape of ``labels``) for ``'classes'``;
-        float32 maps (K, *labels.shape) for ``'distances'``
-        (:func:`~segloop.core.distances.instances_to_distances`) and
-        ``'flows'`` (:func:`~segloop.core.flows.instances_to_flow_targets`).
+        float32 maps (1 + ndim, *labels.shape) for ``'flows'``
+        (:func:`~segloop.core.flows.instances_to_flow_targets`).
     """
-    if head == 'distances':
-        return instances_to_distances(labels)
     if head == 'flows':
         return instances_to_flow_targets(labels)
     return instances_to_classes(labels).astype(np.int8)
@@ -146,8 +142,6 @@ def head_targets(labels: np.ndarray, head: Head) -> np.ndarray:
 
 def head_class_names(network: ModelConfig) -> list[str]:
     """The names of a network's output channels (``class_names``)."""
-    if network.head == 'distances':
-        return list(DISTANCE_CHANNELS)
     if network.head == 'flows':
         return list(flow_channels(network.spatial_dims))
     return list(CLASS_NAMES[: network.out_channels])

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from scipy import ndimage
 
 from segloop.cli import main
 from segloop.data.synthetic import synthetic_nuclei
@@ -62,7 +63,16 @@ def test_measure_writes_a_table_beside_the_output(movie_output, capsys):
         'area_px',
         'area_um2',
         'mean_intensity',
+        'seed_weakness',
     }
+    # the 3-class model's native score: 1 - each object's peak P(interior)
+    interior = np.asarray(zarr.open_group(str(out), mode='r')['0'])[:, 1]
+    for t in range(2):
+        rows = table['t'] == t
+        peaks = ndimage.maximum(interior[t], labels[t], table['label'][rows])
+        np.testing.assert_allclose(
+            table['seed_weakness'][rows], 1 - np.asarray(peaks), atol=1e-5
+        )
     for t in range(2):
         rows = table['t'] == t
         counts = np.bincount(labels[t].ravel())

@@ -12,6 +12,7 @@ from segloop.core.checkpoint import (
     FORMAT_VERSION,
     ModelInfo,
     load_model,
+    read_info,
     save_model,
 )
 from segloop.core.errors import ModelFileError
@@ -47,6 +48,35 @@ def test_newer_format_is_refused(tmp_path, tiny_unet_2d) -> None:
     (folder / 'config.json').write_text(json.dumps(config))
     with pytest.raises(ModelFileError, match='upgrade segloop'):
         load_model(folder)
+
+
+def test_a_retired_head_is_refused_with_a_message_to_retrain(
+    tmp_path, tiny_unet_2d
+) -> None:
+    """A folder of the retired 'distances' head (format version 2, three
+    sigmoid maps) is refused in one line, not misread as classes."""
+    folder = _save(tmp_path, tiny_unet_2d)
+    config = json.loads((folder / 'config.json').read_text())
+    config['format_version'] = 2
+    config['network']['head'] = 'distances'
+    config['class_names'] = [
+        'background',
+        'centre_distance',
+        'boundary_distance',
+    ]
+    (folder / 'config.json').write_text(json.dumps(config))
+    expected = (
+        "this model uses the 'distances' head, which segloop no longer "
+        'supports (it was retired: it separated touching nuclei no better '
+        'than the 3-class head); retrain it with --head classes or --head '
+        'flows'
+    )
+    for read in (read_info, load_model):
+        with pytest.raises(ModelFileError) as raised:
+            read(folder)
+        assert str(raised.value) == f'{folder}: {expected}'
+    # the version number stays the retired head's: flows keep 3
+    assert FORMAT_VERSION == 3
 
 
 def test_tampered_weights_are_refused(tmp_path, tiny_unet_2d) -> None:

@@ -22,7 +22,7 @@ from segloop.core.checkpoint import (
     save_model,
 )
 from segloop.core.config import ModelConfig, binary_head
-from segloop.core.distances import instances_to_distances
+from segloop.core.errors import InputError
 from segloop.core.flows import (
     FLOW_SCALE,
     flow_channels,
@@ -99,8 +99,10 @@ def test_flows_head_needs_one_channel_per_axis_plus_one():
     with pytest.raises(ValueError, match='out_channels 3'):
         ModelConfig(out_channels=4, head='flows')
     assert binary_head('flows')
-    assert binary_head('distances')
     assert not binary_head('classes')
+    for retired in ('distances', 'cells'):
+        with pytest.raises(ValueError, match='head must be'):
+            ModelConfig(head=retired)
     assert flow_channels(2) == ('background', 'flow_y', 'flow_x')
     assert flow_channels(3) == ('background', 'flow_z', 'flow_y', 'flow_x')
 
@@ -185,6 +187,17 @@ def test_sampler_turns_flow_targets_with_the_image(monkeypatch, shape):
         np.testing.assert_allclose(target, expected, atol=1e-4)
 
 
+def test_sampler_pads_small_flow_targets_with_nan():
+    targets = instances_to_flow_targets(_touching((20, 20), seed=3))
+    sampler = PatchSampler(
+        [np.ones((1, 20, 20), np.float32)], [targets], (32, 32), head='flows'
+    )
+    _, y = sampler(np.random.default_rng(0), 4)
+    assert y.shape == (4, 3, 32, 32)
+    assert np.isnan(y).any()
+    assert not np.isnan(y).all()
+
+
 def test_flow_loss_ignores_unlabelled_pixels_and_trains_background_flows():
     torch.manual_seed(0)
     labels = _touching((40, 60), seed=3)
@@ -193,11 +206,9 @@ def test_flow_loss_ignores_unlabelled_pixels_and_trains_background_flows():
     unlabelled[:, 30:] = True
     target[0, :, unlabelled] = torch.nan
     logits = torch.randn(1, 3, 40, 60, requires_grad=True)
-    loss = masked_loss(logits, target, head='flows')
+    loss = masked_loss(logits, target)
     assert torch.isfinite(loss)
     assert loss.item() == pytest.approx(flow_loss(logits, target).item())
-    # a distance target of the same shape is not a flow target
-    assert loss.item() != pytest.approx(masked_loss(logits, target).item())
     loss.backward()
     assert logits.grad[0, :, unlabelled].abs().max() == 0
     assert logits.grad[0, :, ~unlabelled].abs().max() > 0
@@ -296,21 +307,6 @@ def test_flows_objects_touching_across_a_face_stay_apart(shape):
     assert not _same_partition(joined, whole)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="blocks of the 'distances' head do not label their pixels as "
-    'the whole image does, and touching objects join at faces: not '
-    'stitched yet (the head is not bundled)',
-)
-def test_distances_objects_touching_across_a_face_stay_apart():
-    labels = _touching((96, 112), seed=5)
-    probabilities = instances_to_distances(labels)
-    params = InstanceParams(head='distances', min_size=0)
-    whole = probabilities_to_instances(probabilities, params)
-    _, stitched, _ = _blockwise(probabilities, params)
-    assert _same_partition(stitched, whole)
-
-
 def test_mask_digest_of_flows_sees_the_flows():
     probabilities = instances_to_flow_targets(_touching((32, 32), seed=6))
     params = InstanceParams(head='flows')
@@ -339,10 +335,32 @@ def test_mc_uncertainty_of_a_flows_model_is_the_foreground_bernoulli():
     assert out[:, 4].max() <= np.log(2) + 1e-6  # mutual information
 
 
+def test_painted_objects_teach_the_flows_head_over_their_whole_area():
+    from segloop.core.corrections import class_targets_to_flows
+    from segloop.core.targets import IGNORE, instances_to_classes
+
+    yy, xx = np.mgrid[:40, :60]
+    labels = np.zeros((40, 60), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 < 12**2] = 1
+    labels[((yy - 20) ** 2 + (xx - 41) ** 2 < 12**2) & (labels == 0)] = 2
+    targets = instances_to_classes(labels).astype(np.int8)
+    targets[:, 50:] = IGNORE  # unpainted
+    dense = class_targets_to_flows(targets)
+    assert dense.shape == (3, 40, 60)
+    assert np.isnan(dense[:, :, 50:]).all()
+    painted = dense[:, :, :50]
+    assert not np.isnan(painted).any()
+    # the two touching painted nuclei flow apart: two objects
+    params = InstanceParams(head='flows', min_size=0, fill_holes=False)
+    found = probabilities_to_instances(painted, params)
+    assert count_merges(labels[:, :50], found) == 0
+    assert len(np.unique(found)) == 3
+
+
 def test_painted_flows_turn_with_the_patch():
     """Fine-tuning patches of a flows model: the flow targets of a painted
     object point to its centre in the flipped / turned patch too."""
-    from segloop.core.corrections import class_targets_to_dense
+    from segloop.core.corrections import class_targets_to_flows
     from segloop.core.painted import PaintedPatchSampler
     from segloop.core.targets import instances_to_classes
 
@@ -350,7 +368,7 @@ def test_painted_flows_turn_with_the_patch():
     yy, xx = np.mgrid[:64, :64]
     labels[(yy - 30) ** 2 + (xx - 35) ** 2 <= 49] = 1  # off-centre
     classes = instances_to_classes(labels).astype(np.int64)
-    dense = class_targets_to_dense(classes, 'flows')
+    dense = class_targets_to_flows(classes)
     assert np.isfinite(dense).all()  # every pixel painted here
     image = (labels > 0).astype(np.float32)[None]
     sampler = PaintedPatchSampler(
@@ -411,10 +429,19 @@ def test_a_flows_model_fine_tunes_on_painted_objects():
     # no replay data: batch-norm statistics stay the parent's
     stats = [k for k in parent if k.endswith('running_mean')]
     assert all(torch.equal(parent[k], tuned[k]) for k in stats)
+    with pytest.raises(InputError, match='held-back'):
+        next(
+            iter_finetune(
+                network,
+                image,
+                corrections,
+                FinetuneConfig(val_fraction=0.2),
+            )
+        )
 
 
 def test_self_replay_of_a_flows_model_is_its_own_outputs():
-    from segloop.core.corrections import class_targets_to_dense
+    from segloop.core.corrections import class_targets_to_flows
     from segloop.core.forgetting import self_replay
     from segloop.core.predict import Predictor
     from segloop.core.targets import IGNORE, instances_to_classes
@@ -425,7 +452,7 @@ def test_self_replay_of_a_flows_model_is_its_own_outputs():
     norm = (image / image.max()).astype(np.float32)[None]
     classes = instances_to_classes(labels).astype(np.int64)
     classes[:, :32] = IGNORE
-    dense = class_targets_to_dense(classes, 'flows')
+    dense = class_targets_to_flows(classes)
     _, (targets,) = self_replay(
         network, [norm], [classes], torch.device('cpu'), [dense]
     )

@@ -88,3 +88,17 @@ def test_shape_columns_describe_each_object():
     volume = measure_objects(np.stack([labels] * 3))
     assert 'solidity' not in volume
     assert volume['axis_major_length'][bar] > volume['axis_minor_length'][bar]
+
+
+def test_seed_weakness_is_one_minus_each_objects_peak_interior():
+    labels = _labels_2d()
+    interior = np.zeros(labels.shape, np.float32)
+    interior[labels == 1] = 0.3
+    interior[3, 4] = 0.9  # object 1's peak
+    interior[labels == 7] = 0.6
+    table = measure_objects(labels, interior=interior)
+    np.testing.assert_allclose(
+        table['seed_weakness'], [0.1, 1.0, 0.4], atol=1e-6
+    )
+    with pytest.raises(ValueError, match='interior'):
+        measure_objects(labels, interior=interior[:5])

@@ -103,19 +103,20 @@ def test_sampler_pads_small_images_with_ignore() -> None:
 
 def test_scale_augmentation_keeps_targets_on_their_objects():
     from segloop.core.config import Augmentation
-    from segloop.core.distances import instances_to_distances
+    from segloop.core.flows import instances_to_flow_targets
 
     _, labels = blobs((96, 96), n=6, radius=8, seed=3)
     bright = (labels > 0).astype(np.float32)[None]
-    for target in (
-        instances_to_classes(labels),
-        instances_to_distances(labels),
+    for target, head in (
+        (instances_to_classes(labels), 'classes'),
+        (instances_to_flow_targets(labels), 'flows'),
     ):
         sampler = PatchSampler(
             [bright],
             [target],
             (32, 32),
             Augmentation(scale_range=(0.5, 2.0)),
+            head=head,
         )
         x, y = sampler(np.random.default_rng(0), 8)
         assert x.shape == (8, 1, 32, 32)

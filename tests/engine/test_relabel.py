@@ -125,6 +125,21 @@ def test_relabel_refuses_unfinished_or_foreign_stores(sample, tmp_path):
         relabel(tmp_path / 'missing.zarr')
 
 
+def test_relabel_refuses_an_output_of_a_retired_head(sample, tmp_path):
+    """A store made by a 'distances' model (a retired head) gets one
+    clear error, and its labels stay as they are."""
+    out = tmp_path / 'old.zarr'
+    drain(SegmentJob(sample, out, axes='YX').iter_run())
+    before = read_labels(out)
+    root = zarr.open_group(str(out), mode='r+')
+    metadata = root.attrs.asdict()['segloop']
+    metadata['instances']['head'] = 'distances'
+    root.attrs['segloop'] = metadata
+    with pytest.raises(InputError, match='no longer supports'):
+        relabel(out, min_size=500)
+    np.testing.assert_array_equal(read_labels(out), before)
+
+
 def test_relabel_array_previews_one_region():
     probabilities = np.zeros((3, 2, 20, 20), np.float32)
     probabilities[0] = 1.0

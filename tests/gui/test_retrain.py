@@ -307,21 +307,25 @@ def test_the_before_outlines_survive_a_run_with_other_layers(
 def test_the_before_layer_is_added_early_and_reused(
     viewer_widget, qtbot
 ) -> None:
-    """The hand-over only fills in a layer made when Retrain started."""
+    """The hand-over only fills in a layer made with the run's outputs,
+    so neither it nor the start of Live adds a layer."""
     viewer, widget = viewer_widget
     first = _segment(widget, qtbot)
-    widget.retrain.paint_button.click()
     outputs = widget.outputs
     name = 'nuclei2d sample [before retrain]'
-    # a Retrain (or Live) starts: a hidden, empty layer
-    outputs.prepare_before()
+    # made with the other output layers: hidden, empty, over the labels
     placeholder = outputs.before
     assert placeholder.name == name
     assert not placeholder.visible
     assert not placeholder.data.any()
-    assert viewer.layers.selection.active.name.endswith('[corrections]')
-    outputs.prepare_before()  # once
+    names = [layer.name for layer in viewer.layers]
+    assert names.index(name) > names.index('nuclei2d sample [labels]')
+    widget.retrain.paint_button.click()
+    # a Retrain (or Live) starts: nothing to add
+    outputs.prepare_before()
     assert [layer.name for layer in viewer.layers].count(name) == 1
+    assert outputs.before is placeholder
+    assert viewer.layers.selection.active.name.endswith('[corrections]')
     # the hand-over: the same layer shows the labels as outlines
     n_objects = len(np.unique(first)) - 1
     assert outputs.keep_before_retrain() == n_objects
@@ -331,8 +335,6 @@ def test_the_before_layer_is_added_early_and_reused(
     assert placeholder.contour == 1
     assert not placeholder.editable
     assert viewer.layers.selection.active.name.endswith('[corrections]')
-    outputs.drop_placeholder()  # filled in: kept
-    assert name in viewer.layers
     # the next Retrain reuses it too, with the labels of then
     labels = outputs.layers['labels']
     labels.data = np.where(first == first.max(), 0, first)
@@ -341,15 +343,20 @@ def test_the_before_layer_is_added_early_and_reused(
     assert outputs.before is placeholder
     assert [layer.name for layer in viewer.layers].count(name) == 1
     np.testing.assert_array_equal(placeholder.data, labels.data)
+    # removed by the user: a Retrain's start adds it again
+    viewer.layers.remove(placeholder)
+    outputs.prepare_before()
+    assert name in viewer.layers
+    assert not outputs.before.visible
 
 
-def test_a_retrain_without_a_model_leaves_no_before_layer(
+def test_a_retrain_without_a_model_leaves_the_before_layer_empty(
     viewer_widget, qtbot
 ) -> None:
     viewer, widget = viewer_widget
     _segment(widget, qtbot)
     widget.outputs.prepare_before()
-    assert 'nuclei2d sample [before retrain]' in viewer.layers
     widget._on_retrained(None)  # stopped before the first step
-    assert 'nuclei2d sample [before retrain]' not in viewer.layers
-    assert widget.outputs.before is None
+    before = viewer.layers['nuclei2d sample [before retrain]']
+    assert not before.visible
+    assert not before.data.any()

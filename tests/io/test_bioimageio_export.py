@@ -187,13 +187,17 @@ def test_export_refuses_bad_outputs_and_heads(tmp_path):
     from segloop.core.config import ModelConfig
     from segloop.core.unet import UNet
 
-    config = ModelConfig(depth=1, base_channels=2, head='distances')
+    config = ModelConfig(depth=1, base_channels=2, head='flows')
     folder = save_model(
-        tmp_path / 'distances', UNet(config), ModelInfo(network=config)
+        tmp_path / 'flows',
+        UNet(config),
+        ModelInfo(
+            network=config, class_names=['background', 'flow_y', 'flow_x']
+        ),
     )
-    with pytest.raises(SegloopError, match='head "distances"'):
-        export_bioimageio(folder, tmp_path / 'distances.zip')
-    assert not (tmp_path / 'distances.zip').exists()
+    with pytest.raises(SegloopError, match='head "flows"'):
+        export_bioimageio(folder, tmp_path / 'flows.zip')
+    assert not (tmp_path / 'flows.zip').exists()
 
 
 def test_missing_extra_is_one_line(tmp_path, monkeypatch, capsys):

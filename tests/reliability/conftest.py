@@ -359,6 +359,22 @@ def newer_config(folder: Path) -> Path:
     return model
 
 
+def retired_head(folder: Path) -> Path:
+    """A model folder of the retired 'distances' head (format version 2),
+    as segloop wrote them before the head was retired."""
+    model = copy_model(folder)
+    config = _config(model)
+    config['format_version'] = 2
+    config['network']['head'] = 'distances'
+    config['class_names'] = [
+        'background',
+        'centre_distance',
+        'boundary_distance',
+    ]
+    _write_config(model, config)
+    return model
+
+
 def edited_config(edit: Callable[[dict[str, Any]], None]) -> Any:
     """A model folder whose config.json was changed by ``edit(config)``."""
 
@@ -511,6 +527,12 @@ CASES = [
         _model_case(newer_config),
         ModelFileError,
         'made by a newer segloop',
+    ),
+    Case(
+        'retired_head',
+        _model_case(retired_head),
+        ModelFileError,
+        "uses the 'distances' head, which segloop no longer supports",
     ),
     Case(
         'all_nan_image',

@@ -27,6 +27,7 @@ from .conftest import (
     newer_config,
     nuclei,
     pickled_model,
+    retired_head,
 )
 from .test_segment_cases import error_line
 
@@ -64,6 +65,7 @@ FINETUNE_CASES = {
     'pickled_weights': ('model', 'never code'),
     'tampered_safetensors': ('model', 'SHA-256'),
     'newer_config': ('model', 'upgrade segloop'),
+    'retired_head': ('model', 'retrain it with --head classes or --head'),
     'full_disk': ('disk', 'no space left on device'),
 }
 
@@ -81,6 +83,7 @@ def test_finetune(case, tmp_path, painted, monkeypatch, capsys) -> None:
             'pickled_weights': lambda f: pickled_model(f, False),
             'tampered_safetensors': flipped_weights,
             'newer_config': newer_config,
+            'retired_head': retired_head,
         }[case]
         model = str(make(tmp_path))
     before = digest([p for p in tmp_path.iterdir() if p.name != 'new'])

@@ -34,6 +34,7 @@ from .conftest import (
     newer_config,
     nuclei,
     pickled_model,
+    retired_head,
     truncated_weights,
     write_fault,
 )
@@ -94,6 +95,7 @@ CASES = [
     ('truncated_safetensors', nuclei(), _model(truncated_weights), 'corrupt'),
     ('tampered_safetensors', nuclei(), _model(flipped_weights), 'SHA-256'),
     ('newer_config', nuclei(), _model(newer_config), 'upgrade segloop'),
+    ('retired_head', nuclei(), _model(retired_head), 'no longer supports'),
 ]
 
 

@@ -71,8 +71,7 @@ def add_parsers(sub: Any) -> None:
         default=network.head,
         choices=typing.get_args(Head),
         help="output representation: 'classes' (background / interior / "
-        "boundary), 'distances' (foreground, centre and boundary "
-        "distance) or 'flows' (foreground and Cellpose-style flows to "
+        "boundary) or 'flows' (foreground and Cellpose-style flows to "
         "each object's centre; separates touching objects). Default "
         '%(default)s',
     )

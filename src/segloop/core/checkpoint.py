@@ -6,9 +6,11 @@ A model is data, not code: weights are read with safetensors (or, for a
 ``config.json`` keys
 --------------------
 format_version : int
-    1 for ``network.head == 'classes'`` (what every segloop reads), 2 for
-    ``'distances'``, 3 for ``'flows'`` (:data:`HEAD_VERSIONS`); versions
-    above :data:`FORMAT_VERSION` are refused with a clear message.
+    1 for ``network.head == 'classes'`` (what every segloop reads), 3 for
+    ``'flows'`` (:data:`HEAD_VERSIONS`); versions above
+    :data:`FORMAT_VERSION` are refused with a clear message. 2 was the
+    retired ``'distances'`` head's: such a folder is refused with a
+    message to retrain (:data:`RETIRED_HEADS`).
 network : dict
     :class:`segloop.core.config.ModelConfig` fields.
 axes : str
@@ -55,8 +57,15 @@ from segloop.core.unet import UNet
 #: written with its head's version, so a segloop from before a head was
 #: added refuses that model with a clear message instead of misreading
 #: its outputs.
-HEAD_VERSIONS = {'classes': 1, 'distances': 2, 'flows': 3}
+HEAD_VERSIONS = {'classes': 1, 'flows': 3}
 FORMAT_VERSION = max(HEAD_VERSIONS.values())
+#: Heads segloop no longer reads, and why they were retired: a folder
+#: with one is refused with a message to retrain (version 2 was the
+#: 'distances' head's; the number is not reused).
+RETIRED_HEADS = {
+    'distances': 'it separated touching nuclei no better than the 3-class '
+    'head',
+}
 CONFIG_NAME = 'config.json'
 WEIGHTS_NAME = 'weights.safetensors'
 TORCH_WEIGHTS_NAME = 'weights.pt'
@@ -101,7 +110,7 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         """Return the ``config.json`` content."""
         # a 3-class model stays readable by segloop versions before the
-        # distance head, a distance model by those before the flows head
+        # other heads
         version = HEAD_VERSIONS[self.network.head]
         return {
             'format_version': max(version, self.format_version),
@@ -143,6 +152,18 @@ class ModelInfo:
                 f'{version} is newer than this segloop {package_version()} '
                 f'understands ({FORMAT_VERSION}); upgrade segloop '
                 '(pip install -U napari-segloop)'
+            )
+        network_data = data.get('network')
+        head = (
+            network_data.get('head')
+            if isinstance(network_data, dict)
+            else None
+        )
+        if isinstance(head, str) and head in RETIRED_HEADS:
+            raise ModelFileError(
+                f"this model uses the '{head}' head, which segloop no "
+                f'longer supports (it was retired: {RETIRED_HEADS[head]}); '
+                'retrain it with --head classes or --head flows'
             )
         try:
             network = ModelConfig.from_dict(data['network'])

@@ -12,27 +12,25 @@ from typing import Any, Literal
 from segloop.core.bounds import check_choice, check_int, check_real
 
 Norm = Literal['batch', 'instance', 'group']
-Head = Literal['classes', 'distances', 'flows']
+Head = Literal['classes', 'flows']
 #: Every head, in the order ``--head`` lists them.
-HEADS: tuple[str, ...] = ('classes', 'distances', 'flows')
+HEADS: tuple[str, ...] = ('classes', 'flows')
 Blending = Literal['gaussian', 'constant', 'center']
 
 
 def binary_head(head: str) -> bool:
     """Whether channel 0 of ``head`` is a sigmoid of its own.
 
-    True for ``'distances'`` and ``'flows'``: channel 0 is P(background)
-    through one sigmoid and the other channels are maps of their own
-    (not a softmax over classes), so the foreground is a Bernoulli
-    (e.g. for the uncertainty: two outcomes).
+    True for ``'flows'``: channel 0 is P(background) through one
+    sigmoid and the other channels are maps of their own (not a softmax
+    over classes), so the foreground is a Bernoulli (e.g. for the
+    uncertainty: two outcomes).
     """
-    return head in ('distances', 'flows')
+    return head == 'flows'
 
 
 def head_channels(head: str, spatial_dims: int) -> int | None:
     """Output channels ``head`` needs; None: any (``'classes'``)."""
-    if head == 'distances':
-        return 3
     if head == 'flows':
         return 1 + spatial_dims
     return None
@@ -71,14 +69,12 @@ class ModelConfig:
         Down-sampling factor per level and spatial axis, e.g.
         ``((1, 2, 2), (2, 2, 2))`` for anisotropic 3D. ``None`` means 2 on
         every axis at every level.
-    head : {'classes', 'distances', 'flows'}
+    head : {'classes', 'flows'}
         What the output channels mean: ``'classes'``, a softmax over
-        background / interior / boundary; ``'distances'``, three sigmoid
-        maps (background probability, centre and boundary distance; see
-        :mod:`segloop.core.distances`, needs ``out_channels == 3``);
-        ``'flows'``, the background probability (a sigmoid) and one
-        flow component per spatial axis (see :mod:`segloop.core.flows`,
-        needs ``out_channels == 1 + spatial_dims``).
+        background / interior / boundary; ``'flows'``, the background
+        probability (a sigmoid) and one flow component per spatial axis
+        (see :mod:`segloop.core.flows`, needs
+        ``out_channels == 1 + spatial_dims``).
     """
 
     spatial_dims: int = 2

@@ -318,16 +318,12 @@ def tune_on_painted(
     return best[1], rows
 
 
-def class_targets_to_dense(
-    targets: np.ndarray, head: str = 'distances'
-) -> np.ndarray:
-    """Targets of a dense head ('distances' or 'flows') from painting.
+def class_targets_to_flows(targets: np.ndarray) -> np.ndarray:
+    """Targets of the ``'flows'`` head from painting.
 
     The painted objects (:func:`painted_objects`: interior regions grown
     over their painted boundary, so touching nuclei painted apart stay
-    apart) get targets over their whole area: per-object centre and
-    boundary distances (:func:`segloop.core.distances.
-    instances_to_distances`) or flows to their centre
+    apart) get targets over their whole area: flows to their centre
     (:func:`segloop.core.flows.instances_to_flow_targets`); pixels
     painted background are background; everything else (unpainted, or an
     object stroke no interior reaches) is NaN: not trained on.
@@ -337,23 +333,16 @@ def class_targets_to_dense(
     targets : ndarray of int, shape (Y, X) or (Z, Y, X)
         Class targets (0 background, 1 interior, 2 boundary, ``IGNORE``
         unpainted).
-    head : {'distances', 'flows'}
-        The model's head.
 
     Returns
     -------
-    ndarray of float32, shape (C, *targets.shape)
-        C = 3 for 'distances', 1 + ndim for 'flows'.
+    ndarray of float32, shape (1 + ndim, *targets.shape)
     """
-    from segloop.core.distances import instances_to_distances
     from segloop.core.flows import instances_to_flow_targets
 
     targets = np.asarray(targets)
     objects, _ = painted_objects(targets)
-    if head == 'flows':
-        dense = instances_to_flow_targets(objects)
-    else:
-        dense = instances_to_distances(objects)
+    dense = instances_to_flow_targets(objects)
     known = (targets == 0) | (objects > 0)
     dense[:, ~known] = np.nan
     return dense

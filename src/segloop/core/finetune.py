@@ -29,7 +29,7 @@ import torch
 from segloop.core.checkpoint import ModelInfo, package_version, utc_now
 from segloop.core.config import TrainConfig
 from segloop.core.corrections import (
-    class_targets_to_dense,
+    class_targets_to_flows,
     corrections_to_targets,
     count_painted,
     instances_to_targets,
@@ -327,7 +327,7 @@ def iter_finetune(
             f'{len(images)} images but {len(raw_targets)} corrections'
         )
     head = model.config.head
-    dense = head in ('distances', 'flows')  # whole-object targets
+    dense = head == 'flows'  # whole-object targets
     if dense and (config.val_fraction or config.distill_weight):
         raise InputError(
             f"a model with the '{head}' head is fine-tuned without a "
@@ -364,9 +364,7 @@ def iter_finetune(
         raise InputError(f'patch: {error}') from None
     # dense heads learn whole painted objects, not class pixels
     dense_targets = (
-        [class_targets_to_dense(t, head) for t in train_targets]
-        if dense
-        else None
+        [class_targets_to_flows(t) for t in train_targets] if dense else None
     )
     sampler = PaintedPatchSampler(
         norm_images,
@@ -389,7 +387,7 @@ def iter_finetune(
         replay_images, replay_targets = replay
         if dense and not own_replay:  # shipped replay: class targets
             replay_targets = [
-                class_targets_to_dense(t, head) for t in replay_targets
+                class_targets_to_flows(t) for t in replay_targets
             ]
         spatial = replay_images[0].ndim - 1  # 2D crops, or a 3D model's
         replay = PatchSampler(

@@ -1,11 +1,12 @@
 """Cellpose-style flows: instances as the basins of a vector field.
 
-The ``'distances'`` head did not cut merges (docs/performance.md, Model
-v2): its centre map joins touching nuclei. Flows (Stringer et al.,
-*Nature Methods* 18, 100-106, 2021) describe each object by where its
-pixels go: every pixel of an object points along the gradient of a heat
-diffusion from the object's centre, so pixels of two touching nuclei
-flow to two different points however thin the gap between them.
+A ``'distances'`` head (per-object centre and boundary distances) was
+tried and retired: it did not cut merges (docs/performance.md, Model
+v2). Flows (Stringer et al., *Nature Methods* 18, 100-106, 2021)
+describe each object by where its pixels go: every pixel of an object
+points along the gradient of a heat diffusion from the object's centre,
+so pixels of two touching nuclei flow to two different points however
+thin the gap between them.
 
 - :func:`instances_to_flows` makes the training targets: foreground and
   one unit flow component per spatial axis.
@@ -19,11 +20,11 @@ block with a margin of one object diameter gives the same objects as the
 whole image.
 
 The ``'flows'`` network head (``ModelConfig(head='flows')``, ``1 + ndim``
-output channels) predicts, as the ``'distances'`` head does, the
-background probability in channel 0 (one sigmoid, so that foreground is
-``1 - channel 0`` for every head), then one flow component per spatial
-axis (Z?, Y, X). The flow channels are trained, as Cellpose does, on
-:data:`FLOW_SCALE` times the unit flows with a mean squared error, and
+output channels) predicts the background probability in channel 0
+(one sigmoid, so that foreground is ``1 - channel 0`` for every head),
+then one flow component per spatial axis (Z?, Y, X). The flow channels
+are trained, as Cellpose does, on :data:`FLOW_SCALE` times the unit
+flows with a mean squared error, and
 :meth:`segloop.core.unet.UNet.probabilities` divides them back, so the
 outputs are unit-scale flows for :func:`flows_to_instances`.
 """

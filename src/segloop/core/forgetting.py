@@ -269,9 +269,9 @@ def self_replay(
     device : torch.device
         Where to predict.
     dense : list of ndarray, optional
-        For a 'distances' or 'flows' head: the painted dense targets
+        For a 'flows' head: the painted dense targets
         (C, *spatial), NaN where unpainted
-        (:func:`segloop.core.corrections.class_targets_to_dense`).
+        (:func:`segloop.core.corrections.class_targets_to_flows`).
 
     Returns
     -------

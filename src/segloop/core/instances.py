@@ -1,20 +1,15 @@
 """From network outputs to instance labels (2D or 3D).
 
 For every head, foreground = 1 - channel 0 (the background probability)
-> ``fg_threshold``. The ``'classes'`` and ``'distances'`` heads share one
-pipeline: a *seed region* is found inside the foreground; seeds
-are the h-maxima of the (smoothed) distance transform of the seed region
-(its connected components when ``h`` is 0); a watershed floods the
-foreground from the seeds. Foreground pieces no seed reached become objects
-of their own; objects under ``min_size`` pixels are dropped.
+> ``fg_threshold``.
 
-- ``head='classes'`` (background / interior / boundary softmax): the seed
-  region is P(interior) > ``seed_threshold``; the flood follows the
-  distance transform of the seed region.
-- ``head='distances'`` (see :mod:`segloop.core.distances`): the seed
-  region is where both the centre and the boundary distance are below
-  ``seed_threshold``; the flood follows the predicted boundary distance,
-  so objects meet where the network saw their rims.
+The ``'classes'`` head (background / interior / boundary softmax): the
+*seed region* is P(interior) > ``seed_threshold`` inside the foreground;
+seeds are the h-maxima of the (smoothed) distance transform of the seed
+region (its connected components when ``h`` is 0); a watershed on that
+distance transform floods the foreground from the seeds. Foreground
+pieces no seed reached become objects of their own; objects under
+``min_size`` pixels are dropped.
 
 The ``'flows'`` head (see :mod:`segloop.core.flows`) needs no seeds from
 thresholds: each foreground pixel follows the predicted flows (channels
@@ -54,9 +49,8 @@ class InstanceParams:
     fg_threshold : float
         Foreground where 1 - P(background) exceeds it.
     seed_threshold : float
-        Seed region where P(interior) exceeds it (``'classes'``), or
-        where both distances are below it (``'distances'``); unused by
-        ``'flows'`` (as are ``h`` and ``smooth``).
+        Seed region where P(interior) exceeds it (``'classes'``); unused
+        by ``'flows'`` (as are ``h`` and ``smooth``).
     h : float
         Minimum height (pixels of distance) of a seed's maximum; larger
         merges more. 0 uses connected components of the interior.
@@ -71,7 +65,7 @@ class InstanceParams:
         (0: off). See :func:`size_floor`.
     fill_holes : bool
         Fill holes inside each object.
-    head : {'classes', 'distances', 'flows'}
+    head : {'classes', 'flows'}
         What the network's channels mean (the model's ``network.head``).
     flow_steps : int
         Steps of one pixel each foreground pixel makes along the flows
@@ -168,10 +162,9 @@ def instance_masks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The foreground and seed-region masks of the instance step.
 
-    :func:`probabilities_to_instances` depends on the probabilities only
-    through these two masks (and on ``params`` and ``sampling``), and for
-    ``head='distances'`` on the boundary-distance channel, which no
-    setting changes: so for the same stored probabilities, equal masks
+    For ``head='classes'``, :func:`probabilities_to_instances` depends
+    on the probabilities only through these two masks (and on ``params``
+    and ``sampling``): so for the same stored probabilities, equal masks
     give equal labels. For ``head='flows'`` the seed region is the
     foreground (the labels depend on the flow channels too).
 
@@ -179,8 +172,7 @@ def instance_masks(
     ----------
     probabilities : ndarray, shape (K, *spatial), float
         Channel 0 background; then interior (and boundary) for
-        ``head='classes'``, centre and boundary distance for
-        ``head='distances'``.
+        ``head='classes'``, the flows for ``head='flows'``.
     params : InstanceParams
         ``head``, ``fg_threshold`` and ``seed_threshold`` are used.
 
@@ -191,12 +183,7 @@ def instance_masks(
     foreground = (1.0 - probabilities[0]) > params.fg_threshold
     if params.head == 'flows':
         return foreground, foreground
-    if params.head == 'distances':
-        seed_region = (probabilities[1] < params.seed_threshold) & (
-            probabilities[2] < params.seed_threshold
-        )
-    else:
-        seed_region = probabilities[1] > params.seed_threshold
+    seed_region = probabilities[1] > params.seed_threshold
     return foreground, seed_region & foreground
 
 
@@ -259,11 +246,7 @@ def watershed_regions(
     sampling = tuple(sampling or (1.0,) * len(spatial))
     foreground, interior = instance_masks(probabilities, params)
     markers, distance = _seeds(interior, params, sampling)
-    if params.head == 'distances':
-        surface = probabilities[2]
-    else:
-        surface = -distance
-    labels = watershed(surface, markers, mask=foreground)
+    labels = watershed(-distance, markers, mask=foreground)
     orphans, n_orphans = ndi.label(foreground & (labels == 0))
     if n_orphans:
         labels = np.where(orphans > 0, orphans + labels.max(), labels)

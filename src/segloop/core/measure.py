@@ -1,4 +1,4 @@
-"""Per-object measurements of instance labels (numpy only).
+"""Per-object measurements of instance labels (numpy, scipy, scikit-image).
 
 :func:`measure_objects` returns a table as a dict of equally long 1-D
 columns, one row per object, ready for ``pandas.DataFrame(table)``, a
@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 SPATIAL_AXES = {2: 'YX', 3: 'ZYX'}
 # shape descriptors by scikit-image's regionprops, in pixels (what Fiji's
@@ -58,6 +59,7 @@ def measure_objects(
     scale: Mapping[str, float] | Sequence[float] | None = None,
     uncertainty: np.ndarray | None = None,
     t: int | None = None,
+    interior: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Measure every object of one labelled 2D image or 3D volume.
 
@@ -77,6 +79,10 @@ def measure_objects(
         ``mean_uncertainty``.
     t : int, optional
         Time point; adds a ``t`` column.
+    interior : ndarray, same shape as ``labels``, optional
+        P(interior) of a 3-class model, for ``seed_weakness`` (1 - each
+        object's highest interior probability; see
+        :func:`segloop.core.uncertainty.seed_weakness`).
 
     Returns
     -------
@@ -89,7 +95,8 @@ def measure_objects(
         the shape descriptors of :data:`SHAPE_COLUMNS` (float64, pixels;
         2D: perimeter, eccentricity, solidity, major and minor axis
         length; 3D: the axis lengths), ``mean_intensity`` and
-        ``mean_uncertainty`` (float64, when given).
+        ``mean_uncertainty`` (float64, when given), ``seed_weakness``
+        (float64, with ``interior``).
 
     Raises
     ------
@@ -145,6 +152,14 @@ def measure_objects(
             )
         sums = np.bincount(flat, weights=values.ravel().astype(np.float64))
         table[name] = sums[ids] / sizes
+    if interior is not None:
+        if np.shape(interior) != labels.shape:
+            raise ValueError(
+                f'interior: array of shape {np.shape(interior)} does not '
+                f'match the labels {labels.shape}'
+            )
+        peaks = ndimage.maximum(interior, labels, ids) if len(ids) else []
+        table['seed_weakness'] = 1.0 - np.asarray(peaks, np.float64)
     return table
 
 

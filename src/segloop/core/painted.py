@@ -46,7 +46,7 @@ class PaintedPatchSampler:
         the few painted objects; 0 samples all painted pixels alike.
     dense : sequence of ndarray, optional
         Per image, targets of a dense head, float32, NaN where unknown
-        (:func:`segloop.core.corrections.class_targets_to_dense`): the
+        (:func:`segloop.core.corrections.class_targets_to_flows`): the
         batches then carry these, deformed with the image, instead of
         the class targets (which still choose the patch centres).
     flows : bool

@@ -27,6 +27,8 @@ class Region(NamedTuple):
         The window's centre, in pixels of the map.
     score : float
         The mean uncertainty inside the window.
+    measure : str
+        What ``score`` is the mean of (e.g. ``'entropy'``).
     """
 
     t: int
@@ -34,9 +36,10 @@ class Region(NamedTuple):
     y: float
     x: float
     score: float
+    measure: str = 'entropy'
 
 
-def _window_means(plane: np.ndarray, window: int) -> np.ndarray:
+def window_means(plane: np.ndarray, window: int) -> np.ndarray:
     """Mean of ``plane`` (Y, X) over windows; partial edge windows too."""
     ny, nx = -(-plane.shape[0] // window), -(-plane.shape[1] // window)
     padded = np.full((ny * window, nx * window), np.nan, dtype=np.float64)
@@ -50,6 +53,7 @@ def uncertain_regions(
     axes: str,
     window: int = WINDOW,
     top: int = TOP,
+    measure: str = 'entropy',
 ) -> list[Region]:
     """The ``top`` most uncertain windows, most uncertain first.
 
@@ -63,6 +67,8 @@ def uncertain_regions(
         Window side in pixels (Y and X).
     top : int
         At most this many regions.
+    measure : str
+        The map's name, kept in each region (for the status line).
 
     Returns
     -------
@@ -76,7 +82,7 @@ def uncertain_regions(
     height, width = maps.shape[-2:]
     means = np.stack(
         [
-            np.stack([_window_means(plane, window) for plane in volume])
+            np.stack([window_means(plane, window) for plane in volume])
             for volume in maps
         ]
     )  # (T, Z, windows in Y, windows in X)
@@ -95,5 +101,6 @@ def uncertain_regions(
         chosen.append((t, z, iy, ix))
         y = (iy * window + min((iy + 1) * window, height)) / 2
         x = (ix * window + min((ix + 1) * window, width)) / 2
-        regions.append(Region(t, z, y, x, float(means[t, z, iy, ix])))
+        score = float(means[t, z, iy, ix])
+        regions.append(Region(t, z, y, x, score, measure))
     return regions

@@ -88,7 +88,7 @@ def boundary_evidence(
         plane of the lower block and the first plane of the upper one.
     axis : int
         The face's axis among the spatial axes.
-    head : {'classes', 'distances', 'flows'}
+    head : {'classes', 'flows'}
         The model's head.
 
     Returns

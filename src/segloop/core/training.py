@@ -53,11 +53,9 @@ class PatchSampler:
         Normalised images.
     targets : sequence of ndarray
         Either class indices, shape spatial, int, ``IGNORE`` where
-        unlabelled (``head='classes'``); or dense targets, float32, NaN
-        where unlabelled: distance targets, shape (3, *spatial)
-        (``head='distances'``, see
-        :func:`segloop.core.distances.instances_to_distances`), or flow
-        targets, shape (1 + ndim, *spatial) (``head='flows'``, see
+        unlabelled (``head='classes'``); or dense flow targets, float32,
+        shape (1 + ndim, *spatial), NaN where unlabelled
+        (``head='flows'``, see
         :func:`segloop.core.flows.instances_to_flow_targets`).
     patch_shape : tuple of int
         Spatial patch size; images smaller than it are mirror-padded.
@@ -66,7 +64,7 @@ class PatchSampler:
     weights : sequence of float, optional
         Relative chance of each image to give a patch (default equal),
         e.g. to balance data sets of different sizes.
-    head : {'classes', 'distances', 'flows'}
+    head : {'classes', 'flows'}
         What the targets are. Flips and quarter turns move every target
         with the image; for ``'flows'`` they also turn the flow vectors
         (:func:`~segloop.core.augment.apply_geometry_to_flows`). A random
@@ -124,8 +122,7 @@ class PatchSampler:
         """Return ``(x, y)``: float32 (N, C, *patch) and the targets.
 
         ``y`` is int64 (N, *patch) for class targets, float32
-        (N, K, *patch) for distance (K = 3) and flow (K = 1 + ndim)
-        targets.
+        (N, 1 + ndim, *patch) for flow targets.
         """
         xs, ys = [], []
         aug = self.augmentation
@@ -191,7 +188,6 @@ def masked_loss(
     target: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     dice_weight: float = 1.0,
-    head: Head = 'classes',
 ) -> torch.Tensor:
     """Cross-entropy + soft Dice over labelled pixels only.
 
@@ -201,20 +197,14 @@ def masked_loss(
     target : Tensor of int64, shape (N, *spatial)
         Class index, or ``IGNORE`` (-1) where unlabelled: such pixels add
         nothing to the loss and get zero gradient. A float target of
-        shape (N, K, *spatial) is a dense target: the loss is then
-        :func:`flow_loss` for ``head='flows'``, else
-        :func:`distance_loss` (``class_weights`` unused).
+        shape (N, K, *spatial) is a dense flow target (``head='flows'``):
+        the loss is then :func:`flow_loss` (``class_weights`` unused).
     class_weights : Tensor, shape (K,), optional
     dice_weight : float
         Weight of the Dice term.
-    head : {'classes', 'distances', 'flows'}
-        The model's head (tells flow targets from distance targets: both
-        have 3 channels in 2D).
     """
     if target.is_floating_point():
-        if head == 'flows':
-            return flow_loss(logits, target, dice_weight)
-        return distance_loss(logits, target, dice_weight)
+        return flow_loss(logits, target, dice_weight)
     logits = logits.float()
     valid = target != IGNORE
     if not bool(valid.any()):
@@ -263,40 +253,6 @@ def _background_loss(
     return loss
 
 
-def distance_loss(
-    logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.0
-) -> torch.Tensor:
-    """Loss of the ``'distances'`` head over labelled pixels only.
-
-    Binary cross-entropy (+ soft Dice on the foreground) for channel 0,
-    the background probability; binary cross-entropy with the soft
-    targets for the two distance channels, on object pixels only (a
-    distance means nothing on background).
-
-    Parameters
-    ----------
-    logits : Tensor, shape (N, 3, *spatial)
-    target : Tensor of float, shape (N, 3, *spatial)
-        :func:`~segloop.core.distances.instances_to_distances` maps; NaN
-        in channel 0 where unlabelled (no loss, zero gradient).
-    dice_weight : float
-        Weight of the foreground Dice term.
-    """
-    logits = logits.float()
-    valid = ~torch.isnan(target[:, 0])
-    if not bool(valid.any()):
-        return logits.sum() * 0.0
-    target = torch.nan_to_num(target.float())
-    loss = _background_loss(logits[:, 0], target[:, 0], valid, dice_weight)
-    inside = valid & (target[:, 0] < 0.5)
-    if bool(inside.any()):
-        distances = logits[:, 1:].movedim(1, -1)[inside]
-        loss = loss + F.binary_cross_entropy_with_logits(
-            distances, target[:, 1:].movedim(1, -1)[inside]
-        )
-    return loss
-
-
 #: Weight of the flows' mean squared error in :func:`flow_loss`
 #: (Cellpose's: half the error of flows :data:`FLOW_SCALE` times unit).
 FLOW_WEIGHT = 0.5
@@ -308,7 +264,7 @@ def flow_loss(
     """Loss of the ``'flows'`` head over labelled pixels only.
 
     Binary cross-entropy (+ soft Dice on the foreground) for channel 0,
-    the background probability, as :func:`distance_loss`; plus
+    the background probability; plus
     :data:`FLOW_WEIGHT` times the mean squared error of the flow
     channels against :data:`~segloop.core.flows.FLOW_SCALE` times the
     unit flows, over every labelled pixel (as Cellpose: background
@@ -475,9 +431,7 @@ def iter_train(
             yt = torch.as_tensor(y).to(device, non_blocking=True)
             with autocast(device, config.bf16):
                 logits = model(xt)
-            loss = masked_loss(
-                logits, yt, weights, config.dice_weight, model.config.head
-            )
+            loss = masked_loss(logits, yt, weights, config.dice_weight)
             if extra_loss is not None:
                 loss = loss + extra_loss(model, xt, yt, logits)
             optimizer.zero_grad(set_to_none=True)

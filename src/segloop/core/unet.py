@@ -187,12 +187,11 @@ class UNet(nn.Module):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """The network's outputs as maps, in float32.
 
-        Softmax over the channel axis (1) for ``head='classes'``; one
-        sigmoid per channel for ``head='distances'`` (background
-        probability, centre and boundary distance); for ``head='flows'``
-        a sigmoid on channel 0 (background probability) and the flow
-        channels divided by :data:`~segloop.core.flows.FLOW_SCALE`
-        (unit-scale flows, not bounded to [0, 1]).
+        Softmax over the channel axis (1) for ``head='classes'``; for
+        ``head='flows'`` a sigmoid on channel 0 (background probability)
+        and the flow channels divided by
+        :data:`~segloop.core.flows.FLOW_SCALE` (unit-scale flows, not
+        bounded to [0, 1]).
 
         Parameters
         ----------
@@ -204,8 +203,6 @@ class UNet(nn.Module):
             Channel 0 is P(background) in [0, 1] for every head.
         """
         logits = logits.float()
-        if self.config.head == 'distances':
-            return torch.sigmoid(logits)
         if self.config.head == 'flows':
             return torch.cat(
                 [torch.sigmoid(logits[:, :1]), logits[:, 1:] / FLOW_SCALE],

@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from segloop.core.blocks import plan_blocks
+from segloop.core.checkpoint import RETIRED_HEADS
+from segloop.core.errors import InputError
 from segloop.core.instances import InstanceParams
 from segloop.core.relabel import (
     block_raw_ids,
@@ -71,7 +73,15 @@ class RelabelDone(NamedTuple):
 
 def stored_params(metadata: dict[str, Any]) -> InstanceParams:
     """The instance settings recorded in a store's ``attrs['segloop']``."""
-    return InstanceParams.from_dict(metadata.get('instances') or {})
+    recorded = metadata.get('instances') or {}
+    head = recorded.get('head')
+    if head in RETIRED_HEADS:
+        raise InputError(
+            f"this output was made by a model with the '{head}' head, which "
+            'segloop no longer supports; segment the image again with a '
+            'current model'
+        )
+    return InstanceParams.from_dict(recorded)
 
 
 def _plan(

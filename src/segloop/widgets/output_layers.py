@@ -58,10 +58,9 @@ class OutputLayers(QObject):
         self.layers: dict[str, napari.layers.Layer] = {}
         # the outline of the uncertain region shown last (Shapes), if any
         self.marker: napari.layers.Shapes | None = None
-        # the labels before the latest Retrain, as outlines, if any
+        # the labels before the latest Retrain, as outlines (hidden and
+        # empty until a Retrain), if any
         self.before: napari.layers.Labels | None = None
-        # whether ``before`` is still the empty layer of prepare_before
-        self._placeholder = False
         self._source: napari.layers.Image | None = None
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setSingleShot(True)
@@ -132,6 +131,7 @@ class OutputLayers(QObject):
         self.session.labels = labels
         self.session.watch(labels)  # edits teach Retrain
         self._source = source
+        self.prepare_before()
         self._raise_before()
 
     def _raise_before(self) -> None:
@@ -186,7 +186,6 @@ class OutputLayers(QObject):
         self.marker = None
         if not keep_before:
             self.before = None
-            self._placeholder = False
         self.session.labels = None
         self._source = None
 
@@ -245,28 +244,19 @@ class OutputLayers(QObject):
     def prepare_before(self) -> None:
         """Add an empty, hidden ``'<image> [before retrain]'`` layer now.
 
-        Called when Retrain or Live starts, just before its worker does
-        (``RetrainPanel.starting``): napari takes ~0.1 s to add a layer;
-        paid then, in a turn of the event loop of its own and where the
-        user has just clicked, it does not stall the hand-over, where
-        :meth:`keep_before_retrain` only fills the layer in. No layer
-        when one is there already (kept from an earlier Retrain) or the
-        labels are not in memory.
+        Called with the other output layers of a run (:meth:`show`), and
+        again when Retrain or Live starts (``RetrainPanel.starting``) in
+        case the user removed it. napari takes ~0.1 s to add a layer:
+        paid with the others at the Segment click, it stalls neither the
+        start of Live nor the hand-over, where :meth:`keep_before_retrain`
+        only fills the layer in. No layer when one is there already (kept
+        from an earlier Retrain) or there are no labels.
         """
-        labels = self._labels_in_memory()
+        labels = self.layers.get('labels')
         if labels is None or self._before_shown():
             return
-        placeholder = np.zeros((1,) * labels.ndim, labels.data.dtype)
+        placeholder = np.zeros((1,) * labels.ndim, np.uint32)
         self.before = self._add_before(labels, placeholder, visible=False)
-        self._placeholder = True
-
-    def drop_placeholder(self) -> None:
-        """Remove the layer of :meth:`prepare_before` if it was never
-        filled in (the Retrain made no model)."""
-        if self._placeholder and self._before_shown():
-            self.session.viewer.layers.remove(self.before)
-            self.before = None
-        self._placeholder = False
 
     def keep_before_retrain(self) -> int | None:
         """Copy the labels into ``'<image> [before retrain]'`` (white
@@ -290,7 +280,6 @@ class OutputLayers(QObject):
             if self._before_shown():
                 self.session.viewer.layers.remove(self.before)
             self.before = self._add_before(labels, copy, visible=True)
-        self._placeholder = False
         frames = copy if 'T' in self.session.run_axes else copy[None]
         return sum(len(np.unique(f[f > 0])) for f in frames)
 
@@ -424,5 +413,6 @@ class OutputLayers(QObject):
         self._mark(point, labels)
         return (
             f'Uncertain region {index + 1} of '
-            f'{len(session.regions)}: mean entropy {region.score:.2f}'
+            f'{len(session.regions)}: mean {region.measure} '
+            f'{region.score:.2f}'
         )

@@ -171,11 +171,26 @@ def object_table(labels: np.ndarray, job: Any) -> dict[str, np.ndarray]:
     table = concat_tables(
         list(
             measure_time_points(
-                labels, job.data, job.scale, entropy, timed, t_column=timed
+                labels,
+                job.data,
+                job.scale,
+                entropy,
+                timed,
+                t_column=timed,
+                interior=_interior(job, labels.shape),
             )
         )
     )
     return {'index': table['label'], **table}
+
+
+def _interior(job: Any, shape: tuple[int, ...]) -> Any:
+    from segloop.measurements import interior_array
+
+    store = job.store
+    return interior_array(
+        store.probabilities, store.metadata, shape, 'T' in job.axes
+    )
 
 
 def _entropy(job: Any) -> np.ndarray | None:
@@ -188,10 +203,18 @@ def summarize(result: RunResult, job: Any) -> None:
     an implausible result to a finished result (labels in memory)."""
     from segloop.core.plausibility import implausible_result
     from segloop.core.regions import uncertain_regions
+    from segloop.measurements import weakness_map
 
     result.features = object_table(result.labels, job)
+    interior = _interior(job, result.labels.shape)
     entropy = _entropy(job)
-    if entropy is not None:
+    if interior is not None:  # a 3-class model: its native score
+        result.regions = uncertain_regions(
+            weakness_map(result.labels, interior, 'T' in job.axes),
+            job.axes,
+            measure='seed weakness',
+        )
+    elif entropy is not None:
         result.regions = uncertain_regions(entropy, job.axes)
     result.warnings += implausible_result(
         result.labels,

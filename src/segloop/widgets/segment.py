@@ -478,7 +478,6 @@ class SegmentWidget(QWidget):
 
     def _on_retrained(self, result: Any) -> None:
         if result is None or result.folder is None:  # no new model
-            self.outputs.drop_placeholder()
             return
         self._objects_before = self.outputs.keep_before_retrain()
         # segment again, the view first, in a later turn of the event loop
@@ -493,10 +492,15 @@ class SegmentWidget(QWidget):
         Sets the time point and plane sliders and centres the camera on
         the region (a window of :data:`segloop.core.regions.WINDOW`
         pixels); after the last region, starts again from the first.
+        Regions are ranked by the objects' seed weakness for a 3-class
+        model (no dropout passes needed), else by MC entropy.
         """
         message = self.outputs.next_region()
         if message is None:
-            show_error('Segment with "uncertainty (MC dropout)" on first')
+            show_error(
+                'Segment first (a flows model needs "uncertainty (MC '
+                'dropout)" on for this)'
+            )
         else:
             self.status.setText(message)
 
