@@ -53,17 +53,12 @@ def test_newer_format_is_refused(tmp_path, tiny_unet_2d) -> None:
 def test_a_retired_head_is_refused_with_a_message_to_retrain(
     tmp_path, tiny_unet_2d
 ) -> None:
-    """A folder of the retired 'distances' head (format version 2, three
-    sigmoid maps) is refused in one line, not misread as classes."""
+    """A folder of the retired 'distances' head (format version 2) is
+    refused in one line, not misread as classes."""
     folder = _save(tmp_path, tiny_unet_2d)
     config = json.loads((folder / 'config.json').read_text())
     config['format_version'] = 2
     config['network']['head'] = 'distances'
-    config['class_names'] = [
-        'background',
-        'centre_distance',
-        'boundary_distance',
-    ]
     (folder / 'config.json').write_text(json.dumps(config))
     expected = (
         "this model uses the 'distances' head, which segloop no longer "
