@@ -65,7 +65,7 @@ def test_noisy_flows_still_give_the_objects():
     [
         ('nuclei2d', 12, 1),
         ('brightfield2d', 4, 1),
-        # CTC ERR_SEG masks hold detached fragments (see test_distances)
+        # CTC ERR_SEG masks hold detached fragments of a few hundred voxels
         ('nuclei3d', 2, 1000),
     ],
 )
