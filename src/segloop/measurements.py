@@ -68,9 +68,8 @@ class InteriorView:
     that time point only, so memory stays bounded by one time point.
     """
 
-    def __init__(self, probabilities: Any, timed: bool) -> None:
+    def __init__(self, probabilities: Any) -> None:
         self.probabilities = probabilities
-        self.timed = timed
 
     def __getitem__(self, lead: tuple[int, ...]) -> np.ndarray:
         return np.asarray(self.probabilities[(*lead, 1)])
@@ -90,7 +89,7 @@ def interior_array(
     channels = spatial.pop(1 if timed else 0)
     if head != 'classes' or channels < 2 or tuple(spatial) != tuple(shape):
         return None
-    return InteriorView(probabilities, timed)
+    return InteriorView(probabilities)
 
 
 def weakness_map(labels: Any, interior: InteriorView, timed: bool) -> Any:
