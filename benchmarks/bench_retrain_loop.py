@@ -63,10 +63,10 @@ from scipy import ndimage
 from segloop.api import Prediction, predict
 from segloop.core.events import drain
 from segloop.core.finetune import FinetuneConfig, corrections_to_targets
+from segloop.core.measure import seed_weakness
 from segloop.core.metrics import count_merges, evaluate_pairs, iou_matrix
 from segloop.core.regions import WINDOW, uncertain_regions
 from segloop.core.targets import instances_to_classes
-from segloop.core.uncertainty import seed_weakness
 from segloop.engine.options import SegmentOptions
 from segloop.finetuner import iter_finetune_saved, read_painted
 from segloop.io.datasets import load_labelled

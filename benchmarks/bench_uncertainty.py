@@ -44,15 +44,12 @@ from scipy.stats import rankdata
 import segloop
 from segloop.api import Prediction
 from segloop.core.events import drain
+from segloop.core.measure import seed_weakness
 from segloop.core.metrics import iou_matrix
 from segloop.core.predict import Predictor
 from segloop.core.regions import WINDOW, window_means
 from segloop.core.targets import instances_to_classes
-from segloop.core.uncertainty import (
-    entropy,
-    object_uncertainty,
-    seed_weakness,
-)
+from segloop.core.uncertainty import entropy, object_uncertainty
 from segloop.io.datasets import dataset_key, load_labelled
 
 ROOT = Path(__file__).resolve().parents[1]

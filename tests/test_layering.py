@@ -22,6 +22,7 @@ TORCH_FREE_MODULES = [
     'segloop.core.tiling',
     'segloop.engine',
     'segloop.engine.options',
+    'segloop.measurements',  # segloop measure / export start fast
 ]
 
 

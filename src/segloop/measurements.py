@@ -20,8 +20,13 @@ import zarr
 
 from segloop.core.colour import RGB_METHODS, GreyView
 from segloop.core.errors import InputError
-from segloop.core.measure import SPATIAL_AXES, measure_objects, size_column
-from segloop.core.uncertainty import seed_weakness
+from segloop.core.measure import (
+    SPATIAL_AXES,
+    measure_objects,
+    paint_objects,
+    size_column,
+    time_point_rows,
+)
 from segloop.io.export import check_labels_fit
 from segloop.io.label_tiff import check_new_file, write_labels_tiff
 from segloop.io.readers import ImageSource, open_image
@@ -92,18 +97,22 @@ def interior_array(
     return InteriorView(probabilities)
 
 
-def weakness_map(labels: Any, interior: InteriorView, timed: bool) -> Any:
-    """:func:`segloop.core.uncertainty.seed_weakness` of labels in memory,
-    per time point (ids restart in each); same shape as ``labels``."""
+def weakness_map(
+    labels: Any, table: Mapping[str, Any], timed: bool
+) -> np.ndarray:
+    """The objects' ``seed_weakness`` (a column of ``table``, the labels'
+    object table; a ``t`` column with ``timed``) painted on their
+    pixels: float32, the shape of ``labels`` (in memory)."""
     labels = np.asarray(labels)
     if not timed:
-        return seed_weakness(labels, interior[()])
-    return np.stack(
-        [
-            seed_weakness(frame, interior[(t,)])
-            for t, frame in enumerate(labels)
-        ]
-    )
+        return paint_objects(labels, table['label'], table['seed_weakness'])
+    frames = []
+    for t, frame in enumerate(labels):
+        rows = time_point_rows(table, t)
+        frames.append(
+            paint_objects(frame, rows['label'], rows['seed_weakness'])
+        )
+    return np.stack(frames)
 
 
 def _image_data(

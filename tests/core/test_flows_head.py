@@ -372,7 +372,7 @@ def test_painted_flows_turn_with_the_patch():
     assert np.isfinite(dense).all()  # every pixel painted here
     image = (labels > 0).astype(np.float32)[None]
     sampler = PaintedPatchSampler(
-        [image], [classes], (48, 48), elastic=1.0, dense=[dense], flows=True
+        [image], [classes], (48, 48), elastic=1.0, dense=[dense]
     )
     rng = np.random.default_rng(0)
     checked = 0

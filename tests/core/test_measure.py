@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segloop.core.measure import measure_objects
+from segloop.core.measure import measure_objects, seed_weakness
 
 
 def _labels_2d() -> np.ndarray:
@@ -102,3 +102,22 @@ def test_seed_weakness_is_one_minus_each_objects_peak_interior():
     )
     with pytest.raises(ValueError, match='interior'):
         measure_objects(labels, interior=interior[:5])
+
+
+def test_seed_weakness_paints_each_object_with_its_score():
+    labels = np.zeros((6, 8), np.int32)
+    labels[1:3, 1:4] = 2
+    labels[4:6, 5:8] = 5
+    interior = np.full(labels.shape, 0.2, np.float32)
+    interior[2, 2] = 0.95
+    interior[4:6, 5:8] = 0.5
+    weakness = seed_weakness(labels, interior)
+    assert weakness.dtype == np.float32
+    np.testing.assert_allclose(weakness[labels == 2], 0.05, atol=1e-6)
+    np.testing.assert_allclose(weakness[labels == 5], 0.5)
+    assert (weakness[labels == 0] == 0).all()
+    assert not seed_weakness(
+        np.zeros((3, 3), np.int32), interior[:3, :3]
+    ).any()
+    with pytest.raises(ValueError, match='shape'):
+        seed_weakness(labels, interior[:3])

@@ -272,24 +272,3 @@ def test_masks_drawn_with_torch_as_on_a_gpu(monkeypatch):
     assert 0.15 < float((y == 0).float().mean()) < 0.25
     torch.testing.assert_close(y, again, rtol=0, atol=0)
     assert set(y.unique().tolist()) == {0.0, 1.25}
-
-
-def test_seed_weakness_paints_each_object_with_its_score():
-    from segloop.core.uncertainty import seed_weakness
-
-    labels = np.zeros((6, 8), np.int32)
-    labels[1:3, 1:4] = 2
-    labels[4:6, 5:8] = 5
-    interior = np.full(labels.shape, 0.2, np.float32)
-    interior[2, 2] = 0.95
-    interior[4:6, 5:8] = 0.5
-    weakness = seed_weakness(labels, interior)
-    assert weakness.dtype == np.float32
-    np.testing.assert_allclose(weakness[labels == 2], 0.05, atol=1e-6)
-    np.testing.assert_allclose(weakness[labels == 5], 0.5)
-    assert (weakness[labels == 0] == 0).all()
-    assert not seed_weakness(
-        np.zeros((3, 3), np.int32), interior[:3, :3]
-    ).any()
-    with pytest.raises(ValueError, match='shape'):
-        seed_weakness(labels, interior[:3])

@@ -373,7 +373,6 @@ def iter_finetune(
         config.elastic,
         config.object_fraction,
         dense=dense_targets,
-        flows=head == 'flows',
     )
     dev = (
         pick_device(device) if not isinstance(device, torch.device) else device

@@ -45,14 +45,12 @@ class PaintedPatchSampler:
         detections painted out), so uniform centres would rarely show
         the few painted objects; 0 samples all painted pixels alike.
     dense : sequence of ndarray, optional
-        Per image, targets of a dense head, float32, NaN where unknown
+        Per image, flow targets (background, then one component per
+        spatial axis), float32, NaN where unknown
         (:func:`segloop.core.corrections.class_targets_to_flows`): the
-        batches then carry these, deformed with the image, instead of
-        the class targets (which still choose the patch centres).
-    flows : bool
-        ``dense`` holds flows (background, then one component per
-        spatial axis): flips and turns turn the vectors too, and there
-        is no elastic deformation (it would not bend them).
+        batches then carry these instead of the class targets (which
+        still choose the patch centres). Flips and turns turn the vectors
+        too, and there is no elastic deformation (it would not bend them).
     """
 
     def __init__(
@@ -63,11 +61,9 @@ class PaintedPatchSampler:
         elastic: float = 0.3,
         object_fraction: float = 0.0,
         dense: Sequence[np.ndarray] | None = None,
-        flows: bool = False,
     ) -> None:
         self.patch_shape = tuple(int(p) for p in patch_shape)
-        self.elastic = 0.0 if flows else elastic
-        self.flows = flows
+        self.elastic = elastic if dense is None else 0.0
         self.object_fraction = object_fraction
         self.images, self.targets, self.points = [], [], []
         self.object_points = []
@@ -135,16 +131,14 @@ class PaintedPatchSampler:
             y = target[region]
             channels = len(x)
             if self.dense is not None:
-                # distance maps deform with the image, as extra channels
+                # flows turn with the image, as extra channels
                 x = np.concatenate([x, self.dense[k][(slice(None), *region)]])
-            if rng.random() < self.elastic:
+            if rng.random() < self.elastic:  # never with flows
                 x, y = augment_elastic(x, y, rng)
-            if self.flows:
+            if self.dense is not None:
                 x, y = _turn_with_flows(x, channels, rng)
             else:
                 x, y = augment_geometry(x, y, rng)
-                if self.dense is not None:
-                    x, y = x[:channels], x[channels:]
             xs.append(augment_intensity(x, rng))
             ys.append(y)
         return np.stack(xs), np.stack(ys)

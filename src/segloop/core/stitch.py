@@ -77,33 +77,29 @@ def offset_ids(
 
 
 def boundary_evidence(
-    low: np.ndarray, high: np.ndarray, axis: int, head: str
-) -> np.ndarray | None:
-    """How much the network says objects part along a block face.
+    low: np.ndarray, high: np.ndarray, axis: int
+) -> np.ndarray:
+    """How much a 'flows' network says objects part along a block face.
 
     Parameters
     ----------
     low, high : ndarray of float32, shape (C, *face)
-        The network's outputs (classes first, as stored) on the last
-        plane of the lower block and the first plane of the upper one.
+        The network's outputs (background first, then one flow component
+        per spatial axis, as stored) on the last plane of the lower block
+        and the first plane of the upper one.
     axis : int
         The face's axis among the spatial axes.
-    head : {'classes', 'flows'}
-        The model's head.
 
     Returns
     -------
-    ndarray of float32, shape face, or None
-        0 (one object continues here) to 1 (two objects touch here);
-        None for heads other than 'flows' (the 3-class head's boundary
-        class keeps touching objects apart already). Flows point to each
-        object's centre, so across the line between two objects they
-        part (the lower side's component along ``axis`` negative, the
-        upper side's positive), and within one object they do not: half
-        their difference, clipped.
+    ndarray of float32, shape face
+        0 (one object continues here) to 1 (two objects touch here).
+        Flows point to each object's centre, so across the line between
+        two objects they part (the lower side's component along ``axis``
+        negative, the upper side's positive), and within one object they
+        do not: half their difference, clipped. (The 3-class head needs
+        none: its boundary class keeps touching objects apart.)
     """
-    if head != 'flows':
-        return None
     parting = (high[1 + axis] - low[1 + axis]) / 2
     return np.clip(parting, 0.0, 1.0)
 
@@ -324,7 +320,7 @@ def stitch_blocks(
                     read_probabilities(tuple(r)).take(0, axis=axis + 1)
                     for r in (low_region, high_region)
                 )
-                evidence = boundary_evidence(low_out, high_out, axis, head)
+                evidence = boundary_evidence(low_out, high_out, axis)
             merger.merge(
                 face_merges(
                     read_raw(tuple(low_region)).take(0, axis=axis),

@@ -37,7 +37,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
 
 from segloop.core.mc_dropout import (
     derive_seed,
@@ -262,46 +261,6 @@ def foreground_variance(
 
 
 # -- per object ---------------------------------------------------------------
-
-
-def seed_weakness(labels: np.ndarray, interior: np.ndarray) -> np.ndarray:
-    """Each object's seed weakness on its pixels: 1 - its peak P(interior).
-
-    The score native to the 3-class head: an object whose interior
-    probability never comes close to 1 was grown from a weak seed. It
-    needs no dropout passes. On the bundled nuclei2d's validation images
-    it ranks wrong objects (no true nucleus at IoU >= 0.5) as well as
-    their mean MC entropy does (AUROC 0.83 both), and the 64-pixel
-    windows that hold an error better (0.82 against 0.78; 111 against 85
-    of 244 errors in the top tenth of the windows; docs/performance.md,
-    "Uncertainty"), so *Next uncertain region* ranks by it when a model
-    has the head.
-
-    Parameters
-    ----------
-    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
-        Instance labels of one image or volume, 0 background.
-    interior : ndarray of float, same shape
-        P(interior) (channel 1 of a 3-class head's output).
-
-    Returns
-    -------
-    ndarray of float32, same shape
-        0 on background; on each object's pixels, 1 minus the highest
-        interior probability inside it (0 to 1).
-    """
-    labels = np.asarray(labels)
-    if labels.shape != np.shape(interior):
-        raise ValueError(
-            f'labels {labels.shape} and interior {np.shape(interior)} '
-            'differ in shape'
-        )
-    peak = np.zeros(int(labels.max(initial=0)) + 1, np.float32)
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    if len(ids):
-        peak[ids] = ndimage.maximum(interior, labels, ids)
-    return np.where(labels > 0, 1.0 - peak[labels], 0.0).astype(np.float32)
 
 
 def object_uncertainty(

@@ -206,15 +206,13 @@ def summarize(result: RunResult, job: Any) -> None:
     from segloop.measurements import weakness_map
 
     result.features = object_table(result.labels, job)
-    interior = _interior(job, result.labels.shape)
-    entropy = _entropy(job)
-    if interior is not None:  # a 3-class model: its native score
+    if 'seed_weakness' in result.features:  # a 3-class model's own score
         result.regions = uncertain_regions(
-            weakness_map(result.labels, interior, 'T' in job.axes),
+            weakness_map(result.labels, result.features, 'T' in job.axes),
             job.axes,
             measure='seed weakness',
         )
-    elif entropy is not None:
+    elif (entropy := _entropy(job)) is not None:
         result.regions = uncertain_regions(entropy, job.axes)
     result.warnings += implausible_result(
         result.labels,
